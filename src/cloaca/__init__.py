@@ -1,0 +1,63 @@
+"""cloaca: embedded, durable workflow orchestration with cron schedules and event triggers.
+
+Declare tasks with :func:`task`, group them with :class:`WorkflowBuilder` or
+:func:`workflow`, and run them with :class:`DefaultRunner` on SQLite (or PostgreSQL).
+"""
+
+from cloaca.config import DefaultRunnerConfig
+from cloaca.context import Context
+from cloaca.results import TaskResult, WorkflowResult
+from cloaca.retry import BackoffStrategy, RetryCondition, RetryPolicy
+from cloaca.rules import (
+    all_of,
+    always,
+    any_of,
+    context_value,
+    none_of,
+    task_failed,
+    task_skipped,
+    task_success,
+)
+from cloaca.runner import DefaultRunner
+from cloaca.task import TaskHandle, task
+from cloaca.triggers import (
+    Trigger,
+    TriggerError,
+    TriggerResult,
+    register_trigger,
+    trigger,
+)
+from cloaca.workflow import Workflow, WorkflowBuilder, register_workflow_constructor, workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackoffStrategy",
+    "Context",
+    "DefaultRunner",
+    "DefaultRunnerConfig",
+    "RetryCondition",
+    "RetryPolicy",
+    "TaskHandle",
+    "TaskResult",
+    "Trigger",
+    "TriggerError",
+    "TriggerResult",
+    "Workflow",
+    "WorkflowBuilder",
+    "WorkflowResult",
+    "__version__",
+    "all_of",
+    "always",
+    "any_of",
+    "context_value",
+    "none_of",
+    "register_trigger",
+    "register_workflow_constructor",
+    "task",
+    "task_failed",
+    "task_skipped",
+    "task_success",
+    "trigger",
+    "workflow",
+]

@@ -1,0 +1,91 @@
+"""``DefaultRunnerConfig``: every runner setting, validated at construction and assignment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+# name -> (default, kind, minimum). kind "int" and "float" are checked against minimum
+# (inclusive); "bool" must be a bool; "seconds" accepts a number or a timedelta.
+_FIELDS: dict[str, tuple[Any, str, float]] = {
+    "max_concurrent_tasks": (4, "int", 1),
+    "scheduler_poll_interval_ms": (100, "int", 1),
+    "task_timeout_seconds": (300, "int", 1),
+    "workflow_timeout_seconds": (3600, "int", 1),
+    "db_pool_size": (10, "int", 1),
+    "enable_recovery": (True, "bool", 0),
+    "enable_cron_scheduling": (True, "bool", 0),
+    "cron_poll_interval_seconds": (30, "int", 1),
+    "cron_max_catchup_executions": (100, "int", 1),
+    "cron_enable_recovery": (True, "bool", 0),
+    "cron_recovery_interval_seconds": (300, "int", 1),
+    "cron_lost_threshold_minutes": (10, "int", 1),
+    "cron_max_recovery_age_seconds": (86400, "int", 1),
+    "cron_max_recovery_attempts": (3, "int", 1),
+    "enable_trigger_scheduling": (True, "bool", 0),
+    "trigger_base_poll_interval": (1.0, "seconds", 0.001),
+    "trigger_poll_timeout": (30.0, "seconds", 0.001),
+    "trigger_max_consecutive_errors": (10, "int", 1),
+    "trigger_evaluation_retention": (1000, "int", 1),
+    "heartbeat_interval_seconds": (10, "seconds", 0.01),
+    "stale_claim_threshold_seconds": (60, "seconds", 0.01),
+    "stale_claim_sweep_interval_seconds": (30, "seconds", 0.01),
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default, kind, minimum = _FIELDS[name]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} is invalid: expected True or False")
+        return value
+    if kind == "seconds" and isinstance(value, timedelta):
+        value = value.total_seconds()
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum:g}")
+    if not numeric or value != value or value < minimum:
+        accepted = "seconds (number) or a timedelta" if kind == "seconds" else "a number"
+        raise ValueError(f"{name}={value!r} is invalid: expected {accepted} >= {minimum:g}")
+    return float(value) if kind == "seconds" else value
+
+
+class DefaultRunnerConfig:
+    """Runner settings. Pass any field as a keyword or set it as an attribute.
+
+    Unknown names and invalid values raise ``ValueError`` naming the field and what is
+    accepted. ``trigger_base_poll_interval`` and ``trigger_poll_timeout`` are seconds and
+    also accept a ``timedelta``.
+    """
+
+    __slots__ = tuple(_FIELDS)
+
+    def __init__(self, **kwargs: Any) -> None:
+        for name, (default, _, _) in _FIELDS.items():
+            object.__setattr__(self, name, default)
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in _FIELDS:
+            raise ValueError(
+                f"unknown DefaultRunnerConfig field {name!r}; accepted: {', '.join(_FIELDS)}"
+            )
+        object.__setattr__(self, name, _coerce(name, value))
+
+    @classmethod
+    def default(cls) -> DefaultRunnerConfig:
+        """A config with every default."""
+        return cls()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field and its value."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    def copy(self) -> DefaultRunnerConfig:
+        """An independent copy."""
+        return DefaultRunnerConfig(**self.to_dict())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"DefaultRunnerConfig({fields})"

@@ -1,0 +1,311 @@
+"""Executor: claim Ready task executions, run them, record each attempt's outcome.
+
+A claim is a conditional UPDATE in the database; the outcome write is conditional on the
+same (task execution, attempt, runner), so a late result of an attempt that timed out or
+was taken over by another runner changes nothing. Recording an outcome and planning what it
+unblocks happen in one transaction (``planner.advance``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cloaca.clock import Clock
+from cloaca.config import DefaultRunnerConfig
+from cloaca.context import Context
+from cloaca.engine.aio import AsyncBridge
+from cloaca.engine.planner import Shape, advance, load_input
+from cloaca.retry import is_transient_message
+from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
+from cloaca.store.store import Store
+from cloaca.task import TaskHandle, TaskSpec
+from cloaca.workflow import Workflow, get_workflow, registered_workflows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Attempt:
+    claimed: ClaimedTask
+    spec: TaskSpec | None
+    shape: Shape | None
+    deadline: float | None = None  # monotonic; sync tasks only (async ones cancel themselves)
+    done: bool = False
+    handle: TaskHandle | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class TaskTimedOut(Exception):
+    """An attempt ran past its timeout."""
+
+
+class Executor:
+    """Runs task executions of the workflows registered in this process."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        runner_id: str,
+        config: DefaultRunnerConfig,
+        aio: AsyncBridge,
+        on_finished: Callable[[str, ExecutionStatus], None],
+        wake: Callable[[], None],
+        stopping: threading.Event,
+        inline: bool = False,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._runner_id = runner_id
+        self._config = config
+        self._aio = aio
+        self._on_finished = on_finished
+        self._wake = wake
+        self._stopping = stopping
+        self._inline = inline
+        self._slots = threading.Condition()
+        self._free = config.max_concurrent_tasks
+        self._inflight: dict[tuple[int, int], _Attempt] = {}
+        self._dirty = True
+        self._next_ready: datetime | None = None
+        self._shapes: dict[tuple[str, str], Shape] = {}
+        # Abandoned (timed-out) sync bodies keep their thread, so allow headroom.
+        self._pool = (
+            None
+            if inline
+            else ThreadPoolExecutor(
+                max_workers=config.max_concurrent_tasks + 16, thread_name_prefix="cloaca-task"
+            )
+        )
+
+    # -- the loop's view ----------------------------------------------------------------------
+
+    def poke(self) -> None:
+        """New work may be Ready (a local state change or another process's commit)."""
+        self._dirty = True
+
+    def shape_of(self, wf: Workflow) -> Shape:
+        """The planner's view of a registered workflow (cached per version)."""
+        key = (wf.name, wf.version)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = Shape.from_definition(wf.definition())
+        return shape
+
+    def tick(self, now: datetime) -> tuple[bool, datetime | None]:
+        """Claim and dispatch what fits in the free slots; returns (did_work, next_due)."""
+        timeout_due = self._expire_timeouts()
+        claimed: list[ClaimedTask] = []
+        with self._slots:
+            free = self._free
+        due = self._dirty or (self._next_ready is not None and now >= self._next_ready)
+        if free > 0 and due:
+            names = [wf.name for wf in registered_workflows()]
+            self._dirty = False
+            if names:
+                claimed = self._store.claim_ready(self._runner_id, names, free, now)
+                if len(claimed) < free:
+                    self._next_ready = self._store.next_ready_at(names)
+                else:
+                    self._dirty = True
+            for c in claimed:
+                self._dispatch(c)
+        # With no free slot the next ready time is moot: a finishing attempt wakes the loop.
+        ready_due = self._next_ready if free > len(claimed) else None
+        next_due = min((t for t in (ready_due, timeout_due) if t is not None), default=None)
+        return bool(claimed), next_due
+
+    def busy(self) -> bool:
+        """True while any attempt of this runner is in flight."""
+        return bool(self._inflight)
+
+    def shutdown(self, wait_seconds: float) -> None:
+        """Wait (bounded) for in-flight attempts, then stop the thread pool."""
+        deadline = time.monotonic() + wait_seconds
+        while self._inflight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- slots (also lent to TaskHandle) ---------------------------------------------------
+
+    def release_slot(self) -> None:
+        with self._slots:
+            self._free += 1
+            self._slots.notify()
+        self._dirty = True
+        self._wake()
+
+    def acquire_slot(self) -> None:
+        with self._slots:
+            while self._free <= 0 and not self._stopping.is_set():
+                self._slots.wait(0.5)
+            self._free -= 1
+
+    # -- running one attempt ---------------------------------------------------------------
+
+    def _dispatch(self, claimed: ClaimedTask) -> None:
+        wf = get_workflow(claimed.workflow_name)
+        spec = wf.tasks.get(claimed.task_id) if wf else None
+        attempt = _Attempt(claimed, spec, self.shape_of(wf) if wf else None)
+        with self._slots:
+            self._free -= 1
+        self._inflight[(claimed.id, claimed.attempt)] = attempt
+        if self._pool is None:
+            self._run(attempt)
+        else:
+            self._pool.submit(self._run, attempt)
+
+    def _run(self, attempt: _Attempt) -> None:
+        claimed, spec, shape = attempt.claimed, attempt.spec, attempt.shape
+        if spec is None or shape is None:
+            msg = f"task {claimed.task_id!r} is not part of workflow {claimed.workflow_name!r} here"
+            self._finish(attempt, None, msg, timed_out=False)
+            return
+        ctx: Context | None = None
+        try:
+            with self._store.read() as tx:
+                data = load_input(self._store, tx, shape, claimed.execution_id, claimed.task_id)
+            ctx = Context._adopt(data)
+            timeout = spec.timeout or float(self._config.task_timeout_seconds)
+            attempt.handle = TaskHandle(spec.id, _Control(self, attempt))
+            args: tuple[Any, ...] = (ctx, attempt.handle) if spec.wants_handle else (ctx,)
+            if spec.is_async:
+                try:
+                    result = self._aio.run(spec.fn(*args), timeout)
+                except TimeoutError:
+                    raise TaskTimedOut(f"Task {spec.id!r} timed out after {timeout:g}s") from None
+            else:
+                attempt.deadline = time.monotonic() + timeout
+                self._wake()  # let the loop learn the new deadline
+                result = spec.fn(*args)
+            output = _output_of(spec.id, result, ctx)
+            self._finish(attempt, output, None, timed_out=False, ctx=ctx)
+        except TaskTimedOut as exc:
+            self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx)
+        except Exception as exc:  # the user's error is the attempt's outcome
+            self._finish(attempt, None, f"{type(exc).__name__}: {exc}", timed_out=False, ctx=ctx)
+
+    def _expire_timeouts(self) -> datetime | None:
+        now_mono = time.monotonic()
+        earliest: float | None = None
+        for attempt in list(self._inflight.values()):
+            if attempt.deadline is None or attempt.done:
+                continue
+            if attempt.deadline <= now_mono:
+                spec = attempt.spec
+                timeout = (spec.timeout if spec else None) or self._config.task_timeout_seconds
+                msg = f"Task {attempt.claimed.task_id!r} timed out after {timeout:g}s"
+                self._finish(attempt, None, msg, timed_out=True)
+            elif earliest is None or attempt.deadline < earliest:
+                earliest = attempt.deadline
+        if earliest is None:
+            return None
+        return self._clock.now() + timedelta(seconds=earliest - now_mono)
+
+    def _finish(
+        self,
+        attempt: _Attempt,
+        output: str | None,
+        error: str | None,
+        *,
+        timed_out: bool,
+        ctx: Context | None = None,
+    ) -> None:
+        with attempt.lock:
+            if attempt.done:
+                return
+            attempt.done = True
+        claimed, spec = attempt.claimed, attempt.spec
+        now = self._clock.now()
+        retry_at = None
+        if error is None:
+            status = TaskStatus.COMPLETED
+        else:
+            policy = spec.retry if spec else None
+            transient = timed_out or is_transient_message(error)
+            if policy and policy.should_retry(claimed.attempt, error, timed_out=transient):
+                status = TaskStatus.READY
+                retry_at = now + timedelta(seconds=policy.calculate_delay(claimed.attempt))
+            else:
+                status = TaskStatus.FAILED
+        outcome = None
+        try:
+            with self._store.write() as tx:
+                owned = self._store.finish_attempt(
+                    tx,
+                    claimed,
+                    self._runner_id,
+                    status=status,
+                    now=now,
+                    output_json=output,
+                    error=error,
+                    retry_at=retry_at,
+                )
+                if owned and status.is_terminal and attempt.shape is not None:
+                    outcome = advance(self._store, tx, attempt.shape, claimed.execution_id, now)
+        except Exception:
+            log.exception("recording task outcome failed", extra={"task_execution": claimed.id})
+        finally:
+            handle = attempt.handle
+            if handle is None or handle._slot_held:
+                self.release_slot()
+            if handle is not None:
+                handle._end()
+            self._inflight.pop((claimed.id, claimed.attempt), None)
+        if retry_at is not None and (self._next_ready is None or retry_at < self._next_ready):
+            self._next_ready = retry_at
+        if outcome is not None:
+            self._on_finished(claimed.execution_id, outcome)
+        if spec is not None:
+            _callback(spec, error, ctx)
+        self._wake()
+
+
+def _output_of(task_id: str, result: Any, ctx: Context) -> str:
+    if result is None:
+        result = ctx
+    if not isinstance(result, Context):
+        raise TypeError(
+            f"task {task_id!r} returned {type(result).__name__}; return a Context or None"
+        )
+    return json.dumps(result._raw())
+
+
+def _callback(spec: TaskSpec, error: str | None, ctx: Context | None) -> None:
+    try:
+        if error is None and spec.on_success is not None:
+            spec.on_success(spec.id, ctx)
+        elif error is not None and spec.on_failure is not None:
+            spec.on_failure(spec.id, error, ctx)
+    except Exception:
+        log.exception("task callback raised", extra={"task": spec.id})
+
+
+class _Control:
+    """The executor's side of a TaskHandle."""
+
+    def __init__(self, executor: Executor, attempt: _Attempt) -> None:
+        self._executor = executor
+        self._attempt = attempt
+
+    def release_slot(self) -> None:
+        self._attempt.deadline = None  # deferring is waiting, not running
+        self._executor.release_slot()
+
+    def acquire_slot(self) -> None:
+        self._executor.acquire_slot()
+
+    def set_sub_status(self, sub_status: str | None) -> None:
+        self._executor._store.set_sub_status(self._attempt.claimed, sub_status)
+
+    def wait(self, seconds: float) -> bool:
+        return self._executor._stopping.wait(seconds)

@@ -1,0 +1,366 @@
+"""``DefaultRunner``: the facade users touch. It owns the database, the engine loop, the
+executor, the recovery part and the trigger and cron schedulers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from cloaca.clock import Clock, SystemClock
+from cloaca.config import DefaultRunnerConfig
+from cloaca.context import Context
+from cloaca.engine.aio import AsyncBridge
+from cloaca.engine.executor import Executor
+from cloaca.engine.loop import Loop, Part
+from cloaca.engine.planner import Shape, advance, terminate
+from cloaca.engine.recovery import Recovery
+from cloaca.results import WorkflowResult
+from cloaca.runner_cron import CronManagement
+from cloaca.runner_triggers import TriggerManagement
+from cloaca.store.db import Tx
+from cloaca.store.records import ExecutionStatus, NewTask
+from cloaca.store.sqlite import SqliteDatabase
+from cloaca.store.store import Store
+from cloaca.store.urls import parse_database_url
+from cloaca.workflow import (
+    Workflow,
+    add_workflow_listener,
+    get_workflow,
+    registered_workflows,
+    remove_workflow_listener,
+)
+
+log = logging.getLogger(__name__)
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _open_store(database_url: str) -> Store:
+    url = parse_database_url(database_url)
+    if url.dialect == "postgres":
+        raise ValueError(
+            f"PostgreSQL URL {database_url!r}: PostgreSQL support is not available in this "
+            f"build yet; use sqlite://path.db"
+        )
+    return Store(SqliteDatabase(url.target))
+
+
+def context_json(context: Context | Mapping[str, Any] | None) -> str:
+    """Encode an execution's input context (a Context, a plain dict or None)."""
+    if context is None:
+        return "{}"
+    if isinstance(context, Context):
+        return json.dumps(context._raw())
+    if isinstance(context, Mapping):
+        return json.dumps(Context(dict(context))._raw())
+    raise TypeError(f"context must be a Context, a dict or None, got {type(context).__name__}")
+
+
+class DefaultRunner(TriggerManagement, CronManagement):
+    """Runs workflows durably against one database.
+
+    ``DefaultRunner("sqlite://app.db")`` migrates the schema, starts the engine loop on a
+    background thread and returns. Use it as a context manager or call :meth:`shutdown`.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        config: DefaultRunnerConfig | None = None,
+        *,
+        _clock: Clock | None = None,
+        _manual: bool = False,
+    ) -> None:
+        if config is not None and not isinstance(config, DefaultRunnerConfig):
+            raise ValueError(f"config must be a DefaultRunnerConfig, got {type(config).__name__}")
+        self.config = (config or DefaultRunnerConfig()).copy()
+        self.database_url = database_url
+        self.runner_id = str(uuid.uuid4())
+        self._clock: Clock = _clock or SystemClock()
+        self._manual = _manual
+        self._closed = False
+        self._stopping = threading.Event()
+        self._waiters: dict[str, list[threading.Event]] = {}
+        self._waiters_lock = threading.Lock()
+        self._store = _open_store(database_url)
+        try:
+            self._store.migrate()
+        except Exception:
+            self._store.close()
+            raise
+        self._aio = AsyncBridge()
+        self._executor = Executor(
+            self._store,
+            self._clock,
+            self.runner_id,
+            self.config,
+            self._aio,
+            on_finished=self._execution_finished,
+            wake=self._wake,
+            stopping=self._stopping,
+            inline=_manual,
+        )
+        self._recovery = Recovery(
+            self._store,
+            self.runner_id,
+            self.config,
+            on_requeued=self._executor.poke,
+            on_finished=self._execution_finished,
+        )
+        parts: list[Part] = [self._recovery, self._executor]
+        parts.extend(self._init_triggers())
+        parts.extend(self._init_cron())
+        self._last_data_version = self._store.data_version()
+        self._loop = Loop(
+            self._clock,
+            parts,
+            self.config.scheduler_poll_interval_ms / 1000,
+            self._external_change,
+            self._stopping,
+        )
+        self._loop.on_external_change = self._executor.poke
+        self._recovery.register(self._clock.now())
+        for wf in registered_workflows():
+            self._record_workflow(wf)
+        add_workflow_listener(self._record_workflow)
+        if not _manual:
+            self._loop.start()
+
+    # -- construction helpers (compat) ------------------------------------------------------
+
+    @classmethod
+    def with_config(cls, database_url: str, config: DefaultRunnerConfig) -> DefaultRunner:
+        """Create a runner with an explicit configuration."""
+        return cls(database_url, config)
+
+    @classmethod
+    def with_schema(cls, database_url: str, schema: str) -> DefaultRunner:
+        """Create a runner whose tables live in a PostgreSQL schema (PostgreSQL only)."""
+        if not isinstance(schema, str) or not schema:
+            raise ValueError("Schema name cannot be empty")
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(
+                f"Schema name must contain only alphanumeric characters and underscores: {schema!r}"
+            )
+        if parse_database_url(database_url).dialect != "postgres":
+            raise ValueError(
+                f"with_schema requires PostgreSQL; {database_url!r} is not a postgres:// URL"
+            )
+        return cls(database_url)
+
+    def __enter__(self) -> DefaultRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- engine plumbing --------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        self._executor.poke()
+        self._loop.wake()
+
+    def _external_change(self) -> bool:
+        version = self._store.data_version()
+        changed = version != self._last_data_version
+        self._last_data_version = version
+        return changed
+
+    def _record_workflow(self, wf: Workflow) -> None:
+        if self._closed:
+            return
+        try:
+            self._store.record_workflow(wf.name, wf.version, wf.definition(), self._clock.now())
+        except Exception:
+            log.exception("recording workflow definition failed", extra={"workflow": wf.name})
+        self._wake()
+
+    def _execution_finished(self, execution_id: str, status: ExecutionStatus) -> None:
+        with self._waiters_lock:
+            events = self._waiters.pop(execution_id, [])
+        for event in events:
+            event.set()
+
+    def _shape(self, workflow_name: str) -> Shape:
+        if not isinstance(workflow_name, str) or not workflow_name:
+            raise ValueError(f"workflow name {workflow_name!r} must be a non-empty string")
+        wf = get_workflow(workflow_name)
+        if wf is not None:
+            return self._executor.shape_of(wf)
+        definition = self._store.get_workflow_definition(workflow_name)
+        if definition is None:
+            raise ValueError(
+                f"Workflow {workflow_name!r} not found: register it in this process "
+                f"(WorkflowBuilder / cloaca.workflow) or in a runner on the same database"
+            )
+        return Shape.from_definition(definition)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this DefaultRunner has been shut down")
+
+    def _create_execution(self, tx: Tx, shape: Shape, context_text: str, now: datetime) -> str:
+        """Insert an execution of ``shape`` and plan its roots, inside ``tx``."""
+        execution_id = str(uuid.uuid4())
+        self._store.insert_execution(
+            tx,
+            execution_id=execution_id,
+            workflow_name=shape.name,
+            version=shape.version,
+            context_json=context_text,
+            tasks=[
+                NewTask(tid, pos, shape.max_attempts[tid]) for pos, tid in enumerate(shape.order)
+            ],
+            now=now,
+        )
+        advance(self._store, tx, shape, execution_id, now)
+        return execution_id
+
+    # -- executions -------------------------------------------------------------------------
+
+    def start(self, workflow_name: str, context: Context | Mapping[str, Any] | None = None) -> str:
+        """Start an execution and return its id without waiting."""
+        self._check_open()
+        shape = self._shape(workflow_name)
+        text = context_json(context)
+        with self._store.write() as tx:
+            execution_id = self._create_execution(tx, shape, text, self._clock.now())
+        self._wake()
+        return execution_id
+
+    def execute(
+        self, workflow_name: str, context: Context | Mapping[str, Any] | None = None
+    ) -> WorkflowResult:
+        """Run a workflow and block until its execution is terminal."""
+        return self.wait(self.start(workflow_name, context))
+
+    def wait(self, execution_id: str, timeout: float | None = None) -> WorkflowResult:
+        """Block until the execution is terminal (``TimeoutError`` after ``timeout`` s)."""
+        self._check_open()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Executions run by another process finish without a local wake-up; re-read the
+        # database at the fallback interval for those.
+        fallback = self.config.scheduler_poll_interval_ms / 1000
+        while True:
+            event = threading.Event()
+            with self._waiters_lock:
+                self._waiters.setdefault(execution_id, []).append(event)
+            record = self._store.get_execution(execution_id)
+            if record is None:
+                raise ValueError(f"Execution {execution_id!r} not found")
+            if record.status.is_terminal:
+                self._drop_waiter(execution_id, event)
+                return WorkflowResult.build(record, self._store.list_task_executions(execution_id))
+            if self._manual:
+                raise RuntimeError(
+                    "wait() on a manually driven runner would block forever; "
+                    "drive it with cloaca.testing (harness.run_until_idle())"
+                )
+            remaining = fallback if deadline is None else min(fallback, deadline - time.monotonic())
+            if remaining <= 0:
+                self._drop_waiter(execution_id, event)
+                raise TimeoutError(f"execution {execution_id} not finished after {timeout}s")
+            event.wait(remaining)
+            self._drop_waiter(execution_id, event)
+
+    def _drop_waiter(self, execution_id: str, event: threading.Event) -> None:
+        with self._waiters_lock:
+            events = self._waiters.get(execution_id)
+            if events and event in events:
+                events.remove(event)
+                if not events:
+                    del self._waiters[execution_id]
+
+    def get_execution(self, execution_id: str) -> WorkflowResult:
+        """The current state of an execution (status may be Pending or Running)."""
+        self._check_open()
+        record = self._store.get_execution(str(execution_id))
+        if record is None:
+            raise ValueError(f"Execution {execution_id!r} not found")
+        return WorkflowResult.build(record, self._store.list_task_executions(record.id))
+
+    def list_executions(
+        self,
+        workflow_name: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Executions newest first, as dicts."""
+        self._check_open()
+        accepted = [str(s) for s in ExecutionStatus]
+        if status is not None and status not in accepted:
+            raise ValueError(f"status {status!r} is not one of {accepted}")
+        _check_page(limit, offset)
+        from cloaca.clock import rfc3339
+
+        return [
+            {
+                "id": r.id,
+                "workflow_name": r.workflow_name,
+                "workflow_version": r.workflow_version,
+                "status": str(r.status),
+                "created_at": rfc3339(r.created_at),
+                "started_at": rfc3339(r.started_at),
+                "completed_at": rfc3339(r.completed_at),
+                "error_message": r.error_message,
+            }
+            for r in self._store.list_executions(workflow_name, status, limit, offset)
+        ]
+
+    def cancel_execution(self, execution_id: str) -> bool:
+        """Cancel a Pending/Running execution: nothing new starts; returns False if it was
+        already terminal. Running attempts finish but their results are not planned on."""
+        self._check_open()
+        if self._store.get_execution(str(execution_id)) is None:
+            raise ValueError(f"Execution {execution_id!r} not found")
+        with self._store.write() as tx:
+            ended = terminate(
+                self._store,
+                tx,
+                execution_id,
+                ExecutionStatus.CANCELLED,
+                self._clock.now(),
+                "cancelled",
+            )
+        if ended:
+            self._execution_finished(execution_id, ExecutionStatus.CANCELLED)
+        return ended
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop schedulers, wait (bounded) for running tasks, close the database."""
+        if self._closed:
+            return
+        remove_workflow_listener(self._record_workflow)
+        self._shutdown_triggers()
+        self._stopping.set()
+        self._loop.stop()
+        self._executor.shutdown(timeout)
+        self._closed = True
+        try:
+            self._store.remove_runner(self.runner_id)
+        except Exception:
+            log.exception("removing runner row failed")
+        self._aio.close()
+        self._store.close()
+        with self._waiters_lock:
+            waiters = [e for events in self._waiters.values() for e in events]
+            self._waiters.clear()
+        for event in waiters:
+            event.set()
+
+
+def _check_page(limit: object, offset: object) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise ValueError(f"limit {limit!r} must be a non-negative integer")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValueError(f"offset {offset!r} must be a non-negative integer")

@@ -1,0 +1,156 @@
+"""Statuses and the frozen records the Store returns, each built from a row in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from cloaca.clock import from_db_time
+from cloaca.store.db import Row
+
+
+class ExecutionStatus(StrEnum):
+    """Lifecycle of one execution."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the execution can no longer change."""
+        return self in (
+            ExecutionStatus.COMPLETED,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.CANCELLED,
+        )
+
+
+class TaskStatus(StrEnum):
+    """Lifecycle of one task execution."""
+
+    NOT_STARTED = "NotStarted"
+    READY = "Ready"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for Completed, Failed and Skipped."""
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """One execution row."""
+
+    id: str
+    workflow_name: str
+    workflow_version: str
+    status: ExecutionStatus
+    context: str
+    final_context: str | None
+    error_message: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> ExecutionRecord:
+        """Build from a row of ``execution_get`` / ``execution_list``."""
+        created = from_db_time(row["created_at"])
+        assert created is not None
+        return cls(
+            id=row["id"],
+            workflow_name=row["workflow_name"],
+            workflow_version=row["workflow_version"],
+            status=ExecutionStatus(row["status"]),
+            context=row["context"],
+            final_context=row["final_context"],
+            error_message=row["error_message"],
+            created_at=created,
+            started_at=from_db_time(row["started_at"]),
+            completed_at=from_db_time(row["completed_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExecutionRecord:
+    """One task execution row (without its output)."""
+
+    id: int
+    execution_id: str
+    task_id: str
+    position: int
+    status: TaskStatus
+    sub_status: str | None
+    attempt: int
+    max_attempts: int
+    ready_at: datetime | None
+    claimed_by: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> TaskExecutionRecord:
+        """Build from a row of ``task_list``."""
+        return cls(
+            id=row["id"],
+            execution_id=row["execution_id"],
+            task_id=row["task_id"],
+            position=row["position"],
+            status=TaskStatus(row["status"]),
+            sub_status=row["sub_status"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            ready_at=from_db_time(row["ready_at"]),
+            claimed_by=row["claimed_by"],
+            started_at=from_db_time(row["started_at"]),
+            completed_at=from_db_time(row["completed_at"]),
+            error=row["error"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """A task execution this runner just claimed: one attempt to run."""
+
+    id: int
+    execution_id: str
+    workflow_name: str
+    task_id: str
+    attempt: int
+    max_attempts: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> ClaimedTask:
+        """Build from a row returned by ``task_claim_ready``."""
+        return cls(
+            id=row["id"],
+            execution_id=row["execution_id"],
+            workflow_name=row["workflow_name"],
+            task_id=row["task_id"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task execution to create with a new execution."""
+
+    task_id: str
+    position: int
+    max_attempts: int
+
+
+def row_dict(row: Row) -> dict[str, Any]:
+    """A plain dict copy of a driver row."""
+    return {key: row[key] for key in row.keys()}  # type: ignore[attr-defined]  # noqa: SIM118

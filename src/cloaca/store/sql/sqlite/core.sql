@@ -1,0 +1,142 @@
+-- Core named queries (SQLite). Parameters are bound by name; never formatted in.
+
+-- name: list_tables
+SELECT name FROM sqlite_master WHERE type = 'table'
+
+-- name: schema_version_current
+SELECT MAX(version) AS version FROM cloaca_schema_version
+
+-- name: schema_version_insert
+INSERT INTO cloaca_schema_version (version, applied_at) VALUES (:version, :applied_at)
+
+-- name: workflow_upsert
+INSERT INTO cloaca_workflows (name, version, definition, updated_at)
+VALUES (:name, :version, :definition, :now)
+ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+    definition = excluded.definition, updated_at = excluded.updated_at
+WHERE cloaca_workflows.version != excluded.version
+
+-- name: workflow_get
+SELECT name, version, definition, updated_at FROM cloaca_workflows WHERE name = :name
+
+-- name: runner_insert
+INSERT INTO cloaca_runners (id, hostname, pid, started_at, heartbeat_at)
+VALUES (:id, :hostname, :pid, :now, :now)
+
+-- name: runner_heartbeat
+UPDATE cloaca_runners SET heartbeat_at = :now WHERE id = :id
+
+-- name: runner_delete
+DELETE FROM cloaca_runners WHERE id = :id
+
+-- name: runners_stale_delete
+DELETE FROM cloaca_runners WHERE heartbeat_at < :threshold AND id != :self_id
+
+-- name: task_requeue_orphaned
+UPDATE cloaca_task_executions
+SET status = 'Ready', claimed_by = NULL, ready_at = :now, sub_status = NULL
+WHERE status = 'Running'
+  AND claimed_by != :self_id
+  AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
+
+-- name: execution_insert
+INSERT INTO cloaca_executions (id, workflow_name, workflow_version, status, context, created_at)
+VALUES (:id, :workflow_name, :version, 'Pending', :context, :now)
+
+-- name: task_insert
+INSERT INTO cloaca_task_executions
+    (execution_id, workflow_name, task_id, position, status, max_attempts)
+VALUES (:execution_id, :workflow_name, :task_id, :position, 'NotStarted', :max_attempts)
+
+-- name: task_claim_ready
+UPDATE cloaca_task_executions
+SET status = 'Running', claimed_by = :runner_id, attempt = attempt + 1,
+    started_at = :now, sub_status = NULL
+WHERE id IN (
+    SELECT id FROM cloaca_task_executions
+    WHERE status = 'Ready' AND ready_at <= :now
+      AND workflow_name IN (SELECT value FROM json_each(:workflows))
+    ORDER BY ready_at, id
+    LIMIT :limit
+)
+RETURNING id, execution_id, workflow_name, task_id, attempt, max_attempts
+
+-- name: execution_mark_running
+UPDATE cloaca_executions SET status = 'Running', started_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'Pending'
+
+-- name: task_next_ready_at
+SELECT MIN(ready_at) AS ready_at FROM cloaca_task_executions
+WHERE status = 'Ready' AND workflow_name IN (SELECT value FROM json_each(:workflows))
+
+-- name: task_statuses
+SELECT task_id, status FROM cloaca_task_executions WHERE execution_id = :execution_id
+
+-- name: task_outputs
+SELECT task_id, output FROM cloaca_task_executions
+WHERE execution_id = :execution_id AND task_id IN (SELECT value FROM json_each(:task_ids))
+
+-- name: task_finish_attempt
+UPDATE cloaca_task_executions
+SET status = :status, output = :output, error = :error, ready_at = :ready_at,
+    completed_at = :completed_at, claimed_by = NULL, sub_status = NULL
+WHERE id = :id AND status = 'Running' AND attempt = :attempt AND claimed_by = :runner_id
+
+-- name: task_set_status
+UPDATE cloaca_task_executions
+SET status = :status, error = :error, ready_at = :ready_at, completed_at = :completed_at
+WHERE execution_id = :execution_id AND task_id = :task_id AND status = 'NotStarted'
+
+-- name: task_set_sub_status
+UPDATE cloaca_task_executions SET sub_status = :sub_status
+WHERE id = :id AND status = 'Running' AND attempt = :attempt
+
+-- name: task_cancel_pending
+UPDATE cloaca_task_executions
+SET status = 'Skipped', error = 'cancelled', completed_at = :now, claimed_by = NULL
+WHERE execution_id = :execution_id AND status IN ('NotStarted', 'Ready')
+
+-- name: task_list
+SELECT id, execution_id, task_id, position, status, sub_status, attempt, max_attempts,
+       ready_at, claimed_by, started_at, completed_at, error
+FROM cloaca_task_executions WHERE execution_id = :execution_id ORDER BY position
+
+-- name: execution_get
+SELECT id, workflow_name, workflow_version, status, context, final_context, error_message,
+       created_at, started_at, completed_at
+FROM cloaca_executions WHERE id = :id
+
+-- name: execution_status
+SELECT status FROM cloaca_executions WHERE id = :id
+
+-- name: execution_context
+SELECT context FROM cloaca_executions WHERE id = :id
+
+-- name: execution_finish
+UPDATE cloaca_executions
+SET status = :status, final_context = :final_context, error_message = :error,
+    completed_at = :now, started_at = COALESCE(started_at, :now)
+WHERE id = :id AND status IN ('Pending', 'Running')
+
+-- name: execution_list
+SELECT id, workflow_name, workflow_version, status, context, final_context, error_message,
+       created_at, started_at, completed_at
+FROM cloaca_executions
+WHERE (:workflow_name IS NULL OR workflow_name = :workflow_name)
+  AND (:status IS NULL OR status = :status)
+ORDER BY created_at DESC, rowid DESC
+LIMIT :limit OFFSET :offset
+
+-- name: execution_list_timed_out
+SELECT id FROM cloaca_executions
+WHERE status IN ('Pending', 'Running') AND created_at < :threshold
+
+-- name: trigger_release_holds
+UPDATE cloaca_trigger_executions
+SET holds_dedup = NULL, completed_at = :now
+WHERE workflow_execution_id = :execution_id AND completed_at IS NULL
+
+-- name: task_first_error
+SELECT task_id, error FROM cloaca_task_executions
+WHERE execution_id = :execution_id AND status = 'Failed'
+ORDER BY position LIMIT 1

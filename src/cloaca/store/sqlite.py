@@ -1,0 +1,123 @@
+"""stdlib ``sqlite3`` driver: WAL, busy timeout, ``BEGIN IMMEDIATE`` for writes.
+
+One connection per runner, guarded by a lock. SQLite serialises writers anyway, and a single
+connection lets ``:memory:`` databases work across the runner's threads. Processes sharing a
+file coordinate through SQLite's own locking (``busy_timeout``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from cloaca.store.db import Params, Row, StoreError, load_queries
+
+_BUSY_TIMEOUT_MS = 30_000
+
+
+class _SqliteTx:
+    __slots__ = ("_cur", "_queries")
+
+    def __init__(self, cur: sqlite3.Cursor, queries: dict[str, str]) -> None:
+        self._cur = cur
+        self._queries = queries
+
+    def _sql(self, query: str) -> str:
+        try:
+            return self._queries[query]
+        except KeyError:
+            raise StoreError(f"unknown query {query!r} for sqlite") from None
+
+    def one(self, query: str, params: Params | None = None) -> Row | None:
+        cur = self._cur.execute(self._sql(query), params or {})
+        row: Row | None = cur.fetchone()
+        # Drain so a RETURNING statement finishes before the transaction moves on.
+        cur.fetchall()
+        return row
+
+    def all(self, query: str, params: Params | None = None) -> list[Row]:
+        return list(self._cur.execute(self._sql(query), params or {}).fetchall())
+
+    def run(self, query: str, params: Params | None = None) -> int:
+        return self._cur.execute(self._sql(query), params or {}).rowcount
+
+    def run_many(self, query: str, params: Sequence[Params]) -> None:
+        self._cur.executemany(self._sql(query), params)
+
+    def script(self, sql: str) -> None:
+        """Run raw DDL statements (migrations only)."""
+        for statement in sql.split(";"):
+            if statement.strip():
+                self._cur.execute(statement)
+
+
+class SqliteDatabase:
+    """A SQLite database file (or ``:memory:``) behind the :class:`~cloaca.store.db.Database`
+    protocol."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str, uri: bool = False) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                path, uri=uri, isolation_level=None, check_same_thread=False, timeout=30
+            )
+        except sqlite3.Error as exc:
+            raise ValueError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise ValueError(f"{path!r} is not a SQLite database: {exc}") from exc
+        self._queries = load_queries("sqlite")
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[_SqliteTx]:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(begin)
+                yield _SqliteTx(cur, self._queries)
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                cur.close()
+
+    def write(self) -> Any:
+        """Open a write transaction (``BEGIN IMMEDIATE``: takes the write lock up front)."""
+        return self._translated(self._transaction("BEGIN IMMEDIATE"))
+
+    def read(self) -> Any:
+        """Open a read transaction (a consistent snapshot under WAL)."""
+        return self._translated(self._transaction("BEGIN"))
+
+    @contextmanager
+    def _translated(self, inner: Any) -> Iterator[_SqliteTx]:
+        try:
+            with inner as tx:
+                yield tx
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite error: {exc}") from exc
+
+    def data_version(self) -> int:
+        """``PRAGMA data_version``: changes when another connection commits."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,336 @@
+"""Store: every persistence operation of the engine, written once.
+
+Methods whose first parameter is ``tx`` run inside a transaction the caller opened with
+:meth:`Store.write` / :meth:`Store.read`, so the engine can compose a state change with its
+side records in ONE transaction (DESIGN: one transaction per state change). Methods without
+``tx`` open their own transaction. Timestamps go in as aware datetimes and are stored as UTC
+text; contexts go in and come out as JSON text (the engine owns (de)serialisation so a
+context is encoded once per hop).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+from cloaca.clock import from_db_time, to_db_time
+from cloaca.store.db import Database, Tx
+from cloaca.store.migrate import migrate
+from cloaca.store.records import (
+    ClaimedTask,
+    ExecutionRecord,
+    ExecutionStatus,
+    NewTask,
+    TaskExecutionRecord,
+    TaskStatus,
+)
+
+
+class Store:
+    """Persistence operations over one :class:`~cloaca.store.db.Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; returns the schema version (safe to race)."""
+        return migrate(self.db)
+
+    def write(self) -> AbstractContextManager[Tx]:
+        """Open a write transaction for composed operations."""
+        return self.db.write()
+
+    def read(self) -> AbstractContextManager[Tx]:
+        """Open a read transaction for composed reads."""
+        return self.db.read()
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+    # -- workflow definitions ---------------------------------------------------------------
+
+    def record_workflow(
+        self, name: str, version: str, definition: dict[str, Any], now: datetime
+    ) -> None:
+        """Upsert the recorded definition of a workflow (a no-op when the version is unchanged)."""
+        with self.db.write() as tx:
+            tx.run(
+                "workflow_upsert",
+                {
+                    "name": name,
+                    "version": version,
+                    "definition": json.dumps(definition),
+                    "now": to_db_time(now),
+                },
+            )
+
+    def get_workflow_definition(self, name: str) -> dict[str, Any] | None:
+        """The recorded definition of ``name`` (as recorded), or ``None``."""
+        with self.db.read() as tx:
+            row = tx.one("workflow_get", {"name": name})
+        return json.loads(row["definition"]) if row else None
+
+    # -- runners and heartbeats -------------------------------------------------------------
+
+    def register_runner(self, runner_id: str, hostname: str, pid: int, now: datetime) -> None:
+        """Record a live runner (its heartbeat starts now)."""
+        with self.db.write() as tx:
+            tx.run(
+                "runner_insert",
+                {"id": runner_id, "hostname": hostname, "pid": pid, "now": to_db_time(now)},
+            )
+
+    def heartbeat(self, runner_id: str, now: datetime) -> bool:
+        """Refresh a runner's heartbeat; False when its row is gone (it was declared dead)."""
+        with self.db.write() as tx:
+            return tx.run("runner_heartbeat", {"id": runner_id, "now": to_db_time(now)}) > 0
+
+    def remove_runner(self, runner_id: str) -> None:
+        """Forget a runner that shut down cleanly."""
+        with self.db.write() as tx:
+            tx.run("runner_delete", {"id": runner_id})
+
+    def requeue_stale(self, self_id: str, threshold: datetime, now: datetime) -> int:
+        """Declare runners silent since ``threshold`` dead and make their running task
+        executions Ready again; returns how many task executions were taken over."""
+        with self.db.write() as tx:
+            tx.run("runners_stale_delete", {"threshold": to_db_time(threshold), "self_id": self_id})
+            return tx.run("task_requeue_orphaned", {"self_id": self_id, "now": to_db_time(now)})
+
+    # -- executions -------------------------------------------------------------------------
+
+    def insert_execution(
+        self,
+        tx: Tx,
+        *,
+        execution_id: str,
+        workflow_name: str,
+        version: str,
+        context_json: str,
+        tasks: Sequence[NewTask],
+        now: datetime,
+    ) -> None:
+        """Create a Pending execution and its NotStarted task executions (no planning)."""
+        tx.run(
+            "execution_insert",
+            {
+                "id": execution_id,
+                "workflow_name": workflow_name,
+                "version": version,
+                "context": context_json,
+                "now": to_db_time(now),
+            },
+        )
+        tx.run_many(
+            "task_insert",
+            [
+                {
+                    "execution_id": execution_id,
+                    "workflow_name": workflow_name,
+                    "task_id": t.task_id,
+                    "position": t.position,
+                    "max_attempts": t.max_attempts,
+                }
+                for t in tasks
+            ],
+        )
+
+    def claim_ready(
+        self, runner_id: str, workflow_names: Iterable[str], limit: int, now: datetime
+    ) -> list[ClaimedTask]:
+        """Atomically claim up to ``limit`` Ready task executions (ready_at <= now) of the
+        given workflows for ``runner_id``: each becomes Running with its attempt counted, and
+        its execution becomes Running if it was Pending."""
+        names = json.dumps(sorted(workflow_names))
+        stamp = to_db_time(now)
+        with self.db.write() as tx:
+            rows = tx.all(
+                "task_claim_ready",
+                {"runner_id": runner_id, "workflows": names, "limit": limit, "now": stamp},
+            )
+            claimed = [ClaimedTask.from_row(r) for r in rows]
+            if claimed:
+                ids = json.dumps(sorted({c.execution_id for c in claimed}))
+                tx.run("execution_mark_running", {"ids": ids, "now": stamp})
+        return claimed
+
+    def next_ready_at(self, workflow_names: Iterable[str]) -> datetime | None:
+        """Earliest ``ready_at`` among Ready task executions of the given workflows."""
+        with self.db.read() as tx:
+            row = tx.one("task_next_ready_at", {"workflows": json.dumps(sorted(workflow_names))})
+        return from_db_time(row["ready_at"]) if row else None
+
+    def task_statuses(self, tx: Tx, execution_id: str) -> dict[str, TaskStatus]:
+        """task id → status for every task execution of an execution."""
+        return {
+            r["task_id"]: TaskStatus(r["status"])
+            for r in tx.all("task_statuses", {"execution_id": execution_id})
+        }
+
+    def task_outputs(
+        self, tx: Tx, execution_id: str, task_ids: Iterable[str]
+    ) -> dict[str, str | None]:
+        """task id → output JSON (None when the task produced none) for the given tasks."""
+        rows = tx.all(
+            "task_outputs", {"execution_id": execution_id, "task_ids": json.dumps(list(task_ids))}
+        )
+        return {r["task_id"]: r["output"] for r in rows}
+
+    def execution_context(self, tx: Tx, execution_id: str) -> str:
+        """The input context JSON of an execution."""
+        row = tx.one("execution_context", {"id": execution_id})
+        return row["context"] if row else "{}"
+
+    def first_task_error(self, tx: Tx, execution_id: str) -> str | None:
+        """ "Task 'x' failed: <error>" for the first Failed task (topological order)."""
+        row = tx.one("task_first_error", {"execution_id": execution_id})
+        return f"Task {row['task_id']!r} failed: {row['error']}" if row else None
+
+    def execution_status(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
+        """Current status of an execution, or None if it does not exist."""
+        row = tx.one("execution_status", {"id": execution_id})
+        return ExecutionStatus(row["status"]) if row else None
+
+    def finish_attempt(
+        self,
+        tx: Tx,
+        claimed: ClaimedTask,
+        runner_id: str,
+        *,
+        status: TaskStatus,
+        now: datetime,
+        output_json: str | None = None,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        """Record the outcome of one attempt, only if this runner still owns it (same
+        attempt, still Running). ``status`` Ready with ``retry_at`` schedules a retry.
+        Returns False when the claim was lost (timed out, taken over, cancelled)."""
+        terminal = status.is_terminal
+        return (
+            tx.run(
+                "task_finish_attempt",
+                {
+                    "id": claimed.id,
+                    "attempt": claimed.attempt,
+                    "runner_id": runner_id,
+                    "status": str(status),
+                    "output": output_json,
+                    "error": error,
+                    "ready_at": to_db_time(retry_at) if retry_at else None,
+                    "completed_at": to_db_time(now) if terminal else None,
+                },
+            )
+            > 0
+        )
+
+    def set_task_status(
+        self,
+        tx: Tx,
+        execution_id: str,
+        task_id: str,
+        status: TaskStatus,
+        now: datetime,
+        error: str | None = None,
+    ) -> None:
+        """Move a NotStarted task execution to Ready (now) or Skipped (with a reason)."""
+        ready = status is TaskStatus.READY
+        tx.run(
+            "task_set_status",
+            {
+                "execution_id": execution_id,
+                "task_id": task_id,
+                "status": str(status),
+                "error": error,
+                "ready_at": to_db_time(now) if ready else None,
+                "completed_at": None if ready else to_db_time(now),
+            },
+        )
+
+    def set_sub_status(self, claimed: ClaimedTask, sub_status: str | None) -> None:
+        """Set or clear a running task execution's sub-status (e.g. "Deferred")."""
+        with self.db.write() as tx:
+            tx.run(
+                "task_set_sub_status",
+                {"id": claimed.id, "attempt": claimed.attempt, "sub_status": sub_status},
+            )
+
+    def finish_execution(
+        self,
+        tx: Tx,
+        execution_id: str,
+        status: ExecutionStatus,
+        now: datetime,
+        final_context_json: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Make an execution terminal and, in the same transaction, release the trigger dedup
+        hold it carried. Returns False if it was already terminal."""
+        changed = (
+            tx.run(
+                "execution_finish",
+                {
+                    "id": execution_id,
+                    "status": str(status),
+                    "final_context": final_context_json,
+                    "error": error,
+                    "now": to_db_time(now),
+                },
+            )
+            > 0
+        )
+        if changed:
+            tx.run("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
+        return changed
+
+    def cancel_pending_tasks(self, tx: Tx, execution_id: str, now: datetime) -> None:
+        """Skip every task execution of ``execution_id`` that has not started."""
+        tx.run("task_cancel_pending", {"execution_id": execution_id, "now": to_db_time(now)})
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        """One execution, or None."""
+        with self.db.read() as tx:
+            row = tx.one("execution_get", {"id": execution_id})
+        return ExecutionRecord.from_row(row) if row else None
+
+    def list_task_executions(self, execution_id: str) -> list[TaskExecutionRecord]:
+        """The task executions of an execution in topological position order."""
+        with self.db.read() as tx:
+            return [
+                TaskExecutionRecord.from_row(r)
+                for r in tx.all("task_list", {"execution_id": execution_id})
+            ]
+
+    def list_executions(
+        self, workflow_name: str | None, status: str | None, limit: int, offset: int
+    ) -> list[ExecutionRecord]:
+        """Executions newest first, optionally filtered."""
+        with self.db.read() as tx:
+            rows = tx.all(
+                "execution_list",
+                {
+                    "workflow_name": workflow_name,
+                    "status": status,
+                    "limit": limit,
+                    "offset": offset,
+                },
+            )
+        return [ExecutionRecord.from_row(r) for r in rows]
+
+    def executions_older_than(self, threshold: datetime) -> list[str]:
+        """Ids of non-terminal executions created before ``threshold`` (workflow timeout)."""
+        with self.db.read() as tx:
+            return [
+                r["id"]
+                for r in tx.all("execution_list_timed_out", {"threshold": to_db_time(threshold)})
+            ]
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (cheap cross-process change probe)."""
+        return self.db.data_version()

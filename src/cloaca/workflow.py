@@ -1,0 +1,259 @@
+"""Workflows: ``WorkflowBuilder``, ``workflow()``, ``Workflow`` and the process registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cloaca import dag
+from cloaca.task import TASK_ATTR, TaskSpec
+
+_lock = threading.RLock()
+_standalone_tasks: dict[str, TaskSpec] = {}
+_workflows: dict[str, Workflow] = {}
+_constructors: dict[str, Callable[[], Any]] = {}
+_listeners: list[Callable[[Workflow], None]] = []
+_local = threading.local()
+
+
+class Workflow:
+    """A named, validated DAG of tasks with a content version."""
+
+    def __init__(
+        self,
+        name: str,
+        tasks: Iterable[TaskSpec],
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"workflow name {name!r} must be a non-empty string")
+        self.name = name
+        self.description = description
+        self.tags = dict(tags or {})
+        self.tasks: dict[str, TaskSpec] = {}
+        for spec in tasks:
+            if spec.id in self.tasks:
+                raise ValueError(f"duplicate task id {spec.id!r} in workflow {name!r}")
+            self.tasks[spec.id] = spec
+        self.dependencies = {tid: s.dependencies for tid, s in self.tasks.items()}
+        self.validate()
+        self.order = dag.topological_order(self.dependencies)
+        self.version = _content_version(self.definition(with_version=False))
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for an empty workflow, unknown dependencies or a cycle."""
+        if not self.tasks:
+            raise ValueError(f"Workflow {self.name!r} cannot be empty: add at least one task")
+        dag.validate_graph(self.dependencies, self.name)
+
+    def topological_sort(self) -> list[str]:
+        """Task ids in an order where every task comes after its dependencies."""
+        return list(self.order)
+
+    def get_execution_levels(self) -> list[list[str]]:
+        """Task ids grouped by depth: level 0 holds the roots."""
+        return dag.execution_levels(self.dependencies)
+
+    def get_roots(self) -> list[str]:
+        """Tasks without dependencies."""
+        return dag.roots(self.dependencies)
+
+    def get_leaves(self) -> list[str]:
+        """Tasks nothing depends on."""
+        return dag.leaves(self.dependencies)
+
+    def definition(self, with_version: bool = True) -> dict[str, Any]:
+        """The JSON-able structure recorded in the database (and hashed into ``version``)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "tasks": [
+                {
+                    "id": tid,
+                    "dependencies": list(self.tasks[tid].dependencies),
+                    "trigger_rules": self.tasks[tid].trigger_rules,
+                    "max_attempts": self.tasks[tid].retry.max_attempts,
+                }
+                for tid in self.tasks
+            ],
+        }
+        if with_version:
+            out["version"] = self.version
+        return out
+
+    def __repr__(self) -> str:
+        return f"Workflow(name={self.name!r}, tasks={list(self.tasks)!r}, version={self.version!r})"
+
+
+def _content_version(structure: dict[str, Any]) -> str:
+    canonical = json.dumps(structure, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class WorkflowBuilder:
+    """Collects tasks into a workflow; as a context manager, registers it on exit."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tenant: str | None = None,
+        package: str | None = None,
+        workflow: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"workflow name {name!r} must be a non-empty string")
+        self.name = name
+        self.tenant = tenant
+        self.package = package
+        self._description: str | None = None
+        self._tags: dict[str, str] = {}
+        self._tasks: dict[str, TaskSpec] = {}
+
+    def description(self, text: str) -> WorkflowBuilder:
+        """Set the workflow's description."""
+        self._description = text
+        return self
+
+    def tag(self, key: str, value: str) -> WorkflowBuilder:
+        """Attach a tag."""
+        self._tags[key] = value
+        return self
+
+    def add_task(self, task: object) -> WorkflowBuilder:
+        """Add a task by id (from the standalone registry) or by decorated function."""
+        if isinstance(task, str):
+            with _lock:
+                spec = _standalone_tasks.get(task)
+            if spec is None:
+                raise ValueError(f"Task {task!r} not found in registry")
+        elif callable(task):
+            found = getattr(task, TASK_ATTR, None)
+            if not isinstance(found, TaskSpec):
+                raise ValueError(
+                    f"Task {task!r} not found in registry: decorate it with @cloaca.task first"
+                )
+            spec = found
+        else:
+            raise ValueError(
+                f"add_task expects a string task ID or a function object, got {type(task).__name__}"
+            )
+        self._add_spec(spec)
+        return self
+
+    def _add_spec(self, spec: TaskSpec) -> None:
+        if spec.id in self._tasks and self._tasks[spec.id] is not spec:
+            raise ValueError(f"duplicate task id {spec.id!r} in workflow {self.name!r}")
+        self._tasks[spec.id] = spec
+
+    def build(self) -> Workflow:
+        """Validate and return the workflow (does not register it)."""
+        return Workflow(self.name, self._tasks.values(), self._description, self._tags)
+
+    def __enter__(self) -> WorkflowBuilder:
+        stack = getattr(_local, "builders", None)
+        if stack is None:
+            stack = _local.builders = []
+        stack.append(self)
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        _local.builders.pop()
+        if exc_type is None:
+            register_workflow(self.build())
+
+
+def _task_defined(spec: TaskSpec) -> None:
+    """Called by ``@task``: join the open builder, else the standalone registry."""
+    stack = getattr(_local, "builders", None)
+    if stack:
+        stack[-1]._add_spec(spec)
+        return
+    with _lock:
+        _standalone_tasks[spec.id] = spec
+
+
+def workflow(name: str, tasks: Iterable[object], description: str | None = None) -> Workflow:
+    """Build and register a workflow from standalone tasks (ids or decorated functions)."""
+    if isinstance(tasks, str) or not isinstance(tasks, Iterable):
+        raise ValueError(f"tasks {tasks!r} must be a list of task ids or decorated functions")
+    builder = WorkflowBuilder(name)
+    if description:
+        builder.description(description)
+    for t in tasks:
+        builder.add_task(t)
+    built = builder.build()
+    register_workflow(built)
+    return built
+
+
+def register_workflow(wf: Workflow) -> None:
+    """Make ``wf`` known to runners in this process (replacing a same-named one)."""
+    if not isinstance(wf, Workflow):
+        raise ValueError(f"expected a Workflow, got {type(wf).__name__}")
+    with _lock:
+        _workflows[wf.name] = wf
+        listeners = list(_listeners)
+    for listener in listeners:
+        listener(wf)
+
+
+def register_workflow_constructor(name: str, constructor: Callable[[], Any]) -> None:
+    """Register a zero-argument callable that builds the workflow ``name`` (compat).
+
+    The constructor runs now; a ``WorkflowBuilder`` or ``Workflow`` it returns is registered
+    under ``name``.
+    """
+    if not callable(constructor):
+        raise ValueError(f"workflow constructor for {name!r} must be callable, got {constructor!r}")
+    with _lock:
+        _constructors[name] = constructor
+    result = constructor()
+    if isinstance(result, WorkflowBuilder):
+        result = result.build()
+    if isinstance(result, Workflow):
+        if result.name != name:
+            result = Workflow(name, result.tasks.values(), result.description, result.tags)
+        register_workflow(result)
+    elif get_workflow(name) is None:
+        raise ValueError(
+            f"workflow constructor for {name!r} returned {type(result).__name__}; "
+            f"it must return a Workflow or a WorkflowBuilder"
+        )
+
+
+def get_workflow(name: str) -> Workflow | None:
+    """The workflow registered under ``name`` in this process, or None."""
+    with _lock:
+        return _workflows.get(name)
+
+
+def registered_workflows() -> list[Workflow]:
+    """Every workflow registered in this process."""
+    with _lock:
+        return list(_workflows.values())
+
+
+def add_workflow_listener(callback: Callable[[Workflow], None]) -> None:
+    """Call ``callback`` whenever a workflow is registered (runners record definitions)."""
+    with _lock:
+        _listeners.append(callback)
+
+
+def remove_workflow_listener(callback: Callable[[Workflow], None]) -> None:
+    """Stop calling ``callback``."""
+    with _lock:
+        if callback in _listeners:
+            _listeners.remove(callback)
+
+
+def clear_registry() -> None:
+    """Forget every workflow and standalone task (for tests)."""
+    with _lock:
+        _workflows.clear()
+        _standalone_tasks.clear()
+        _constructors.clear()
