@@ -60,6 +60,29 @@ class DefaultRunnerConfig:
 
     __slots__ = tuple(_FIELDS)
 
+    max_concurrent_tasks: int
+    scheduler_poll_interval_ms: int
+    task_timeout_seconds: int
+    workflow_timeout_seconds: int
+    db_pool_size: int
+    enable_recovery: bool
+    enable_cron_scheduling: bool
+    cron_poll_interval_seconds: int
+    cron_max_catchup_executions: int
+    cron_enable_recovery: bool
+    cron_recovery_interval_seconds: int
+    cron_lost_threshold_minutes: int
+    cron_max_recovery_age_seconds: int
+    cron_max_recovery_attempts: int
+    enable_trigger_scheduling: bool
+    trigger_base_poll_interval: float
+    trigger_poll_timeout: float
+    trigger_max_consecutive_errors: int
+    trigger_evaluation_retention: int
+    heartbeat_interval_seconds: float
+    stale_claim_threshold_seconds: float
+    stale_claim_sweep_interval_seconds: float
+
     def __init__(self, **kwargs: Any) -> None:
         for name, (default, _, _) in _FIELDS.items():
             object.__setattr__(self, name, default)

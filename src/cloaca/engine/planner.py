@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from cloaca import dag, rules
+from cloaca.store.db import Tx
 from cloaca.store.records import ExecutionStatus, TaskStatus
 from cloaca.store.store import Store
-from cloaca.store.db import Tx
 
 UPSTREAM_FAILED = "upstream failed"
 RULE_NOT_MET = "trigger rule not satisfied"
@@ -137,7 +137,7 @@ def load_input(
     if include_input:
         parts.append(json.loads(store.execution_context(tx, execution_id)))
     outputs = store.task_outputs(tx, execution_id, sources)
-    parts.extend(json.loads(outputs[s]) for s in sources if outputs.get(s))
+    parts.extend(json.loads(out) for s in sources if (out := outputs.get(s)))
     if len(parts) == 1:
         return parts[0]
     return dag.merge_outputs(parts)
@@ -168,7 +168,7 @@ def advance(
     completed = [t for t in shape.order if final.get(t) is TaskStatus.COMPLETED]
     outputs = store.task_outputs(tx, execution_id, completed)
     parts = [json.loads(store.execution_context(tx, execution_id))]
-    parts.extend(json.loads(outputs[t]) for t in completed if outputs.get(t))
+    parts.extend(json.loads(out) for t in completed if (out := outputs.get(t)))
     error = None
     if outcome is ExecutionStatus.FAILED:
         error = store.first_task_error(tx, execution_id)

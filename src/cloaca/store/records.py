@@ -153,4 +153,4 @@ class NewTask:
 
 def row_dict(row: Row) -> dict[str, Any]:
     """A plain dict copy of a driver row."""
-    return {key: row[key] for key in row.keys()}  # type: ignore[attr-defined]  # noqa: SIM118
+    return {key: row[key] for key in row.keys()}  # noqa: SIM118

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from cloaca.clock import from_db_time, to_db_time
+from cloaca.store.cron_store import CronStore
 from cloaca.store.db import Database, Tx
 from cloaca.store.migrate import migrate
 from cloaca.store.records import (
@@ -27,9 +28,10 @@ from cloaca.store.records import (
     TaskExecutionRecord,
     TaskStatus,
 )
+from cloaca.store.trigger_store import TriggerStore
 
 
-class Store:
+class Store(TriggerStore, CronStore):
     """Persistence operations over one :class:`~cloaca.store.db.Database`."""
 
     def __init__(self, db: Database) -> None:
