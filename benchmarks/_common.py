@@ -1,0 +1,47 @@
+"""Shared helpers for benchmark scripts: percentiles, RSS, and the one-JSON-line output."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results" / "latest.jsonl"
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (pct in 0..100) of a non-empty list."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def median(values: list[float]) -> float:
+    """The median of a non-empty list."""
+    return statistics.median(values)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def quick() -> bool:
+    """True when run with --quick (reduced sizes) or BENCH_QUICK=1."""
+    return "--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1"
+
+
+def emit(workload: str, backend: str, params: dict[str, Any], figures: dict[str, Any]) -> None:
+    """Print the result line and append it to benchmarks/results/latest.jsonl."""
+    rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+    line = json.dumps({"workload": workload, "backend": backend, "params": params, "figures": rounded})
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a", encoding="utf-8") as out:
+        out.write(line + "\n")
+    print(line, flush=True)
