@@ -16,16 +16,17 @@ from typing import Any
 from cloaca.clock import Clock, SystemClock
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
+from cloaca.engine import planner
 from cloaca.engine.aio import AsyncBridge
 from cloaca.engine.executor import Executor
 from cloaca.engine.loop import Loop, Part
-from cloaca.engine.planner import Shape, advance, terminate
+from cloaca.engine.planner import Shape, terminate
 from cloaca.engine.recovery import Recovery
 from cloaca.results import WorkflowResult
 from cloaca.runner_cron import CronManagement
 from cloaca.runner_triggers import TriggerManagement
 from cloaca.store.db import Tx
-from cloaca.store.records import ExecutionStatus, NewTask
+from cloaca.store.records import ExecutionStatus
 from cloaca.store.sqlite import SqliteDatabase
 from cloaca.store.store import Store
 from cloaca.store.urls import parse_database_url
@@ -209,18 +210,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
     def _create_execution(self, tx: Tx, shape: Shape, context_text: str, now: datetime) -> str:
         """Insert an execution of ``shape`` and plan its roots, inside ``tx``."""
         execution_id = str(uuid.uuid4())
-        self._store.insert_execution(
-            tx,
-            execution_id=execution_id,
-            workflow_name=shape.name,
-            version=shape.version,
-            context_json=context_text,
-            tasks=[
-                NewTask(tid, pos, shape.max_attempts[tid]) for pos, tid in enumerate(shape.order)
-            ],
-            now=now,
-        )
-        advance(self._store, tx, shape, execution_id, now)
+        planner.create(self._store, tx, shape, execution_id, context_text, now)
         return execution_id
 
     # -- executions -------------------------------------------------------------------------

@@ -251,7 +251,9 @@ class Executor:
                     retry_at=retry_at,
                 )
                 if owned and status.is_terminal and attempt.shape is not None:
-                    outcome = advance(self._store, tx, attempt.shape, claimed.execution_id, now)
+                    outcome = advance(
+                        self._store, tx, attempt.shape, claimed.execution_id, claimed.task_id, now
+                    )
         except Exception:
             log.exception("recording task outcome failed", extra={"task_execution": claimed.id})
         finally:

@@ -1,21 +1,23 @@
 """Planning: NotStarted -> Ready / Skipped, input contexts, and finishing executions.
 
-``plan`` and ``input_sources`` are pure decisions over task statuses. ``advance`` applies
-them inside the caller's transaction, so a task's outcome, the readiness of its dependants
-and the end of the execution commit together.
+``decide`` and ``input_sources`` are pure decisions over task statuses. ``create`` and
+``advance`` apply them inside the caller's transaction, so a task's outcome, the readiness of
+its dependants and the end of the execution commit together. Planning is incremental: a
+finished task only re-examines its dependants, and a per-execution counter of unfinished
+tasks says when the execution is done, so wide workflows cost O(1) per task.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cloaca import dag, rules
 from cloaca.store.db import Tx
-from cloaca.store.records import ExecutionStatus, TaskStatus
+from cloaca.store.records import ExecutionStatus, NewTask, TaskStatus
 from cloaca.store.store import Store
 
 UPSTREAM_FAILED = "upstream failed"
@@ -32,63 +34,87 @@ class Shape:
     deps: Mapping[str, tuple[str, ...]]
     rules: Mapping[str, dict[str, Any] | None]
     max_attempts: Mapping[str, int]
+    dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    position: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_definition(cls, definition: Mapping[str, Any]) -> Shape:
         """Build from the JSON structure ``Workflow.definition()`` records."""
         tasks = definition["tasks"]
         deps = {t["id"]: tuple(t["dependencies"]) for t in tasks}
+        order = tuple(dag.topological_order(deps))
         return cls(
             name=definition["name"],
             version=definition["version"],
-            order=tuple(dag.topological_order(deps)),
+            order=order,
             deps=deps,
             rules={t["id"]: t.get("trigger_rules") for t in tasks},
             max_attempts={t["id"]: int(t.get("max_attempts", 1)) for t in tasks},
+            dependents={k: tuple(v) for k, v in dag.dependents(deps).items()},
+            position={tid: i for i, tid in enumerate(order)},
         )
+
+    def in_order(self, task_ids: Iterable[str]) -> list[str]:
+        """``task_ids`` sorted topologically (duplicates dropped)."""
+        return sorted(set(task_ids), key=self.position.__getitem__)
 
 
 def _uses_context(rule: Mapping[str, Any]) -> bool:
     if rule.get("type") == "ContextValue":
         return True
-    return any(_uses_context(c) for c in rule.get("conditions", ()))
+    return any(_uses_context(c) for c in rule.get("conditions", ()) if isinstance(c, Mapping))
 
 
-def plan(
+def decide(
     shape: Shape,
+    task_id: str,
     statuses: Mapping[str, TaskStatus],
     context_for: Callable[[str], Mapping[str, Any]],
-) -> tuple[list[tuple[str, TaskStatus, str | None]], ExecutionStatus | None]:
-    """Decide which NotStarted tasks become Ready or Skipped, and whether the execution ends.
+) -> tuple[TaskStatus, str | None] | None:
+    """What a NotStarted task becomes now: ``(Ready, None)``, ``(Skipped, reason)``, or
+    ``None`` while some dependency is unfinished. ``statuses`` must cover its dependencies."""
+    dep_states = [statuses[d] for d in shape.deps[task_id]]
+    if not all(s.is_terminal for s in dep_states):
+        return None
+    rule = shape.rules.get(task_id)
+    if rule is None:
+        if TaskStatus.FAILED in dep_states:
+            return TaskStatus.SKIPPED, UPSTREAM_FAILED
+        return TaskStatus.READY, None
+    ctx = context_for(task_id) if _uses_context(rule) else {}
+    named = {k: str(v) for k, v in statuses.items()}
+    if rules.evaluate_rule(rule, named, ctx):
+        return TaskStatus.READY, None
+    return TaskStatus.SKIPPED, RULE_NOT_MET
 
-    Returns ``(decisions, outcome)``: decisions are ``(task_id, new_status, reason)`` in
-    topological order; outcome is Completed/Failed once every task is terminal, else None.
-    """
-    current = dict(statuses)
+
+def _cascade(
+    shape: Shape,
+    candidates: Iterable[str],
+    statuses: dict[str, TaskStatus],
+    load: Callable[[set[str]], None],
+    context_for: Callable[[str], Mapping[str, Any]],
+) -> list[tuple[str, TaskStatus, str | None]]:
+    """Decide ``candidates``; a Skipped one makes its dependants candidates in turn."""
     decisions: list[tuple[str, TaskStatus, str | None]] = []
-    for tid in shape.order:
-        if current.get(tid) is not TaskStatus.NOT_STARTED:
-            continue
-        dep_states = [current[d] for d in shape.deps[tid]]
-        if not all(s.is_terminal for s in dep_states):
-            continue
-        rule = shape.rules.get(tid)
-        if rule is None:
-            if TaskStatus.FAILED in dep_states:
-                new, reason = TaskStatus.SKIPPED, UPSTREAM_FAILED
-            else:
-                new, reason = TaskStatus.READY, None
-        else:
-            ctx = context_for(tid) if _uses_context(rule) else {}
-            named = {k: str(v) for k, v in current.items()}
-            ok = rules.evaluate_rule(rule, named, ctx)
-            new, reason = (TaskStatus.READY, None) if ok else (TaskStatus.SKIPPED, RULE_NOT_MET)
-        current[tid] = new
-        decisions.append((tid, new, reason))
-    if all(s.is_terminal for s in current.values()):
-        failed = TaskStatus.FAILED in current.values()
-        return decisions, ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED
-    return decisions, None
+    pending = shape.in_order(candidates)
+    while pending:
+        wanted = {t for tid in pending for t in (tid, *shape.deps[tid])} - statuses.keys()
+        if wanted:
+            load(wanted)
+        following: list[str] = []
+        for tid in pending:
+            if statuses.get(tid) is not TaskStatus.NOT_STARTED:
+                continue
+            decision = decide(shape, tid, statuses, context_for)
+            if decision is None:
+                continue
+            statuses[tid] = decision[0]
+            decisions.append((tid, *decision))
+            if decision[0] is TaskStatus.SKIPPED:
+                following.extend(shape.dependents.get(tid, ()))
+        pending = shape.in_order(following)
+    return decisions
 
 
 def input_sources(
@@ -116,7 +142,7 @@ def input_sources(
                 if not shape.deps[dep]:
                     include_input = True  # a skipped root passes the execution input on
                 stack.append(dep)
-    return include_input, [t for t in shape.order if t in found]
+    return include_input, shape.in_order(found)
 
 
 def load_input(
@@ -128,11 +154,19 @@ def load_input(
     statuses: Mapping[str, TaskStatus] | None = None,
 ) -> dict[str, Any]:
     """The merged input context of ``task_id`` (a fresh dict the caller may own)."""
-    if not shape.deps[task_id]:
+    deps = shape.deps[task_id]
+    if not deps:
         return json.loads(store.execution_context(tx, execution_id))
-    if statuses is None:
+    if statuses is None or any(d not in statuses for d in deps):
         statuses = store.task_statuses(tx, execution_id)
-    include_input, sources = input_sources(shape, task_id, statuses)
+    if all(statuses[d] is TaskStatus.COMPLETED for d in deps):
+        include_input, sources = False, shape.in_order(deps)
+    else:
+        if any(statuses[d] is TaskStatus.SKIPPED for d in deps) and len(statuses) < len(
+            shape.order
+        ):
+            statuses = store.task_statuses(tx, execution_id)
+        include_input, sources = input_sources(shape, task_id, statuses)
     parts: list[dict[str, Any]] = []
     if include_input:
         parts.append(json.loads(store.execution_context(tx, execution_id)))
@@ -143,35 +177,86 @@ def load_input(
     return dag.merge_outputs(parts)
 
 
-def advance(
-    store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
+def create(
+    store: Store, tx: Tx, shape: Shape, execution_id: str, context_text: str, now: datetime
 ) -> ExecutionStatus | None:
-    """Apply the planner's decisions for one execution; finish it when every task is done.
+    """Insert an execution with its roots already planned (Ready or Skipped), in ``tx``.
 
-    Returns the execution's terminal status if this call ended it, else None.
-    """
+    Returns the terminal status when nothing at all can run (every task skipped)."""
+    statuses = {tid: TaskStatus.NOT_STARTED for tid in shape.order}
+    input_ctx: dict[str, Any] | None = None
+
+    def context_for(tid: str) -> Mapping[str, Any]:
+        nonlocal input_ctx
+        if input_ctx is None:
+            input_ctx = json.loads(context_text)
+        return input_ctx  # only roots are decided here; skipped roots pass the input on
+
+    roots = [tid for tid in shape.order if not shape.deps[tid]]
+    decisions = {
+        tid: (st, why)
+        for tid, st, why in _cascade(shape, roots, statuses, lambda _: None, context_for)
+    }
+    tasks = [
+        NewTask(
+            tid, pos, shape.max_attempts[tid], *decisions.get(tid, (TaskStatus.NOT_STARTED, None))
+        )
+        for pos, tid in enumerate(shape.order)
+    ]
+    remaining = sum(1 for s in statuses.values() if not s.is_terminal)
+    store.insert_execution(
+        tx,
+        execution_id=execution_id,
+        workflow_name=shape.name,
+        version=shape.version,
+        context_json=context_text,
+        tasks=tasks,
+        remaining=remaining,
+        now=now,
+    )
+    if remaining == 0:
+        return _finish(store, tx, shape, execution_id, now)
+    return None
+
+
+def advance(
+    store: Store, tx: Tx, shape: Shape, execution_id: str, finished_task: str, now: datetime
+) -> ExecutionStatus | None:
+    """``finished_task`` just became Completed or Failed: plan its dependants and end the
+    execution when no task is left unfinished. Returns the terminal status if it ended."""
     state = store.execution_status(tx, execution_id)
     if state is None or state.is_terminal:
         return None
-    statuses = store.task_statuses(tx, execution_id)
+    statuses: dict[str, TaskStatus] = {}
+
+    def load(task_ids: set[str]) -> None:
+        statuses.update(store.task_statuses(tx, execution_id, task_ids))
 
     def context_for(tid: str) -> Mapping[str, Any]:
-        return load_input(store, tx, shape, execution_id, tid, statuses)
+        return load_input(store, tx, shape, execution_id, tid)
 
-    decisions, outcome = plan(shape, statuses, context_for)
+    decisions = _cascade(
+        shape, shape.dependents.get(finished_task, ()), statuses, load, context_for
+    )
     for tid, status, reason in decisions:
         store.set_task_status(tx, execution_id, tid, status, now, reason)
-    if outcome is None:
+    done = 1 + sum(1 for _, status, _ in decisions if status is TaskStatus.SKIPPED)
+    if store.count_finished_tasks(tx, execution_id, done) > 0:
         return None
-    final = dict(statuses)
-    final.update({tid: status for tid, status, _ in decisions})
-    completed = [t for t in shape.order if final.get(t) is TaskStatus.COMPLETED]
+    return _finish(store, tx, shape, execution_id, now)
+
+
+def _finish(
+    store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
+) -> ExecutionStatus:
+    statuses = store.task_statuses(tx, execution_id)
+    completed = [t for t in shape.order if statuses.get(t) is TaskStatus.COMPLETED]
     outputs = store.task_outputs(tx, execution_id, completed)
     parts = [json.loads(store.execution_context(tx, execution_id))]
     parts.extend(json.loads(out) for t in completed if (out := outputs.get(t)))
-    error = None
-    if outcome is ExecutionStatus.FAILED:
-        error = store.first_task_error(tx, execution_id)
+    failed = TaskStatus.FAILED in statuses.values()
+    outcome = ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED
+    error = store.first_task_error(tx, execution_id) if failed else None
     store.finish_execution(
         tx, execution_id, outcome, now, json.dumps(dag.merge_outputs(parts)), error
     )
@@ -187,10 +272,8 @@ def terminate(
     error: str | None,
 ) -> bool:
     """End an execution early (cancel, timeout): skip what has not started, keep what ran."""
-    if store.execution_status(tx, execution_id) in (None, *_TERMINAL):
+    current = store.execution_status(tx, execution_id)
+    if current is None or current.is_terminal:
         return False
     store.cancel_pending_tasks(tx, execution_id, now)
     return store.finish_execution(tx, execution_id, status, now, None, error)
-
-
-_TERMINAL = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)

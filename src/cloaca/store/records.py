@@ -149,6 +149,8 @@ class NewTask:
     task_id: str
     position: int
     max_attempts: int
+    status: TaskStatus = TaskStatus.NOT_STARTED
+    error: str | None = None
 
 
 def row_dict(row: Row) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class SqliteDatabase:
             self._conn.close()
             raise ValueError(f"{path!r} is not a SQLite database: {exc}") from exc
         self._queries = load_queries("sqlite")
+        self.write_transactions = 0  # observability (benchmarks count transactions per task)
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[_SqliteTx]:
@@ -98,6 +99,7 @@ class SqliteDatabase:
 
     def write(self) -> Any:
         """Open a write transaction (``BEGIN IMMEDIATE``: takes the write lock up front)."""
+        self.write_transactions += 1
         return self._translated(self._transaction("BEGIN IMMEDIATE"))
 
     def read(self) -> Any:

@@ -117,8 +117,12 @@ class Store(TriggerStore, CronStore):
         context_json: str,
         tasks: Sequence[NewTask],
         now: datetime,
+        remaining: int | None = None,
     ) -> None:
-        """Create a Pending execution and its NotStarted task executions (no planning)."""
+        """Create a Pending execution and its task executions in the given initial statuses
+        (Ready ones become claimable at ``now``). ``remaining`` is how many tasks are not
+        yet finished (default: all)."""
+        stamp = to_db_time(now)
         tx.run(
             "execution_insert",
             {
@@ -126,7 +130,8 @@ class Store(TriggerStore, CronStore):
                 "workflow_name": workflow_name,
                 "version": version,
                 "context": context_json,
-                "now": to_db_time(now),
+                "remaining": len(tasks) if remaining is None else remaining,
+                "now": stamp,
             },
         )
         tx.run_many(
@@ -137,7 +142,11 @@ class Store(TriggerStore, CronStore):
                     "workflow_name": workflow_name,
                     "task_id": t.task_id,
                     "position": t.position,
+                    "status": str(t.status),
                     "max_attempts": t.max_attempts,
+                    "ready_at": stamp if t.status is TaskStatus.READY else None,
+                    "completed_at": stamp if t.status.is_terminal else None,
+                    "error": t.error,
                 }
                 for t in tasks
             ],
@@ -168,8 +177,16 @@ class Store(TriggerStore, CronStore):
             row = tx.one("task_next_ready_at", {"workflows": json.dumps(sorted(workflow_names))})
         return from_db_time(row["ready_at"]) if row else None
 
-    def task_statuses(self, tx: Tx, execution_id: str) -> dict[str, TaskStatus]:
-        """task id → status for every task execution of an execution."""
+    def task_statuses(
+        self, tx: Tx, execution_id: str, task_ids: Iterable[str] | None = None
+    ) -> dict[str, TaskStatus]:
+        """task id → status for the task executions of an execution (all, or ``task_ids``)."""
+        if task_ids is not None:
+            rows = tx.all(
+                "task_statuses_of",
+                {"execution_id": execution_id, "task_ids": json.dumps(list(task_ids))},
+            )
+            return {r["task_id"]: TaskStatus(r["status"]) for r in rows}
         return {
             r["task_id"]: TaskStatus(r["status"])
             for r in tx.all("task_statuses", {"execution_id": execution_id})
@@ -188,6 +205,11 @@ class Store(TriggerStore, CronStore):
         """The input context JSON of an execution."""
         row = tx.one("execution_context", {"id": execution_id})
         return row["context"] if row else "{}"
+
+    def count_finished_tasks(self, tx: Tx, execution_id: str, finished: int) -> int:
+        """Record that ``finished`` more tasks reached a final status; returns how many remain."""
+        row = tx.one("execution_count_finished", {"id": execution_id, "finished": finished})
+        return int(row["remaining_tasks"]) if row else 0
 
     def first_task_error(self, tx: Tx, execution_id: str) -> str | None:
         """ "Task 'x' failed: <error>" for the first Failed task (topological order)."""

@@ -40,13 +40,16 @@ WHERE status = 'Running'
   AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
 
 -- name: execution_insert
-INSERT INTO cloaca_executions (id, workflow_name, workflow_version, status, context, created_at)
-VALUES (:id, :workflow_name, :version, 'Pending', :context, :now)
+INSERT INTO cloaca_executions
+    (id, workflow_name, workflow_version, status, context, remaining_tasks, created_at)
+VALUES (:id, :workflow_name, :version, 'Pending', :context, :remaining, :now)
 
 -- name: task_insert
 INSERT INTO cloaca_task_executions
-    (execution_id, workflow_name, task_id, position, status, max_attempts)
-VALUES (:execution_id, :workflow_name, :task_id, :position, 'NotStarted', :max_attempts)
+    (execution_id, workflow_name, task_id, position, status, max_attempts, ready_at,
+     completed_at, error)
+VALUES (:execution_id, :workflow_name, :task_id, :position, :status, :max_attempts, :ready_at,
+        :completed_at, :error)
 
 -- name: task_claim_ready
 UPDATE cloaca_task_executions
@@ -71,6 +74,15 @@ WHERE status = 'Ready' AND workflow_name IN (SELECT value FROM json_each(:workfl
 
 -- name: task_statuses
 SELECT task_id, status FROM cloaca_task_executions WHERE execution_id = :execution_id
+
+-- name: task_statuses_of
+SELECT task_id, status FROM cloaca_task_executions
+WHERE execution_id = :execution_id AND task_id IN (SELECT value FROM json_each(:task_ids))
+
+-- name: execution_count_finished
+UPDATE cloaca_executions SET remaining_tasks = remaining_tasks - :finished
+WHERE id = :id
+RETURNING remaining_tasks
 
 -- name: task_outputs
 SELECT task_id, output FROM cloaca_task_executions

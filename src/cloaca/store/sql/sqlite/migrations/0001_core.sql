@@ -23,6 +23,7 @@ CREATE TABLE cloaca_executions (
     context TEXT NOT NULL,
     final_context TEXT,
     error_message TEXT,
+    remaining_tasks INTEGER NOT NULL,
     created_at TEXT NOT NULL,
     started_at TEXT,
     completed_at TEXT
