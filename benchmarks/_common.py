@@ -40,7 +40,9 @@ def quick() -> bool:
 def emit(workload: str, backend: str, params: dict[str, Any], figures: dict[str, Any]) -> None:
     """Print the result line and append it to benchmarks/results/latest.jsonl."""
     rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
-    line = json.dumps({"workload": workload, "backend": backend, "params": params, "figures": rounded})
+    line = json.dumps(
+        {"workload": workload, "backend": backend, "params": params, "figures": rounded}
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a", encoding="utf-8") as out:
         out.write(line + "\n")

@@ -26,7 +26,10 @@ def main() -> None:
             cloaca.task(id=f"t{i}")(lambda context: None)
 
     config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=8)
-    with tempfile.TemporaryDirectory() as tmp, cloaca.DefaultRunner(f"sqlite://{tmp}/w1.db", config) as runner:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        cloaca.DefaultRunner(f"sqlite://{tmp}/w1.db", config) as runner,
+    ):
         db = runner._store.db
         runner.execute("w1_one")
 

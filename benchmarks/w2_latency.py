@@ -22,7 +22,10 @@ def main() -> None:
         started.append(time.perf_counter())
 
     cloaca.workflow("w2_one_task", [noop])
-    with tempfile.TemporaryDirectory() as tmp, cloaca.DefaultRunner(f"sqlite://{tmp}/w2.db") as runner:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        cloaca.DefaultRunner(f"sqlite://{tmp}/w2.db") as runner,
+    ):
         for _ in range(warmup):
             runner.execute("w2_one_task")
         execute_ms: list[float] = []

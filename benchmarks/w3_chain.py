@@ -51,7 +51,10 @@ def main() -> None:
     build("w3_small", marks)
     build("w3_large", marks)
     big = {"blob": "x" * 100_000}
-    with tempfile.TemporaryDirectory() as tmp, cloaca.DefaultRunner(f"sqlite://{tmp}/w3.db") as runner:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        cloaca.DefaultRunner(f"sqlite://{tmp}/w3.db") as runner,
+    ):
         runner.execute("w3_small")
         small = measure(runner, "w3_small", marks, {}, reps)
         large = measure(runner, "w3_large", marks, big, reps)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from cloaca import triggers
-from cloaca.workflow import clear_registry
 from cloaca.testing import Harness
+from cloaca.workflow import clear_registry
 
 
 @pytest.fixture(autouse=True)
