@@ -163,14 +163,18 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     the result copy it (e.g. through `Context`); the engine merges freshly decoded outputs
     and so skips that cost.
     """
-    result = dict(base)
+    return _merge_into(dict(base), override)
+
+
+def _merge_into(target: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into ``target`` at the top level (nested dicts via deep_merge)."""
     for key, value in override.items():
-        current = result.get(key)
+        current = target.get(key)
         if isinstance(current, dict) and isinstance(value, dict):
-            result[key] = deep_merge(current, value)
+            target[key] = deep_merge(current, value)
         else:
-            result[key] = value
-    return result
+            target[key] = value
+    return target
 
 
 def merge_outputs(outputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -181,10 +185,5 @@ def merge_outputs(outputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     result: dict[str, Any] = {}
     for output in outputs:
-        for key, value in output.items():
-            current = result.get(key)
-            if isinstance(current, dict) and isinstance(value, dict):
-                result[key] = deep_merge(current, value)
-            else:
-                result[key] = value
+        _merge_into(result, output)
     return result
