@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
-def _open_store(database_url: str) -> Store:
+def open_store(database_url: str) -> Store:
     url = parse_database_url(database_url)
     if url.dialect == "postgres":
         raise ValueError(
@@ -90,7 +90,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
         self._stopping = threading.Event()
         self._waiters: dict[str, list[threading.Event]] = {}
         self._waiters_lock = threading.Lock()
-        self._store = _open_store(database_url)
+        self._store = open_store(database_url)
         try:
             self._store.migrate()
         except Exception:

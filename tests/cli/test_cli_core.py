@@ -1,0 +1,135 @@
+"""The ``cloaca`` command: worker, execute, executions, db — as a user types them."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cloaca.cli import main
+from cloaca.workflow import clear_registry
+
+APP = textwrap.dedent(
+    """
+    import cloaca
+
+    @cloaca.task(id="greet")
+    def greet(context):
+        context.set("greeting", "hello " + context.get("name", "world"))
+
+    @cloaca.task(id="boom")
+    def boom(context):
+        raise RuntimeError("kaboom")
+
+    cloaca.workflow("hello", [greet])
+    cloaca.workflow("broken", [boom])
+    """
+)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> str:
+    path = tmp_path / "cli_app.py"
+    path.write_text(APP)
+    return str(path)
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    url = f"sqlite://{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, ["--db", url, *args], catch_exceptions=False)
+
+    return invoke
+
+
+def test_execute_with_app_prints_result_and_history_lists_it(cli, app) -> None:
+    result = cli("execute", "hello", "--app", app, "--context", '{"name": "ada"}', "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["status"] == "Completed"
+    assert payload["final_context"]["greeting"] == "hello ada"
+
+    listed = cli("executions", "list", "--json")
+    rows = json.loads(listed.output)
+    assert [r["workflow_name"] for r in rows] == ["hello"]
+
+    shown = cli("executions", "show", payload["execution_id"], "--json")
+    detail = json.loads(shown.output)
+    assert detail["tasks"][0]["task"] == "greet"
+    assert detail["tasks"][0]["attempts"] == 1
+
+
+def test_failed_execution_exits_1_with_the_error(cli, app) -> None:
+    result = cli("execute", "broken", "--app", app, "--json")
+    assert result.exit_code == 1
+    assert "kaboom" in json.loads(result.output)["error_message"]
+
+
+def test_table_output_is_readable(cli, app) -> None:
+    cli("execute", "hello", "--app", app)
+    listed = cli("executions", "list")
+    assert listed.exit_code == 0
+    assert "hello" in listed.output and "Completed" in listed.output
+
+
+def test_unknown_workflow_is_one_line_exit_1(cli) -> None:
+    result = cli("execute", "nope", "--no-wait")
+    assert result.exit_code == 1
+    assert "not found" in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_bad_context_json_exit_1(cli) -> None:
+    result = cli("execute", "hello", "--context", "{not json")
+    assert result.exit_code == 1
+    assert "not valid JSON" in result.output
+
+
+def test_bad_database_url_exit_1() -> None:
+    result = CliRunner().invoke(main, ["--db", "mysql://x", "executions", "list"])
+    assert result.exit_code == 1
+    assert "Unsupported database URL 'mysql://x'" in result.output
+
+
+def test_usage_error_exit_2(cli) -> None:
+    assert cli("executions", "list", "--limit", "zero").exit_code == 2
+    assert cli("no-such-command").exit_code == 2
+
+
+def test_db_migrate_and_status(cli) -> None:
+    assert "schema at version" in cli("db", "migrate").output
+    status = json.loads(cli("db", "status", "--json").output)
+    assert status["up_to_date"] is True
+    assert status["schema_version"] == status["latest_version"] >= 1
+
+
+def test_run_worker_for_a_while_executes_pending_work(cli, app, tmp_path) -> None:
+    # The first run records the workflow's definition in the database.
+    assert cli("execute", "hello", "--app", app).exit_code == 0
+    clear_registry()  # a fresh client process knows no workflows
+    # A client without the app can start it, but nothing in its process runs it...
+    queued = cli("execute", "hello", "--no-wait", "--context", '{"name": "queued"}')
+    assert queued.exit_code == 0
+    execution_id = queued.output.strip()
+    pending = json.loads(cli("executions", "show", execution_id, "--json").output)
+    assert pending["status"] == "Pending"
+    # ...until a worker with the app comes up.
+    result = cli("run", app, "--for", "1")
+    assert result.exit_code == 0, result.output
+    assert "running on" in result.output
+    done = json.loads(cli("executions", "show", execution_id, "--json").output)
+    assert done["status"] == "Completed"
+    assert done["final_context"]["greeting"] == "hello queued"
+
+
+def test_missing_app_file_exit_1(cli, tmp_path) -> None:
+    result = cli("run", str(tmp_path / "missing.py"), "--for", "0")
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
