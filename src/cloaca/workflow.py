@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cloaca import dag
+from cloaca import dag, rules
 from cloaca.task import TASK_ATTR, TaskSpec
 
 _lock = threading.RLock()
@@ -45,10 +45,19 @@ class Workflow:
         self.version = _content_version(self.definition(with_version=False))
 
     def validate(self) -> None:
-        """Raise ``ValueError`` for an empty workflow, unknown dependencies or a cycle."""
+        """Raise ``ValueError`` for an empty workflow, unknown dependencies, a cycle, or a
+        trigger rule naming a task the workflow does not have."""
         if not self.tasks:
             raise ValueError(f"Workflow {self.name!r} cannot be empty: add at least one task")
         dag.validate_graph(self.dependencies, self.name)
+        for tid, spec in self.tasks.items():
+            # A misspelt name would otherwise make the rule silently false forever.
+            unknown = sorted(rules.referenced_tasks(spec.trigger_rules) - self.tasks.keys())
+            if unknown:
+                raise ValueError(
+                    f"Trigger rule of task {tid!r} in workflow {self.name!r} names unknown "
+                    f"task {unknown[0]!r}; known tasks: {', '.join(sorted(self.tasks))}"
+                )
 
     def topological_sort(self) -> list[str]:
         """Task ids in an order where every task comes after its dependencies."""

@@ -240,6 +240,11 @@ class Executor:
         outcome = None
         try:
             with self._store.write() as tx:
+                if status is TaskStatus.READY:
+                    # No retry once the execution has ended (cancelled, timed out) meanwhile.
+                    state = self._store.execution_status(tx, claimed.execution_id)
+                    if state is None or state.is_terminal:
+                        status, retry_at = TaskStatus.FAILED, None
                 owned = self._store.finish_attempt(
                     tx,
                     claimed,

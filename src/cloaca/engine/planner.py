@@ -36,6 +36,8 @@ class Shape:
     max_attempts: Mapping[str, int]
     dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     position: Mapping[str, int] = field(default_factory=dict)
+    # Tasks each trigger rule names: their statuses must be loaded before deciding it.
+    rule_tasks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_definition(cls, definition: Mapping[str, Any]) -> Shape:
@@ -52,6 +54,11 @@ class Shape:
             max_attempts={t["id"]: int(t.get("max_attempts", 1)) for t in tasks},
             dependents={k: tuple(v) for k, v in dag.dependents(deps).items()},
             position={tid: i for i, tid in enumerate(order)},
+            rule_tasks={
+                t["id"]: tuple(sorted(rules.referenced_tasks(t["trigger_rules"])))
+                for t in tasks
+                if t.get("trigger_rules")
+            },
         )
 
     def in_order(self, task_ids: Iterable[str]) -> list[str]:
@@ -78,7 +85,12 @@ def decide(
         return None
     rule = shape.rules.get(task_id)
     if rule is None:
-        if TaskStatus.FAILED in dep_states:
+        # A default-rule dependency is only ever Skipped because its own upstream failed,
+        # so the skip travels down the chain instead of running tasks whose inputs are gone.
+        if TaskStatus.FAILED in dep_states or any(
+            s is TaskStatus.SKIPPED and shape.rules.get(d) is None
+            for d, s in zip(shape.deps[task_id], dep_states, strict=True)
+        ):
             return TaskStatus.SKIPPED, UPSTREAM_FAILED
         return TaskStatus.READY, None
     ctx = context_for(task_id) if _uses_context(rule) else {}
@@ -99,7 +111,9 @@ def _cascade(
     decisions: list[tuple[str, TaskStatus, str | None]] = []
     pending = shape.in_order(candidates)
     while pending:
-        wanted = {t for tid in pending for t in (tid, *shape.deps[tid])} - statuses.keys()
+        wanted = {
+            t for tid in pending for t in (tid, *shape.deps[tid], *shape.rule_tasks.get(tid, ()))
+        } - statuses.keys()
         if wanted:
             load(wanted)
         following: list[str] = []

@@ -51,16 +51,20 @@ class Recovery:
                 )
                 self.register(now)
             self._next_heartbeat = now + timedelta(seconds=cfg.heartbeat_interval_seconds)
-        if cfg.enable_recovery and (self._next_sweep is None or now >= self._next_sweep):
+        # The sweep also enforces workflow timeouts, so it runs even without recovery.
+        if self._next_sweep is None or now >= self._next_sweep:
             did = self.sweep(now)
             self._next_sweep = now + timedelta(seconds=cfg.stale_claim_sweep_interval_seconds)
         nexts = [t for t in (self._next_heartbeat, self._next_sweep) if t is not None]
         return did, min(nexts) if nexts else None
 
     def sweep(self, now: datetime) -> bool:
-        """Take over stale claims and end executions past the workflow timeout."""
-        threshold = now - timedelta(seconds=self._config.stale_claim_threshold_seconds)
-        requeued = self._store.requeue_stale(self._runner_id, threshold, now)
+        """Take over stale claims (when recovery is enabled) and end executions past the
+        workflow timeout."""
+        requeued = 0
+        if self._config.enable_recovery:
+            threshold = now - timedelta(seconds=self._config.stale_claim_threshold_seconds)
+            requeued = self._store.requeue_stale(self._runner_id, threshold, now)
         if requeued:
             log.warning(
                 "took over task executions of silent runners",

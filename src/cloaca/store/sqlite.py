@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from cloaca.store.db import Params, Row, StoreError, load_queries
+from cloaca.store.migrate import VERSION_TABLE
 
 _BUSY_TIMEOUT_MS = 30_000
 
@@ -72,7 +73,14 @@ class SqliteDatabase:
         self._conn.row_factory = sqlite3.Row
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            tables = {
+                row[0]
+                for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            # WAL is a lasting property of the file: leave another application's database as
+            # it was (migrate() refuses it right after).
+            if not tables or VERSION_TABLE in tables:
+                self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:

@@ -1,0 +1,126 @@
+"""A runner process killed mid-task loses nothing: a runner opened later on the same SQLite
+file takes the task over once the dead runner's heartbeat is stale, and the execution
+completes. Real processes, SIGKILL, and bounded waits with deadlines."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import cloaca
+
+WAIT = 15.0
+
+# Run in the worker process (as a script) and in the test process (via exec), so both
+# register the very same workflow structure. Only the victim blocks in "long".
+WORKFLOW = """
+import os
+import threading
+
+import cloaca
+
+with cloaca.WorkflowBuilder("crashy"):
+
+    @cloaca.task()
+    def first(context):
+        context.set("first_pid", os.getpid())
+
+    @cloaca.task(dependencies=[first], retry_attempts=1)
+    def long(context):
+        if os.environ.get("CRASH_ROLE") == "victim":
+            print("running", flush=True)
+            threading.Event().wait()  # until SIGKILL
+        context.set("long_pid", os.getpid())
+
+    @cloaca.task(dependencies=[long])
+    def last(context):
+        context.set("last_pid", os.getpid())
+"""
+
+VICTIM = (
+    WORKFLOW
+    + """
+import sys
+
+runner = cloaca.DefaultRunner(sys.argv[1])
+print("started", runner.start("crashy", {"input": 1}), flush=True)
+threading.Event().wait()
+"""
+)
+
+
+def read_lines(proc: subprocess.Popen[str], wanted: set[str], deadline: float) -> dict[str, str]:
+    """Read stdout lines until each word in ``wanted`` started a line; word -> rest."""
+    assert proc.stdout is not None
+    found: dict[str, str] = {}
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while wanted - found.keys():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                raise AssertionError(f"victim printed only {found} before the deadline")
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(
+                    f"victim exited early: {proc.stderr.read() if proc.stderr else ''}"
+                )
+            word, _, rest = line.strip().partition(" ")
+            found[word] = rest
+    return found
+
+
+@pytest.fixture
+def victim(db_url: str) -> Iterator[subprocess.Popen[str]]:
+    """The worker process that will be killed (killed at teardown at the latest)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", VICTIM, db_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CRASH_ROLE": "victim"},
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=WAIT)
+
+
+def test_a_killed_runners_task_is_taken_over_and_the_execution_completes(
+    db_url: str, victim: subprocess.Popen[str]
+) -> None:
+    seen = read_lines(victim, {"started", "running"}, time.monotonic() + WAIT)
+    execution_id = seen["started"]
+    os.kill(victim.pid, signal.SIGKILL)
+    assert victim.wait(timeout=WAIT) == -signal.SIGKILL
+
+    namespace: dict[str, Any] = {}
+    exec(WORKFLOW, namespace)  # the same workflow, registered in this process
+    config = cloaca.DefaultRunnerConfig(
+        heartbeat_interval_seconds=0.05,
+        stale_claim_threshold_seconds=0.3,
+        stale_claim_sweep_interval_seconds=0.05,
+        scheduler_poll_interval_ms=20,
+    )
+    with cloaca.DefaultRunner(db_url, config) as rescuer:
+        before = rescuer.get_execution(execution_id)
+        assert before.status == "Running"
+        assert before.task_results["long"].status == "Running"  # still claimed by the dead
+        result = rescuer.wait(execution_id, timeout=WAIT)
+        listed = rescuer.list_executions()
+
+    assert result.status == "Completed", result.error_message
+    attempts = {tid: r.attempts for tid, r in result.task_results.items()}
+    assert attempts == {"first": 1, "long": 2, "last": 1}  # only the interrupted task re-ran
+    final = result.final_context.to_dict()
+    assert final["input"] == 1
+    assert final["first_pid"] == victim.pid  # work finished before the crash is kept
+    assert final["long_pid"] == final["last_pid"] == os.getpid()
+    assert [row["id"] for row in listed] == [execution_id]  # nothing lost, nothing doubled

@@ -1,0 +1,522 @@
+"""The Store contract (docstrings of ``cloaca.store.store.Store``), run on every backend.
+
+Each test gets a :class:`Backend` from the parametrized ``backend`` fixture: a way to open
+fresh Store connections on one empty database, plus a raw side channel (a separate driver
+connection) to arrange and inspect rows the Store has no method for. Only "sqlite" exists
+today; a "postgres" param joins ``BACKENDS`` with its own branch in the fixture.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloaca.clock import to_db_time
+from cloaca.store.db import NotACloacaDatabase, SchemaTooNew, load_migrations, load_queries
+from cloaca.store.migrate import VERSION_TABLE, current_version, latest_version
+from cloaca.store.records import ClaimedTask, ExecutionStatus, NewTask, TaskStatus
+from cloaca.store.sqlite import SqliteDatabase
+from cloaca.store.store import Store
+
+BACKENDS = ["sqlite"]
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Backend:
+    """One empty database of one dialect, and ways to reach it."""
+
+    name: str
+    dialect: str
+    open_db: Callable[[], Any]  # a new driver connection (not migrated)
+    raw: Callable[[str, Mapping[str, Any]], list[tuple[Any, ...]]]  # side-channel SQL
+    location: str
+    _opened: list[Store] = field(default_factory=list)
+
+    def open(self, *, migrate: bool = True) -> Store:
+        """A new Store on the database (closed at teardown)."""
+        store = Store(self.open_db())
+        self._opened.append(store)
+        if migrate:
+            store.migrate()
+        return store
+
+    def close_all(self) -> None:
+        """Close every Store this backend opened."""
+        for store in self._opened:
+            try:
+                store.close()
+            except Exception:  # already closed by the test
+                pass
+
+
+def _sqlite_backend(tmp_path: Path) -> Backend:
+    path = str(tmp_path / "contract.db")
+
+    def raw(sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            with conn:
+                return list(conn.execute(sql, dict(params or {})).fetchall())
+        finally:
+            conn.close()
+
+    return Backend("sqlite", "sqlite", lambda: SqliteDatabase(path), raw, path)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """An empty database per test, on each backend in ``BACKENDS``."""
+    if request.param == "sqlite":
+        made = _sqlite_backend(tmp_path)
+    else:  # pragma: no cover - a backend listed without a branch here
+        raise AssertionError(f"no fixture branch for backend {request.param!r}")
+    yield made
+    made.close_all()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Store:
+    """A migrated Store on the backend's database."""
+    return backend.open()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+_counter = iter(range(1_000_000))
+
+
+def make_execution(
+    store: Store,
+    workflow: str = "wf",
+    tasks: tuple[str, ...] = ("a",),
+    ready: Mapping[str, datetime] | None = None,
+    now: datetime = T0,
+    max_attempts: int = 3,
+) -> str:
+    """Insert an execution of ``tasks`` (all NotStarted) and make ``ready`` ones Ready."""
+    execution_id = f"exec-{next(_counter)}"
+    with store.write() as tx:
+        store.insert_execution(
+            tx,
+            execution_id=execution_id,
+            workflow_name=workflow,
+            version="0123456789abcdef",
+            context_json='{"in": 1}',
+            tasks=[NewTask(t, i, max_attempts) for i, t in enumerate(tasks)],
+            now=now,
+        )
+        for task_id, at in (ready or {}).items():
+            store.set_task_status(tx, execution_id, task_id, TaskStatus.READY, at)
+    return execution_id
+
+
+def task_row(store: Store, execution_id: str, task_id: str) -> Any:
+    """The task execution record of ``task_id``."""
+    (found,) = [t for t in store.list_task_executions(execution_id) if t.task_id == task_id]
+    return found
+
+
+def finish(store: Store, claimed: ClaimedTask, runner: str, **kwargs: Any) -> bool:
+    """finish_attempt in its own transaction."""
+    kwargs.setdefault("status", TaskStatus.COMPLETED)
+    kwargs.setdefault("now", T0)
+    with store.write() as tx:
+        return store.finish_attempt(tx, claimed, runner, **kwargs)
+
+
+# -- migrations and schema version ------------------------------------------------------------
+
+
+def test_migrate_returns_latest_version_and_is_idempotent(backend: Backend) -> None:
+    store = backend.open(migrate=False)
+    latest = latest_version(backend.dialect)
+    assert latest >= 1
+    assert store.migrate() == latest
+    assert store.migrate() == latest
+    assert backend.open().migrate() == latest  # another connection, already migrated
+    assert current_version(store.db) == latest
+    rows = backend.raw(f"SELECT version FROM {VERSION_TABLE} ORDER BY version", {})
+    assert [r[0] for r in rows] == [n for n, _, _ in load_migrations(backend.dialect)]
+
+
+def test_empty_database_has_schema_version_zero(backend: Backend) -> None:
+    store = backend.open(migrate=False)
+    assert current_version(store.db) == 0
+
+
+def test_migrations_race_safely_across_threads(backend: Backend) -> None:
+    stores = [backend.open(migrate=False) for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(store: Store) -> None:
+        barrier.wait(timeout=10)
+        try:
+            results.append(store.migrate())
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert results == [latest_version(backend.dialect)] * len(stores)
+    rows = backend.raw(f"SELECT COUNT(*) FROM {VERSION_TABLE}", {})
+    assert rows[0][0] == len(load_migrations(backend.dialect))
+
+
+_MIGRATE_CHILD = """
+import sys
+from cloaca.store.sqlite import SqliteDatabase
+from cloaca.store.store import Store
+db = SqliteDatabase(sys.argv[1])
+sys.stdin.readline()  # wait for the parent's "go" so the processes really race
+print(Store(db).migrate())
+"""
+
+
+def test_migrations_race_safely_across_processes(backend: Backend) -> None:
+    if backend.dialect != "sqlite":
+        pytest.skip("the child script opens a SQLite file")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MIGRATE_CHILD, backend.location],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outputs = [proc.communicate(timeout=30) for proc in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == [str(latest_version("sqlite"))] * 3
+    rows = backend.raw(f"SELECT COUNT(*) FROM {VERSION_TABLE}", {})
+    assert rows[0][0] == len(load_migrations("sqlite"))
+
+
+def test_database_with_foreign_tables_is_refused_untouched(backend: Backend) -> None:
+    backend.raw("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)", {})
+    backend.raw("INSERT INTO users (name) VALUES ('ada')", {})
+    store = backend.open(migrate=False)
+    with pytest.raises(NotACloacaDatabase, match="not a cloaca database") as info:
+        store.migrate()
+    assert "users" in str(info.value)
+    assert isinstance(info.value, ValueError)
+    tables = {r[0] for r in backend.raw("SELECT name FROM sqlite_master WHERE type='table'", {})}
+    assert tables == {"users"}
+    assert backend.raw("SELECT name FROM users", {}) == [("ada",)]
+
+
+def test_newer_schema_version_is_refused(backend: Backend) -> None:
+    backend.open()
+    latest = latest_version(backend.dialect)
+    backend.raw(
+        f"INSERT INTO {VERSION_TABLE} (version, applied_at) VALUES (:v, :at)",
+        {"v": latest + 1, "at": to_db_time(T0)},
+    )
+    store = backend.open(migrate=False)
+    with pytest.raises(SchemaTooNew) as info:
+        store.migrate()
+    message = str(info.value)
+    assert str(latest + 1) in message and str(latest) in message and "newer" in message
+    assert isinstance(info.value, ValueError)
+
+
+# -- claims -------------------------------------------------------------------------------------
+
+
+def test_claim_takes_only_ready_rows_of_listed_workflows(store: Store) -> None:
+    e1 = make_execution(store, "wf", ("a", "b"), ready={"a": T0})
+    e2 = make_execution(store, "other", ("x",), ready={"x": T0})
+    claimed = store.claim_ready("r1", ["wf"], 10, T0)
+    assert [(c.execution_id, c.task_id, c.attempt) for c in claimed] == [(e1, "a", 1)]
+    assert claimed[0].workflow_name == "wf" and claimed[0].max_attempts == 3
+    a = task_row(store, e1, "a")
+    assert (a.status, a.claimed_by, a.attempt, a.started_at) == (TaskStatus.RUNNING, "r1", 1, T0)
+    assert task_row(store, e1, "b").status is TaskStatus.NOT_STARTED
+    assert task_row(store, e2, "x").status is TaskStatus.READY
+    execution = store.get_execution(e1)
+    assert execution is not None
+    assert (execution.status, execution.started_at) == (ExecutionStatus.RUNNING, T0)
+    other = store.get_execution(e2)
+    assert other is not None and other.status is ExecutionStatus.PENDING
+    # A Running row is not claimed twice, by this runner or another.
+    assert store.claim_ready("r2", ["wf"], 10, T0) == []
+    assert [c.task_id for c in store.claim_ready("r2", ["wf", "other"], 10, T0)] == ["x"]
+
+
+def test_claim_with_no_workflows_claims_nothing(store: Store) -> None:
+    make_execution(store, ready={"a": T0})
+    assert store.claim_ready("r1", [], 10, T0) == []
+
+
+def test_claim_respects_ready_at(store: Store) -> None:
+    later = T0 + timedelta(seconds=10)
+    e = make_execution(store, ready={"a": later})
+    assert store.next_ready_at(["wf"]) == later
+    assert store.next_ready_at(["other"]) is None
+    assert store.claim_ready("r1", ["wf"], 10, later - timedelta(microseconds=1)) == []
+    assert [c.execution_id for c in store.claim_ready("r1", ["wf"], 10, later)] == [e]
+    assert store.next_ready_at(["wf"]) is None
+
+
+def test_claim_respects_limit_oldest_ready_first(store: Store) -> None:
+    ids = [
+        make_execution(store, ready={"a": T0 + timedelta(seconds=5 - i)}) for i in range(5)
+    ]  # the last inserted is the oldest ready
+    now = T0 + timedelta(seconds=10)
+    batches = [store.claim_ready("r1", ["wf"], 2, now) for _ in range(4)]
+    assert [len(b) for b in batches] == [2, 2, 1, 0]
+    # Oldest ready first across batches (order inside one batch is not part of the contract).
+    oldest_first = list(reversed(ids))
+    claimed = [{c.execution_id for c in b} for b in batches]
+    assert claimed == [set(oldest_first[0:2]), set(oldest_first[2:4]), {oldest_first[4]}, set()]
+
+
+def test_finish_attempt_only_for_the_owning_runner_and_attempt(store: Store) -> None:
+    e = make_execution(store, ready={"a": T0})
+    (claim,) = store.claim_ready("r1", ["wf"], 1, T0)
+    assert not finish(store, claim, "r2")  # another runner
+    stale = ClaimedTask(claim.id, e, "wf", "a", claim.attempt + 1, claim.max_attempts)
+    assert not finish(store, stale, "r1")  # another attempt
+    assert task_row(store, e, "a").status is TaskStatus.RUNNING
+    assert finish(store, claim, "r1", output_json='{"out": 1}')
+    row = task_row(store, e, "a")
+    assert (row.status, row.claimed_by, row.completed_at) == (TaskStatus.COMPLETED, None, T0)
+    with store.read() as tx:
+        assert store.task_outputs(tx, e, ["a"]) == {"a": '{"out": 1}'}
+    assert not finish(store, claim, "r1", status=TaskStatus.FAILED)  # no longer Running
+    assert task_row(store, e, "a").status is TaskStatus.COMPLETED
+
+
+def test_finish_attempt_refuses_an_attempt_taken_over(store: Store) -> None:
+    store.register_runner("dead", "host", 1, T0)
+    store.register_runner("alive", "host", 2, T0 + timedelta(seconds=100))
+    e = make_execution(store, ready={"a": T0})
+    (first,) = store.claim_ready("dead", ["wf"], 1, T0)
+    now = T0 + timedelta(seconds=100)
+    assert store.requeue_stale("alive", now - timedelta(seconds=60), now) == 1
+    (second,) = store.claim_ready("alive", ["wf"], 1, now)
+    assert second.attempt == first.attempt + 1
+    assert not finish(store, first, "dead")  # the late result of the first attempt
+    assert finish(store, second, "alive", status=TaskStatus.FAILED, error="boom", now=now)
+    row = task_row(store, e, "a")
+    assert (row.status, row.error, row.attempt) == (TaskStatus.FAILED, "boom", 2)
+
+
+def test_finish_attempt_ready_schedules_a_retry(store: Store) -> None:
+    e = make_execution(store, ready={"a": T0})
+    (claim,) = store.claim_ready("r1", ["wf"], 1, T0)
+    retry_at = T0 + timedelta(seconds=30)
+    assert finish(store, claim, "r1", status=TaskStatus.READY, error="flaky", retry_at=retry_at)
+    row = task_row(store, e, "a")
+    assert (row.status, row.ready_at, row.error, row.completed_at) == (
+        TaskStatus.READY,
+        retry_at,
+        "flaky",
+        None,
+    )
+    assert store.claim_ready("r1", ["wf"], 1, retry_at - timedelta(seconds=1)) == []
+    (again,) = store.claim_ready("r1", ["wf"], 1, retry_at)
+    assert again.attempt == 2
+
+
+def test_sub_status_is_set_and_cleared_for_the_running_attempt(store: Store) -> None:
+    e = make_execution(store, ready={"a": T0})
+    (claim,) = store.claim_ready("r1", ["wf"], 1, T0)
+    store.set_sub_status(claim, "Deferred")
+    assert task_row(store, e, "a").sub_status == "Deferred"
+    store.set_sub_status(claim, None)
+    assert task_row(store, e, "a").sub_status is None
+    store.set_sub_status(claim, "Deferred")
+    assert finish(store, claim, "r1")
+    assert task_row(store, e, "a").sub_status is None
+
+
+# -- executions ---------------------------------------------------------------------------------
+
+
+def _hold(backend: Backend, execution_id: str, name: str) -> None:
+    backend.raw(
+        "INSERT INTO cloaca_trigger_executions (id, schedule_id, trigger_name, context_hash,"
+        " workflow_execution_id, holds_dedup, started_at, created_at)"
+        " VALUES (:id, 's', :name, 'h', :e, 1, :t, :t)",
+        {"id": f"te-{name}", "name": name, "e": execution_id, "t": to_db_time(T0)},
+    )
+
+
+def _holds(backend: Backend) -> dict[str, tuple[Any, Any]]:
+    rows = backend.raw(
+        "SELECT trigger_name, holds_dedup, completed_at FROM cloaca_trigger_executions", {}
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_finish_execution_releases_trigger_holds_in_the_same_transaction(
+    backend: Backend, store: Store
+) -> None:
+    e1 = make_execution(store)
+    e2 = make_execution(store)
+    _hold(backend, e1, "t1")
+    _hold(backend, e2, "t2")
+    end = T0 + timedelta(seconds=5)
+
+    # A transaction that fails after finish_execution keeps both the execution and the hold.
+    with pytest.raises(RuntimeError, match="abort"), store.write() as tx:
+        assert store.finish_execution(tx, e1, ExecutionStatus.COMPLETED, end, "{}")
+        raise RuntimeError("abort")
+    record = store.get_execution(e1)
+    assert record is not None and record.status is ExecutionStatus.PENDING
+    assert _holds(backend)["t1"] == (1, None)
+
+    with store.write() as tx:
+        assert store.finish_execution(tx, e1, ExecutionStatus.FAILED, end, '{"x": 1}', "bad")
+    record = store.get_execution(e1)
+    assert record is not None
+    assert (record.status, record.final_context, record.error_message, record.completed_at) == (
+        ExecutionStatus.FAILED,
+        '{"x": 1}',
+        "bad",
+        end,
+    )
+    assert _holds(backend) == {"t1": (None, to_db_time(end)), "t2": (1, None)}
+    with store.write() as tx:  # already terminal: refused, nothing changes
+        assert not store.finish_execution(tx, e1, ExecutionStatus.COMPLETED, end)
+    record = store.get_execution(e1)
+    assert record is not None and record.status is ExecutionStatus.FAILED
+
+
+def test_cancel_pending_tasks_skips_only_unstarted_ones(store: Store) -> None:
+    e = make_execution(store, tasks=("a", "b", "c"), ready={"a": T0, "b": T0})
+    store.claim_ready("r1", ["wf"], 1, T0)  # a is Running
+    with store.write() as tx:
+        store.cancel_pending_tasks(tx, e, T0)
+    statuses = {t.task_id: t.status for t in store.list_task_executions(e)}
+    assert statuses == {"a": TaskStatus.RUNNING, "b": TaskStatus.SKIPPED, "c": TaskStatus.SKIPPED}
+
+
+# -- runners and stale claims -------------------------------------------------------------------
+
+
+def test_requeue_stale_takes_over_only_silent_runners_work(store: Store) -> None:
+    store.register_runner("silent", "h", 1, T0)
+    store.register_runner("busy", "h", 2, T0)
+    e1 = make_execution(store, ready={"a": T0})
+    e2 = make_execution(store, ready={"a": T0})
+    store.claim_ready("silent", ["wf"], 1, T0)
+    store.claim_ready("busy", ["wf"], 1, T0)
+    now = T0 + timedelta(seconds=90)
+    assert store.heartbeat("busy", now)
+    assert store.requeue_stale("me", now - timedelta(seconds=60), now) == 1
+    row = task_row(store, e1, "a")
+    assert (row.status, row.claimed_by, row.ready_at) == (TaskStatus.READY, None, now)
+    assert task_row(store, e2, "a").status is TaskStatus.RUNNING
+    assert not store.heartbeat("silent", now)  # its row is gone: it was declared dead
+    assert store.heartbeat("busy", now)
+    assert store.requeue_stale("me", now - timedelta(seconds=60), now) == 0
+
+
+def test_requeue_stale_never_takes_the_callers_own_work(store: Store) -> None:
+    store.register_runner("me", "h", 1, T0)
+    e = make_execution(store, ready={"a": T0})
+    store.claim_ready("me", ["wf"], 1, T0)
+    far = T0 + timedelta(days=1)
+    assert store.requeue_stale("me", far, far) == 0
+    assert task_row(store, e, "a").status is TaskStatus.RUNNING
+    assert store.heartbeat("me", far)
+
+
+def test_removed_runner_work_is_requeued(store: Store) -> None:
+    store.register_runner("gone", "h", 1, T0)
+    e = make_execution(store, ready={"a": T0})
+    store.claim_ready("gone", ["wf"], 1, T0)
+    store.remove_runner("gone")
+    assert store.requeue_stale("me", T0, T0) == 1
+    assert task_row(store, e, "a").status is TaskStatus.READY
+
+
+# -- listing ------------------------------------------------------------------------------------
+
+
+def test_list_executions_newest_first_with_filters_and_paging(store: Store) -> None:
+    ids = []
+    for i in range(5):
+        workflow = "wf" if i % 2 == 0 else "other"
+        ids.append(make_execution(store, workflow, now=T0 + timedelta(seconds=i)))
+    tie = [make_execution(store, "wf", now=T0 + timedelta(seconds=9)) for _ in range(2)]
+    newest_first = [tie[1], tie[0], *reversed(ids)]
+    assert [r.id for r in store.list_executions(None, None, 100, 0)] == newest_first
+    pages = [store.list_executions(None, None, 3, offset) for offset in (0, 3, 6, 9)]
+    assert [len(p) for p in pages] == [3, 3, 1, 0]
+    assert [r.id for p in pages for r in p] == newest_first
+    assert [r.id for r in store.list_executions("other", None, 100, 0)] == [ids[3], ids[1]]
+    with store.write() as tx:
+        store.finish_execution(tx, ids[2], ExecutionStatus.COMPLETED, T0)
+    assert [r.id for r in store.list_executions(None, "Completed", 100, 0)] == [ids[2]]
+    assert [r.id for r in store.list_executions("other", "Completed", 100, 0)] == []
+    assert store.list_executions(None, None, 0, 0) == []
+    assert store.get_execution("missing") is None
+
+
+def test_record_workflow_upserts_by_name(store: Store) -> None:
+    definition = {"name": "wf", "version": "v1", "tasks": []}
+    assert store.get_workflow_definition("wf") is None
+    store.record_workflow("wf", "v1", definition, T0)
+    store.record_workflow("wf", "v1", definition, T0)
+    assert store.get_workflow_definition("wf") == definition
+    store.record_workflow("wf", "v2", {**definition, "version": "v2"}, T0)
+    assert store.get_workflow_definition("wf") == {**definition, "version": "v2"}
+
+
+# -- dialects in step ---------------------------------------------------------------------------
+
+_SQL_ROOT = resources.files("cloaca.store") / "sql"
+_DIALECTS = sorted(p.name for p in _SQL_ROOT.iterdir() if p.is_dir() and p.name[0] != "_")
+_SRC = Path(__file__).resolve().parents[2] / "src" / "cloaca"
+_QUERY_CALL = re.compile(r"""\.(?:one|all|run|run_many)\(\s*["'](\w+)["']""")
+
+
+def _queries_used_by_code() -> set[str]:
+    used: set[str] = set()
+    for path in _SRC.rglob("*.py"):
+        used.update(_QUERY_CALL.findall(path.read_text(encoding="utf-8")))
+    return used
+
+
+def test_every_named_query_exists_in_every_dialect() -> None:
+    assert "sqlite" in _DIALECTS
+    names = {dialect: set(load_queries(dialect)) for dialect in _DIALECTS}
+    union = set().union(*names.values())
+    for dialect, found in names.items():
+        assert union - found == set(), f"sql/{dialect} lacks queries {sorted(union - found)}"
+    used = _queries_used_by_code()
+    assert "task_claim_ready" in used  # the scan itself works
+    for dialect, found in names.items():
+        assert used - found == set(), f"code uses queries missing in sql/{dialect}"
+
+
+def test_every_dialect_has_the_same_numbered_migrations() -> None:
+    numbered = {d: [(n, name) for n, name, _ in load_migrations(d)] for d in _DIALECTS}
+    first = numbered[_DIALECTS[0]]
+    assert first and [n for n, _ in first] == list(range(1, len(first) + 1))
+    assert all(m == first for m in numbered.values()), numbered
