@@ -8,6 +8,7 @@ today; a "postgres" param joins ``BACKENDS`` with its own branch in the fixture.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sqlite3
 import subprocess
@@ -297,7 +298,7 @@ def test_finish_attempt_only_for_the_owning_runner_and_attempt(store: Store) -> 
     e = make_execution(store, ready={"a": T0})
     (claim,) = store.claim_ready("r1", ["wf"], 1, T0)
     assert not finish(store, claim, "r2")  # another runner
-    stale = ClaimedTask(claim.id, e, "wf", "a", claim.attempt + 1, claim.max_attempts)
+    stale = dataclasses.replace(claim, attempt=claim.attempt + 1)
     assert not finish(store, stale, "r1")  # another attempt
     assert task_row(store, e, "a").status is TaskStatus.RUNNING
     assert finish(store, claim, "r1", output_json='{"out": 1}')

@@ -100,6 +100,21 @@ class Executor:
             shape = self._shapes[key] = Shape.from_definition(wf.definition())
         return shape
 
+    def shape_for(self, name: str, version: str) -> Shape | None:
+        """The structure an execution started with: the registered workflow when its version
+        matches, else the recorded definition of that version (None if unknown)."""
+        key = (name, version)
+        shape = self._shapes.get(key)
+        if shape is None:
+            wf = get_workflow(name)
+            if wf is not None and wf.version == version:
+                return self.shape_of(wf)
+            definition = self._store.get_workflow_definition(name, version)
+            if definition is None:
+                return None
+            shape = self._shapes[key] = Shape.from_definition(definition)
+        return shape
+
     def tick(self, now: datetime) -> tuple[bool, datetime | None]:
         """Claim and dispatch what fits in the free slots; returns (did_work, next_due)."""
         timeout_due = self._expire_timeouts()
@@ -155,7 +170,8 @@ class Executor:
     def _dispatch(self, claimed: ClaimedTask) -> None:
         wf = get_workflow(claimed.workflow_name)
         spec = wf.tasks.get(claimed.task_id) if wf else None
-        attempt = _Attempt(claimed, spec, self.shape_of(wf) if wf else None)
+        shape = self.shape_for(claimed.workflow_name, claimed.workflow_version)
+        attempt = _Attempt(claimed, spec, shape)
         with self._slots:
             self._free -= 1
         self._inflight[(claimed.id, claimed.attempt)] = attempt
@@ -191,6 +207,8 @@ class Executor:
             self._finish(attempt, output, None, timed_out=False, ctx=ctx)
         except TaskTimedOut as exc:
             self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx)
+        except BadTaskResult as exc:
+            self._finish(attempt, None, f"TypeError: {exc}", timed_out=False, ctx=ctx, final=True)
         except Exception as exc:  # the user's error is the attempt's outcome
             self._finish(attempt, None, f"{type(exc).__name__}: {exc}", timed_out=False, ctx=ctx)
 
@@ -219,6 +237,7 @@ class Executor:
         *,
         timed_out: bool,
         ctx: Context | None = None,
+        final: bool = False,
     ) -> None:
         with attempt.lock:
             if attempt.done:
@@ -232,7 +251,11 @@ class Executor:
         else:
             policy = spec.retry if spec else None
             transient = timed_out or is_transient_message(error)
-            if policy and policy.should_retry(claimed.attempt, error, timed_out=transient):
+            if (
+                not final
+                and policy
+                and policy.should_retry(claimed.attempt, error, timed_out=transient)
+            ):
                 status = TaskStatus.READY
                 retry_at = now + timedelta(seconds=policy.calculate_delay(claimed.attempt))
             else:
@@ -277,11 +300,15 @@ class Executor:
         self._wake()
 
 
+class BadTaskResult(TypeError):
+    """A task body returned something the engine cannot use; retrying cannot fix that."""
+
+
 def _output_of(task_id: str, result: Any, ctx: Context) -> str:
     if result is None:
         result = ctx
     if not isinstance(result, Context):
-        raise TypeError(
+        raise BadTaskResult(
             f"task {task_id!r} returned {type(result).__name__}; return a Context or None"
         )
     return json.dumps(result._raw())
@@ -303,13 +330,19 @@ class _Control:
     def __init__(self, executor: Executor, attempt: _Attempt) -> None:
         self._executor = executor
         self._attempt = attempt
+        self._remaining: float | None = None
 
     def release_slot(self) -> None:
-        self._attempt.deadline = None  # deferring is waiting, not running
+        # Deferring is waiting, not running: the timeout clock pauses until the slot is back.
+        deadline, self._attempt.deadline = self._attempt.deadline, None
+        self._remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         self._executor.release_slot()
 
     def acquire_slot(self) -> None:
         self._executor.acquire_slot()
+        if self._remaining is not None:
+            self._attempt.deadline = time.monotonic() + self._remaining
+            self._executor._wake()
 
     def set_sub_status(self, sub_status: str | None) -> None:
         self._executor._store.set_sub_status(self._attempt.claimed, sub_status)

@@ -125,6 +125,7 @@ class ClaimedTask:
     id: int
     execution_id: str
     workflow_name: str
+    workflow_version: str
     task_id: str
     attempt: int
     max_attempts: int
@@ -136,6 +137,7 @@ class ClaimedTask:
             id=row["id"],
             execution_id=row["execution_id"],
             workflow_name=row["workflow_name"],
+            workflow_version=row["workflow_version"],
             task_id=row["task_id"],
             attempt=row["attempt"],
             max_attempts=row["max_attempts"],

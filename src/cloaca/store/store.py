@@ -60,22 +60,26 @@ class Store(TriggerStore, CronStore):
     def record_workflow(
         self, name: str, version: str, definition: dict[str, Any], now: datetime
     ) -> None:
-        """Upsert the recorded definition of a workflow (a no-op when the version is unchanged)."""
+        """Record a workflow's definition: the latest per name, and every version ever seen."""
+        params = {
+            "name": name,
+            "version": version,
+            "definition": json.dumps(definition),
+            "now": to_db_time(now),
+        }
         with self.db.write() as tx:
-            tx.run(
-                "workflow_upsert",
-                {
-                    "name": name,
-                    "version": version,
-                    "definition": json.dumps(definition),
-                    "now": to_db_time(now),
-                },
-            )
+            tx.run("workflow_upsert", params)
+            tx.run("workflow_version_insert", params)
 
-    def get_workflow_definition(self, name: str) -> dict[str, Any] | None:
-        """The recorded definition of ``name`` (as recorded), or ``None``."""
+    def get_workflow_definition(
+        self, name: str, version: str | None = None
+    ) -> dict[str, Any] | None:
+        """The recorded definition of ``name`` (latest, or the given ``version``), or None."""
         with self.db.read() as tx:
-            row = tx.one("workflow_get", {"name": name})
+            if version is None:
+                row = tx.one("workflow_get", {"name": name})
+            else:
+                row = tx.one("workflow_version_get", {"name": name, "version": version})
         return json.loads(row["definition"]) if row else None
 
     # -- runners and heartbeats -------------------------------------------------------------
@@ -103,7 +107,10 @@ class Store(TriggerStore, CronStore):
         executions Ready again; returns how many task executions were taken over."""
         with self.db.write() as tx:
             tx.run("runners_stale_delete", {"threshold": to_db_time(threshold), "self_id": self_id})
-            return tx.run("task_requeue_orphaned", {"self_id": self_id, "now": to_db_time(now)})
+            params = {"self_id": self_id, "now": to_db_time(now)}
+            requeued = tx.run("task_requeue_orphaned", params)
+            tx.run("task_abandon_orphaned", params)  # what is left belongs to ended executions
+            return requeued
 
     # -- executions -------------------------------------------------------------------------
 
@@ -140,6 +147,7 @@ class Store(TriggerStore, CronStore):
                 {
                     "execution_id": execution_id,
                     "workflow_name": workflow_name,
+                    "version": version,
                     "task_id": t.task_id,
                     "position": t.position,
                     "status": str(t.status),

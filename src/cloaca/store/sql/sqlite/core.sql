@@ -19,6 +19,14 @@ WHERE cloaca_workflows.version != excluded.version
 -- name: workflow_get
 SELECT name, version, definition, updated_at FROM cloaca_workflows WHERE name = :name
 
+-- name: workflow_version_insert
+INSERT INTO cloaca_workflow_versions (name, version, definition, recorded_at)
+VALUES (:name, :version, :definition, :now)
+ON CONFLICT (name, version) DO NOTHING
+
+-- name: workflow_version_get
+SELECT definition FROM cloaca_workflow_versions WHERE name = :name AND version = :version
+
 -- name: runner_insert
 INSERT INTO cloaca_runners (id, hostname, pid, started_at, heartbeat_at)
 VALUES (:id, :hostname, :pid, :now, :now)
@@ -38,6 +46,15 @@ SET status = 'Ready', claimed_by = NULL, ready_at = :now, sub_status = NULL
 WHERE status = 'Running'
   AND claimed_by != :self_id
   AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
+  AND execution_id IN (SELECT id FROM cloaca_executions WHERE status IN ('Pending', 'Running'))
+
+-- name: task_abandon_orphaned
+UPDATE cloaca_task_executions
+SET status = 'Skipped', claimed_by = NULL, sub_status = NULL, completed_at = :now,
+    error = COALESCE(error, 'abandoned: its runner died after the execution had ended')
+WHERE status = 'Running'
+  AND claimed_by != :self_id
+  AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
 
 -- name: execution_insert
 INSERT INTO cloaca_executions
@@ -46,10 +63,10 @@ VALUES (:id, :workflow_name, :version, 'Pending', :context, :remaining, :now)
 
 -- name: task_insert
 INSERT INTO cloaca_task_executions
-    (execution_id, workflow_name, task_id, position, status, max_attempts, ready_at,
-     completed_at, error)
-VALUES (:execution_id, :workflow_name, :task_id, :position, :status, :max_attempts, :ready_at,
-        :completed_at, :error)
+    (execution_id, workflow_name, workflow_version, task_id, position, status, max_attempts,
+     ready_at, completed_at, error)
+VALUES (:execution_id, :workflow_name, :version, :task_id, :position, :status, :max_attempts,
+        :ready_at, :completed_at, :error)
 
 -- name: task_claim_ready
 UPDATE cloaca_task_executions
@@ -62,7 +79,7 @@ WHERE id IN (
     ORDER BY ready_at, id
     LIMIT :limit
 )
-RETURNING id, execution_id, workflow_name, task_id, attempt, max_attempts
+RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
 
 -- name: execution_mark_running
 UPDATE cloaca_executions SET status = 'Running', started_at = :now

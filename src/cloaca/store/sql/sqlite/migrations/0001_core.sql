@@ -7,6 +7,16 @@ CREATE TABLE cloaca_workflows (
     updated_at TEXT NOT NULL
 );
 
+-- Every version ever recorded: an execution is planned with the structure it started
+-- with, even after its workflow was re-registered with a different one.
+CREATE TABLE cloaca_workflow_versions (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+
 CREATE TABLE cloaca_runners (
     id TEXT PRIMARY KEY,
     hostname TEXT NOT NULL,
@@ -37,6 +47,7 @@ CREATE TABLE cloaca_task_executions (
     id INTEGER PRIMARY KEY,
     execution_id TEXT NOT NULL REFERENCES cloaca_executions (id) ON DELETE CASCADE,
     workflow_name TEXT NOT NULL,
+    workflow_version TEXT NOT NULL,
     task_id TEXT NOT NULL,
     position INTEGER NOT NULL,
     status TEXT NOT NULL,
@@ -63,11 +74,16 @@ CREATE TABLE cloaca_trigger_schedules (
     poll_interval_ms INTEGER NOT NULL,
     allow_concurrent INTEGER NOT NULL,
     enabled INTEGER NOT NULL DEFAULT 1,
+    -- The trigger's own persisted position (SPEC 6.5), committed with the fire it led to.
     cursor TEXT,
     last_poll_at TEXT,
-    next_poll_at TEXT,
+    -- Claiming a poll moves next_poll_at forward with a conditional UPDATE, so among
+    -- several runners on one database exactly one polls each due instant.
+    next_poll_at TEXT NOT NULL,
     consecutive_errors INTEGER NOT NULL DEFAULT 0,
     paused_reason TEXT,
+    -- Set while a poll runs, so no other runner starts an overlapping poll of the same
+    -- trigger. It expires (poll timeout + margin) if the polling process dies.
     lease_owner TEXT,
     lease_until TEXT,
     created_at TEXT NOT NULL,
@@ -94,9 +110,13 @@ CREATE INDEX cloaca_trigger_executions_by_execution
 CREATE INDEX cloaca_trigger_executions_by_trigger
     ON cloaca_trigger_executions (trigger_name, created_at);
 
+-- Every poll and manual fire with its outcome, pruned to the newest
+-- trigger_evaluation_retention rows per trigger.
 CREATE TABLE cloaca_trigger_evaluations (
     id INTEGER PRIMARY KEY,
     trigger_name TEXT NOT NULL,
+    runner_id TEXT,
+    scheduled_at TEXT,
     evaluated_at TEXT NOT NULL,
     duration_ms REAL NOT NULL,
     outcome TEXT NOT NULL,
