@@ -20,7 +20,7 @@ APP = textwrap.dedent(
     def greet(context):
         context.set("greeting", "hello " + context.get("name", "world"))
 
-    @cloaca.task(id="boom")
+    @cloaca.task(id="boom", retry_attempts=1)
     def boom(context):
         raise RuntimeError("kaboom")
 
