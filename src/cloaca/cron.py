@@ -125,6 +125,34 @@ class CronSchedule:
             low = slot
         return slots
 
+    def latest_between(self, start: datetime, end: datetime) -> datetime | None:
+        """The last fire time with ``start < slot <= end``, or ``None`` if there is none.
+
+        Cheap however many slots the range holds (a year of per-second slots included): it
+        bisects on whole seconds instead of walking every slot, which catch-up after a long
+        downtime relies on.
+        """
+        low = _require_aware(start, "start")
+        high = _require_aware(end, "end")
+        if high <= low:
+            return None
+        first = self.next_after(low)
+        if first > high:
+            return None
+        # Fire times are whole seconds, so the latest slot L is next_after(L - 1s) while
+        # next_after(L) is past ``end``: bisect for the largest whole-second offset from
+        # ``first`` whose next slot is still within the range (next_after is monotone).
+        good, bad = 0, int((high - first).total_seconds()) + 1
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            if self.next_after(first + timedelta(seconds=middle)) <= high:
+                good = middle
+            else:
+                bad = middle
+        if good == 0 and self.next_after(first) > high:
+            return first
+        return self.next_after(first + timedelta(seconds=good))
+
     def _search_start(self, instant: datetime) -> tuple[datetime, bool]:
         """The local wall time to search from, and whether that wall time itself may fire."""
         local = instant.astimezone(self._zone)

@@ -127,7 +127,8 @@ def _parse_part(part: str, spec: _Field) -> range:
             )
         return range(low, high + 1, step)
     low = _parse_value(base, spec)
-    return range(low, (top if slash else low) + 1, step)
+    # `7/n` in day-of-week starts past the wildcard's top (6): it still means Sunday.
+    return range(low, (max(top, low) if slash else low) + 1, step)
 
 
 def _parse_field(text: str, spec: _Field) -> frozenset[int]:

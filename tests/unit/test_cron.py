@@ -36,6 +36,8 @@ GOOD = [
     ("0 0 * * */2", "days_of_week", frozenset({0, 2, 4, 6})),
     ("0 0 * * 1/2", "days_of_week", frozenset({1, 3, 5})),
     ("0 0 * * 5-7", "days_of_week", frozenset({5, 6, 0})),
+    ("0 0 * * 7/1", "days_of_week", frozenset({0})),  # starts past 6: still Sunday
+    ("0 0 * * SUN/3", "days_of_week", frozenset({0, 3, 6})),
     ("0 0 1 jan,Jul *", "months", frozenset({1, 7})),
     ("0 0 1 JAN-MAR/2 *", "months", frozenset({1, 3})),
     ("0 0 ? * MON", "day_of_month_restricted", False),
@@ -449,3 +451,57 @@ def test_dst_transition_dates_used_above_are_real() -> None:
     assert utc("2026-11-01T06:00:00Z").astimezone(new_york).fold == 1
     lord_howe = resolve_timezone("Australia/Lord_Howe")
     assert utc("2026-10-03T15:30:00Z").astimezone(lord_howe).utcoffset() == timedelta(hours=11)
+
+
+LATEST = [
+    # expression, zone, start, end, expected latest slot (None: no slot in the range)
+    ("*/15 * * * *", "UTC", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z", "2026-01-01T01:00:00Z"),
+    ("*/15 * * * *", "UTC", "2026-01-01T00:00:00Z", "2026-01-01T00:59:59Z", "2026-01-01T00:45:00Z"),
+    ("*/15 * * * *", "UTC", "2026-01-01T00:00:00Z", "2026-01-01T00:14:59Z", None),
+    ("*/15 * * * *", "UTC", "2026-01-01T00:00:00Z", "2026-01-01T00:15:00Z", "2026-01-01T00:15:00Z"),
+    (
+        "* * * * * *",
+        "UTC",
+        "2025-01-01T00:00:00Z",
+        "2026-01-01T00:00:00.5Z",
+        "2026-01-01T00:00:00Z",
+    ),
+    ("0 9 * * MON", "UTC", "2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z", "2026-02-23T09:00:00Z"),
+    ("0 0 29 2 *", "UTC", "2024-03-01T00:00:00Z", "2028-02-28T00:00:00Z", None),
+    # 02:30 does not exist in Berlin on 2026-03-29: that day's slot is 03:00 local = 01:00Z
+    (
+        "30 2 * * *",
+        "Europe/Berlin",
+        "2026-03-28T12:00:00Z",
+        "2026-03-29T12:00:00Z",
+        "2026-03-29T01:00:00Z",
+    ),
+    ("* * 9 * * *", "UTC", "2026-01-01T00:00:00Z", "2026-01-01T15:00:00Z", "2026-01-01T09:59:59Z"),
+    ("* * * * *", "UTC", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", None),
+]
+
+
+@pytest.mark.parametrize(("expression", "zone", "start", "end", "expected"), LATEST)
+def test_latest_between(
+    expression: str, zone: str, start: str, end: str, expected: str | None
+) -> None:
+    result = CronSchedule(expression, zone).latest_between(utc(start), utc(end))
+    assert result == (None if expected is None else utc(expected))
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    expressions(), st.sampled_from(ZONES), INSTANTS, st.timedeltas(timedelta(0), timedelta(days=2))
+)
+def test_latest_between_is_the_last_of_slots_between(
+    expression: CronExpression, zone: str, start: datetime, span: timedelta
+) -> None:
+    schedule = CronSchedule(expression.expression, zone)
+    end = start + span
+    latest = schedule.latest_between(start, end)
+    if latest is None:
+        assert schedule.next_after(start) > end
+    else:
+        assert start < latest <= end
+        assert schedule.next_after(latest - timedelta(microseconds=1)) == latest  # a real slot
+        assert schedule.next_after(latest) > end

@@ -1,7 +1,400 @@
-"""Cron persistence operations, mixed into :class:`~cloaca.store.store.Store`."""
+"""Cron persistence operations, mixed into :class:`~cloaca.store.store.Store`.
+
+The store knows nothing about cron arithmetic: callers pass every computed instant
+(``next_run_at``) in. What it guarantees is the exactly-once part: a slot is claimed by
+inserting its ``(schedule_id, scheduled_time)`` key, and the unique index decides who won.
+"""
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from cloaca.clock import from_db_time, to_db_time
+from cloaca.store.db import Database, Row, Tx
+
+# SQLite reads LIMIT -1 as "no limit" but PostgreSQL does not; a huge number works in both.
+NO_LIMIT = 2**62
+
+
+class CatchupPolicy(StrEnum):
+    """What a schedule does with slots that came due while no runner was scheduling."""
+
+    SKIP = "skip"
+    RUN_ALL = "run_all"
+
+
+def _time(value: str | None) -> datetime:
+    parsed = from_db_time(value)
+    assert parsed is not None, "a NOT NULL timestamp column was NULL"
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class CronScheduleRecord:
+    """One cron schedule row."""
+
+    id: str
+    workflow_name: str
+    instance_name: str | None
+    cron_expression: str
+    timezone: str
+    catchup_policy: CatchupPolicy
+    params: dict[str, Any] | None
+    enabled: bool
+    next_run_at: datetime
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> CronScheduleRecord:
+        """Build from a row of ``cron_schedule_get`` / ``cron_schedule_list`` / ``cron_due``."""
+        return cls(
+            id=row["id"],
+            workflow_name=row["workflow_name"],
+            instance_name=row["instance_name"],
+            cron_expression=row["cron_expression"],
+            timezone=row["timezone"],
+            catchup_policy=CatchupPolicy(row["catchup_policy"]),
+            params=json.loads(row["params"]) if row["params"] is not None else None,
+            enabled=bool(row["enabled"]),
+            next_run_at=_time(row["next_run_at"]),
+            last_run_at=from_db_time(row["last_run_at"]),
+            created_at=_time(row["created_at"]),
+            updated_at=_time(row["updated_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CronExecutionRecord:
+    """One claimed slot, with the status of the execution it started (if that still exists)."""
+
+    id: str
+    schedule_id: str
+    scheduled_time: datetime
+    workflow_execution_id: str | None
+    claimed_at: datetime
+    claimed_by: str | None
+    lost: bool
+    recovery_attempts: int
+    recovered_at: datetime | None
+    execution_status: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> CronExecutionRecord:
+        """Build from a row of ``cron_execution_history``."""
+        return cls(
+            id=row["id"],
+            schedule_id=row["schedule_id"],
+            scheduled_time=_time(row["scheduled_time"]),
+            workflow_execution_id=row["workflow_execution_id"],
+            claimed_at=_time(row["claimed_at"]),
+            claimed_by=row["claimed_by"],
+            lost=bool(row["lost"]),
+            recovery_attempts=row["recovery_attempts"],
+            recovered_at=from_db_time(row["recovered_at"]),
+            execution_status=row["execution_status"],
+            started_at=from_db_time(row["started_at"]),
+            completed_at=from_db_time(row["completed_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LostClaim:
+    """A claimed slot whose execution is missing (never created, or deleted since)."""
+
+    id: str
+    schedule_id: str
+    scheduled_time: datetime
+    recovery_attempts: int
+    workflow_name: str
+    cron_expression: str
+    timezone: str
+    params: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> LostClaim:
+        """Build from a row of ``cron_lost_candidates``."""
+        return cls(
+            id=row["id"],
+            schedule_id=row["schedule_id"],
+            scheduled_time=_time(row["scheduled_time"]),
+            recovery_attempts=row["recovery_attempts"],
+            workflow_name=row["workflow_name"],
+            cron_expression=row["cron_expression"],
+            timezone=row["timezone"],
+            params=json.loads(row["params"]) if row["params"] is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CronStats:
+    """Counts over cron executions whose scheduled time is at or after some instant."""
+
+    total: int
+    successful: int
+    failed: int
+    in_progress: int
+    lost: int
+    recovered: int
+
+
+def _params_text(params: dict[str, Any] | None) -> str | None:
+    return None if params is None else json.dumps(params, sort_keys=True)
 
 
 class CronStore:
     """Cron schedules and their records (queries in ``sql/<dialect>/cron.sql``)."""
+
+    db: Database
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def cron_register(
+        self,
+        *,
+        new_id: str,
+        workflow_name: str,
+        instance_name: str | None,
+        cron_expression: str,
+        timezone: str,
+        catchup_policy: CatchupPolicy,
+        params: dict[str, Any] | None,
+        next_run_at: datetime,
+        now: datetime,
+    ) -> tuple[CronScheduleRecord, bool]:
+        """Create a schedule, or update the one with the same identity; ``(record, created)``.
+
+        Identity: ``(workflow_name, instance_name)`` for an instance, otherwise
+        ``(workflow_name, cron_expression, timezone)``. Re-registering keeps the enabled flag,
+        the history and ``next_run_at`` (so catch-up after a restart still happens); only a
+        changed expression or timezone moves ``next_run_at`` to the given instant.
+        """
+        params_text = _params_text(params)
+        values = {
+            "workflow_name": workflow_name,
+            "instance_name": instance_name,
+            "cron_expression": cron_expression,
+            "timezone": timezone,
+            "catchup_policy": str(catchup_policy),
+            "params": params_text,
+            "next_run_at": to_db_time(next_run_at),
+            "now": to_db_time(now),
+        }
+        with self.db.write() as tx:
+            created = tx.run("cron_schedule_insert", {"id": new_id, **values}) > 0
+            row = tx.one("cron_schedule_find", values)
+            assert row is not None, "the schedule row vanished inside its own transaction"
+            if not created:
+                tx.run("cron_schedule_reregister", {"id": row["id"], **values})
+            record = self.cron_get_in(tx, row["id"])
+        assert record is not None
+        return record, created
+
+    def cron_get_in(self, tx: Tx, schedule_id: str) -> CronScheduleRecord | None:
+        """One schedule, read inside the caller's transaction."""
+        row = tx.one("cron_schedule_get", {"id": schedule_id})
+        return CronScheduleRecord.from_row(row) if row else None
+
+    def cron_get(self, schedule_id: str) -> CronScheduleRecord | None:
+        """One schedule, or ``None``."""
+        with self.db.read() as tx:
+            return self.cron_get_in(tx, schedule_id)
+
+    def cron_find_plain(
+        self, tx: Tx, workflow_name: str, cron_expression: str, timezone: str
+    ) -> str | None:
+        """The id of the plain (non-instance) schedule with this identity, if any."""
+        row = tx.one(
+            "cron_schedule_find",
+            {
+                "workflow_name": workflow_name,
+                "instance_name": None,
+                "cron_expression": cron_expression,
+                "timezone": timezone,
+            },
+        )
+        return row["id"] if row else None
+
+    def cron_list(
+        self, enabled_only: bool, limit: int | None, offset: int
+    ) -> list[CronScheduleRecord]:
+        """Schedules in creation order."""
+        with self.db.read() as tx:
+            rows = tx.all(
+                "cron_schedule_list",
+                {
+                    "enabled_only": 1 if enabled_only else 0,
+                    "limit": NO_LIMIT if limit is None else limit,
+                    "offset": offset,
+                },
+            )
+        return [CronScheduleRecord.from_row(r) for r in rows]
+
+    def cron_set_expression(
+        self,
+        tx: Tx,
+        schedule_id: str,
+        cron_expression: str,
+        timezone: str,
+        next_run_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Change a schedule's expression and timezone and restart it at ``next_run_at``."""
+        params = {
+            "id": schedule_id,
+            "cron_expression": cron_expression,
+            "timezone": timezone,
+            "next_run_at": to_db_time(next_run_at),
+            "now": to_db_time(now),
+        }
+        return tx.run("cron_schedule_set_expression", params) > 0
+
+    def cron_set_enabled(
+        self, schedule_id: str, enabled: bool, next_run_at: datetime, now: datetime
+    ) -> bool:
+        """Enable or disable a schedule; False if it does not exist.
+
+        Enabling a disabled schedule restarts it at ``next_run_at``: slots that came due while
+        it was disabled are not caught up.
+        """
+        with self.db.write() as tx:
+            params = {
+                "id": schedule_id,
+                "enabled": 1 if enabled else 0,
+                "next_run_at": to_db_time(next_run_at),
+                "now": to_db_time(now),
+            }
+            return tx.run("cron_schedule_set_enabled", params) > 0
+
+    def cron_delete(self, schedule_id: str) -> bool:
+        """Delete a schedule and its cron execution records (the executions it started stay)."""
+        with self.db.write() as tx:
+            return tx.run("cron_schedule_delete", {"id": schedule_id}) > 0
+
+    # -- firing -------------------------------------------------------------------------------
+
+    def cron_due_workflows(self, now: datetime) -> list[str]:
+        """Names of the workflows of enabled schedules due at ``now``."""
+        with self.db.read() as tx:
+            rows = tx.all("cron_due_workflows", {"now": to_db_time(now)})
+        return [r["workflow_name"] for r in rows]
+
+    def cron_due(self, tx: Tx, now: datetime, limit: int) -> list[CronScheduleRecord]:
+        """Enabled schedules with ``next_run_at <= now``, earliest first (inside ``tx``)."""
+        rows = tx.all("cron_due", {"now": to_db_time(now), "limit": limit})
+        return [CronScheduleRecord.from_row(r) for r in rows]
+
+    def cron_next_run_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` among enabled schedules."""
+        with self.db.read() as tx:
+            row = tx.one("cron_next_run_at")
+        return from_db_time(row["next_run_at"]) if row else None
+
+    def cron_claim_slot(
+        self,
+        tx: Tx,
+        claim_id: str,
+        schedule_id: str,
+        scheduled_time: datetime,
+        runner_id: str,
+        now: datetime,
+    ) -> bool:
+        """Claim one slot; True only for the one caller that inserted its key."""
+        params = {
+            "id": claim_id,
+            "schedule_id": schedule_id,
+            "scheduled_time": to_db_time(scheduled_time),
+            "now": to_db_time(now),
+            "runner_id": runner_id,
+        }
+        return tx.run("cron_execution_claim", params) > 0
+
+    def cron_link_execution(self, tx: Tx, claim_id: str, execution_id: str) -> None:
+        """Record the execution a claimed slot started."""
+        tx.run("cron_execution_link", {"id": claim_id, "execution_id": execution_id})
+
+    def cron_advance(
+        self,
+        tx: Tx,
+        schedule_id: str,
+        expected: datetime,
+        next_run_at: datetime,
+        last_run_at: datetime | None,
+    ) -> bool:
+        """Move ``next_run_at`` on, only if it still is ``expected`` and the schedule enabled."""
+        params = {
+            "id": schedule_id,
+            "expected": to_db_time(expected),
+            "next_run_at": to_db_time(next_run_at),
+            "last_run_at": to_db_time(last_run_at) if last_run_at else None,
+        }
+        return tx.run("cron_schedule_advance", params) > 0
+
+    # -- history, stats, recovery ---------------------------------------------------------------
+
+    def cron_history(
+        self, schedule_id: str, limit: int | None, offset: int
+    ) -> list[CronExecutionRecord]:
+        """Claimed slots of a schedule, latest scheduled time first."""
+        with self.db.read() as tx:
+            rows = tx.all(
+                "cron_execution_history",
+                {
+                    "schedule_id": schedule_id,
+                    "limit": NO_LIMIT if limit is None else limit,
+                    "offset": offset,
+                },
+            )
+        return [CronExecutionRecord.from_row(r) for r in rows]
+
+    def cron_stats(self, since: datetime, lost_before: datetime) -> CronStats:
+        """Counts over slots scheduled at or after ``since``. A slot is lost once recovery
+        flagged it, or when it has no live execution and was claimed before ``lost_before``."""
+        with self.db.read() as tx:
+            row = tx.one(
+                "cron_execution_stats",
+                {"since": to_db_time(since), "lost_before": to_db_time(lost_before)},
+            )
+        assert row is not None
+        return CronStats(
+            total=row["total"],
+            successful=row["successful"],
+            failed=row["failed"],
+            in_progress=row["in_progress"],
+            lost=row["lost"],
+            recovered=row["recovered"],
+        )
+
+    def cron_lost_candidates(
+        self,
+        claimed_before: datetime,
+        scheduled_after: datetime,
+        max_attempts: int,
+        limit: int,
+    ) -> list[LostClaim]:
+        """Claims older than ``claimed_before`` whose execution is missing, still young enough
+        and with recovery attempts left, oldest slot first."""
+        with self.db.read() as tx:
+            rows = tx.all(
+                "cron_lost_candidates",
+                {
+                    "claimed_before": to_db_time(claimed_before),
+                    "scheduled_after": to_db_time(scheduled_after),
+                    "max_attempts": max_attempts,
+                    "limit": limit,
+                },
+            )
+        return [LostClaim.from_row(r) for r in rows]
+
+    def cron_mark_recovery(self, tx: Tx, claim_id: str, attempts: int, now: datetime) -> bool:
+        """Count one recovery attempt and flag the claim lost; True only for the one caller
+        that saw ``attempts`` and found the execution still missing."""
+        params = {"id": claim_id, "attempts": attempts, "now": to_db_time(now)}
+        return tx.run("cron_lost_mark", params) > 0

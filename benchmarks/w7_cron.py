@@ -1,0 +1,124 @@
+"""W7: 100 cron schedules firing every second for 60 s (``--quick``: 15 s), one runner, SQLite.
+
+Each schedule is a workflow instance on ``* * * * * *`` whose one no-op task records the
+wall time its body started. Figures:
+
+- ``lateness_p50_ms`` / ``lateness_p99_ms``: scheduled instant -> task body start;
+- ``fire_p50_ms`` / ``fire_p99_ms``: scheduled instant -> execution row created (the
+  scheduler's own share of the lateness);
+- ``missed``: slots in the measured window (every whole second from the first slot of
+  all schedules to the end of the run, minus one second of margin) that never fired;
+- ``duplicates``: executions beyond one per (schedule, scheduled time).
+
+Options: ``--quick``, ``--schedules N``, ``--seconds S``, ``--concurrency C``
+(``max_concurrent_tasks``, default 32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import cloaca
+from _common import emit, percentile, quick
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--schedules", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=15.0 if quick() else 60.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _args()
+    starts: list[tuple[str, str, float]] = []
+    lock = threading.Lock()
+
+    @cloaca.task(id="tick")
+    def tick(context: cloaca.Context) -> None:
+        body = time.time()
+        with lock:
+            starts.append((context["schedule_id"], context["scheduled_time"], body))
+
+    cloaca.workflow("w7_tick", [tick])
+    config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=args.concurrency)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/w7.db"
+        with cloaca.DefaultRunner(f"sqlite://{path}", config) as runner:
+            ids = [
+                runner.register_workflow_instance(
+                    "w7_tick", f"every-second-{i}", "* * * * * *", "UTC", {"i": i}
+                )
+                for i in range(args.schedules)
+            ]
+            first = max(
+                datetime.fromisoformat(runner.get_cron_schedule(i)["next_run_at"]) for i in ids
+            )
+            time.sleep(args.seconds)
+            stopped = datetime.now(UTC)  # slots up to a second before this must have fired
+            for schedule_id in ids:
+                runner.set_cron_schedule_enabled(schedule_id, False)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(
+                r["status"] in ("Pending", "Running")
+                for r in runner.list_executions("w7_tick", limit=args.schedules * 5)
+            ):
+                time.sleep(0.05)
+        created = _created_times(path)
+
+    last = (stopped - timedelta(seconds=1)).replace(microsecond=0)
+    window = int((last - first).total_seconds()) + 1
+    expected = {
+        (sid, (first + timedelta(seconds=s)).isoformat().replace("+00:00", "Z"))
+        for sid in ids
+        for s in range(window)
+    }
+    fired = Counter((sid, slot) for sid, slot, _ in starts)
+    lateness = [
+        (body - datetime.fromisoformat(slot).timestamp()) * 1000 for _, slot, body in starts
+    ]
+    fire_ms = [(made - datetime.fromisoformat(slot).timestamp()) * 1000 for slot, made in created]
+    emit(
+        "W7",
+        "sqlite",
+        {
+            "schedules": args.schedules,
+            "seconds": args.seconds,
+            "runners": 1,
+            "max_concurrent_tasks": args.concurrency,
+        },
+        {
+            "lateness_p50_ms": percentile(lateness, 50),
+            "lateness_p99_ms": percentile(lateness, 99),
+            "fire_p50_ms": percentile(fire_ms, 50),
+            "fire_p99_ms": percentile(fire_ms, 99),
+            "fires": len(starts),
+            "missed": len(expected - set(fired)),
+            "duplicates": sum(n - 1 for n in fired.values() if n > 1),
+        },
+    )
+
+
+def _created_times(path: str) -> list[tuple[str, float]]:
+    """(scheduled_time, execution created_at as epoch seconds) for every cron execution."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT json_extract(e.context, '$.scheduled_time'), e.created_at "
+            "FROM cloaca_executions e"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(slot, datetime.fromisoformat(made).timestamp()) for slot, made in rows]
+
+
+if __name__ == "__main__":
+    main()

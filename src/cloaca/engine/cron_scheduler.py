@@ -1,0 +1,412 @@
+"""Cron scheduler: due slots -> claim each slot -> start its execution, in one transaction.
+
+Timer-driven: :meth:`CronScheduler.tick` returns the earliest ``next_run_at`` of the enabled
+schedules as ``next_due``, so the engine loop sleeps exactly until the next slot. A change
+made in this process marks the scheduler dirty and wakes the loop; changes made by other
+processes are picked up every ``cron_poll_interval_seconds`` (the only polling).
+
+Exactly once: a slot is claimed by inserting its ``(schedule_id, scheduled_time)`` key (the
+unique index decides), and the claim, the execution it starts and the schedule's new
+``next_run_at`` commit together. Two runners sharing a database may both try a slot; one
+inserts the key, the other finds ``next_run_at`` already moved on (or the key taken).
+
+Catch-up: a slot is *missed* when it came due while this scheduler could not fire it: before
+it started, across a stall longer than :func:`stall_threshold` (e.g. a suspended machine),
+or before it learnt of a change another process made to the schedule (it learns at its
+next poll). Slots that came due while it was running and knew the schedule but could not
+be fired at the instant (a busy process) are merely late and always fire. Missed slots
+follow the schedule's ``catchup_policy``: ``skip`` fires at most one of them (the latest,
+and only when no slot is firing on time in the same round); ``run_all`` fires every one,
+oldest first, at most ``cron_max_catchup_executions`` per schedule (the rest are dropped
+with a warning).
+
+Any runner with scheduling enabled fires any schedule whose workflow is *known* (registered
+in some process or recorded in the database): the execution it starts is run by whichever
+runners have the workflow registered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cloaca.clock import rfc3339
+from cloaca.config import DefaultRunnerConfig
+from cloaca.cron import CronSchedule
+from cloaca.engine.planner import Shape
+from cloaca.store.cron_store import CatchupPolicy, CronScheduleRecord
+from cloaca.store.db import Tx
+from cloaca.store.store import Store
+
+log = logging.getLogger(__name__)
+
+FIRE_BATCH = 32
+"""Schedules fired per transaction: small enough that the executor starts the first
+executions while later ones are still being fired (the loop alternates parts)."""
+
+RECOVERY_BATCH = 100
+_EPSILON = timedelta(microseconds=1)  # slots are whole seconds: this never skips one
+RESERVED_KEYS = ("scheduled_time", "schedule_id", "schedule_timezone", "schedule_expression")
+"""Context keys every cron-fired execution carries; instance params may not use them."""
+
+ShapeOf = Callable[[str], Shape]
+CreateExecution = Callable[[Tx, Shape, str, datetime], str]
+
+
+def stall_threshold(config: DefaultRunnerConfig) -> timedelta:
+    """A gap between two ticks longer than this counts as downtime (the loop ticks at least
+    every ``scheduler_poll_interval_ms`` while it runs, and the scheduler asks for a tick
+    at least every ``cron_poll_interval_seconds``)."""
+    return timedelta(seconds=max(60, 2 * config.cron_poll_interval_seconds))
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """What one schedule does in one round: the slots to fire (ascending) and where it
+    resumes. ``dropped`` is True when due slots were left out (skip policy or a cap)."""
+
+    fire: tuple[datetime, ...]
+    next_run_at: datetime
+    dropped: bool = False
+
+
+def plan_slots(
+    cron: CronSchedule,
+    next_run_at: datetime,
+    now: datetime,
+    on_time_since: datetime,
+    policy: CatchupPolicy,
+    cap: int,
+) -> SlotPlan:
+    """Decide which due slots of a schedule fire at ``now`` (pure).
+
+    Slots at or after ``on_time_since`` (from when this scheduler was running and knew the
+    schedule as it is) are on time, possibly a little late, and all fire; slots between
+    ``next_run_at`` and ``on_time_since`` were missed and follow ``policy``.
+    Each list is capped at ``cap`` slots, oldest first. ``next_run_at`` is taken to be a
+    slot of ``cron`` (it was computed by it), which saves a search in the common case.
+    """
+    if next_run_at > now:
+        return SlotPlan((), next_run_at)
+    dropped = False
+    if next_run_at >= on_time_since:
+        on_time, cursor = [next_run_at], next_run_at
+    else:
+        on_time, cursor = [], on_time_since - _EPSILON
+    # Walk the on-time slots; the first slot past ``now`` is where the schedule resumes.
+    while True:
+        following = cron.next_after(cursor)
+        if following > now:
+            break
+        if len(on_time) >= cap:
+            dropped = True
+            following = cron.next_after(now)
+            break
+        on_time.append(following)
+        cursor = following
+    missed: list[datetime] = []
+    if next_run_at < on_time_since:
+        late_end = on_time_since - _EPSILON
+        first = cron.next_after(next_run_at - _EPSILON)
+        if first <= late_end:
+            if policy is CatchupPolicy.RUN_ALL:
+                missed = cron.slots_between(next_run_at - _EPSILON, late_end, limit=cap)
+                dropped = dropped or cron.next_after(missed[-1]) <= late_end
+            elif on_time:
+                dropped = True
+            else:
+                latest = cron.latest_between(next_run_at - _EPSILON, late_end)
+                assert latest is not None  # ``first`` is in the range
+                missed = [latest]
+                dropped = latest != first
+    return SlotPlan(tuple(missed + on_time), following, dropped)
+
+
+def slot_context(
+    schedule_id: str,
+    expression: str,
+    timezone: str,
+    params: dict[str, Any] | None,
+    slot: datetime,
+) -> str:
+    """The input context (JSON) of the execution fired for ``slot``: the instance params
+    plus the four schedule keys."""
+    data = dict(params or {})
+    data.update(
+        scheduled_time=rfc3339(slot),
+        schedule_id=schedule_id,
+        schedule_timezone=timezone,
+        schedule_expression=expression,
+    )
+    return json.dumps(data)
+
+
+class CronScheduler:
+    """The engine part that fires cron slots and recovers lost hand-offs."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: DefaultRunnerConfig,
+        runner_id: str,
+        shape_of: ShapeOf,
+        create_execution: CreateExecution,
+        on_fired: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._runner_id = runner_id
+        self._shape_of = shape_of
+        self._create_execution = create_execution
+        self._on_fired = on_fired
+        self._crons: dict[tuple[str, str], CronSchedule] = {}
+        self._dirty = True
+        self._next_due: datetime | None = None
+        self._next_poll: datetime | None = None
+        self._next_recovery: datetime | None = None
+        self._alive_since: datetime | None = None
+        self._last_tick: datetime | None = None
+        self._last_read: datetime | None = None
+
+    def mark_dirty(self) -> None:
+        """A schedule changed in this process: re-read the next due slot on the next tick."""
+        self._dirty = True
+
+    # -- the loop's view ------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> tuple[bool, datetime | None]:
+        """Fire what is due (at most :data:`FIRE_BATCH` schedules per call) and run recovery
+        when its interval has passed; returns (did_work, next_due)."""
+        alive_since = self._observe(now)
+        cfg = self._config
+        did = False
+        poll_due = self._next_poll is None or now >= self._next_poll
+        slot_due = self._next_due is not None and now >= self._next_due
+        if self._dirty or poll_due or slot_due:
+            self._dirty = False
+            did = self._fire_due(now, alive_since) > 0
+            self._next_due = self._store.cron_next_run_at()
+            self._last_read = now
+            if poll_due:
+                self._next_poll = now + timedelta(seconds=cfg.cron_poll_interval_seconds)
+        if cfg.cron_enable_recovery and (self._next_recovery is None or now >= self._next_recovery):
+            self._next_recovery = now + timedelta(seconds=cfg.cron_recovery_interval_seconds)
+            did = self.recover(now) > 0 or did
+        nexts = [t for t in (self._next_due, self._next_poll, self._next_recovery) if t]
+        return did, min(nexts) if nexts else None
+
+    def _observe(self, now: datetime) -> datetime:
+        """Track since when this scheduler has been running without a stall."""
+        last = self._last_tick
+        if last is None or now - last > stall_threshold(self._config):
+            if last is not None:
+                log.warning(
+                    "cron scheduler was not ticked for %s; slots due meanwhile count as missed",
+                    now - last,
+                    extra={"runner_id": self._runner_id},
+                )
+            self._alive_since = now
+        if last is None or now > last:
+            self._last_tick = now
+        assert self._alive_since is not None
+        return self._alive_since
+
+    # -- firing -----------------------------------------------------------------------------------
+
+    def _cron(self, expression: str, timezone: str) -> CronSchedule:
+        key = (expression, timezone)
+        cron = self._crons.get(key)
+        if cron is None:
+            if len(self._crons) > 4096:
+                self._crons.clear()
+            cron = self._crons[key] = CronSchedule(expression, timezone)
+        return cron
+
+    def _shapes(self, names: Sequence[str]) -> dict[str, Shape | None]:
+        # Resolved before the write transaction: a recorded definition is read from the
+        # database, which cannot happen inside another open transaction.
+        shapes: dict[str, Shape | None] = {}
+        for name in names:
+            try:
+                shapes[name] = self._shape_of(name)
+            except ValueError:
+                shapes[name] = None
+        return shapes
+
+    def _fire_due(self, now: datetime, alive_since: datetime) -> int:
+        names = self._store.cron_due_workflows(now)
+        if not names:
+            return 0
+        shapes = self._shapes(names)
+        try:
+            with self._store.write() as tx:
+                fired = sum(
+                    self._fire(tx, record, now, alive_since, shapes)
+                    for record in self._store.cron_due(tx, now, FIRE_BATCH)
+                )
+        except Exception:
+            log.exception("firing cron slots failed; retrying schedule by schedule")
+            fired = self._fire_one_by_one(now, alive_since, shapes)
+        if fired:
+            self._on_fired()
+        return fired
+
+    def _fire(
+        self,
+        tx: Tx,
+        record: CronScheduleRecord,
+        now: datetime,
+        alive_since: datetime,
+        shapes: dict[str, Shape | None],
+        *,
+        hand_off: bool = True,
+    ) -> int:
+        """Claim the schedule's due slots and start their executions inside ``tx``; returns
+        the number of slots claimed. Without ``hand_off`` (or when the workflow is unknown)
+        the slots are claimed without an execution, which recovery treats as lost."""
+        if record.workflow_name not in shapes:
+            self._dirty = True  # became due after the shapes were resolved: next round
+            return 0
+        cron = self._cron(record.cron_expression, record.timezone)
+        # A schedule created or changed since this scheduler's previous read (by another
+        # process: local changes are read at once) was unknown until now, so its earlier
+        # slots were missed rather than late.
+        known = self._last_read is not None and record.updated_at <= self._last_read
+        plan = plan_slots(
+            cron,
+            record.next_run_at,
+            now,
+            alive_since if known else now,
+            record.catchup_policy,
+            self._config.cron_max_catchup_executions,
+        )
+        if plan.dropped:
+            log.warning(
+                "cron schedule %s skipped due slots before %s (catchup_policy=%s)",
+                record.id,
+                rfc3339(now),
+                record.catchup_policy,
+                extra={"schedule_id": record.id},
+            )
+        shape = shapes[record.workflow_name] if hand_off else None
+        claimed = 0
+        for slot in plan.fire:
+            claim_id = str(uuid.uuid4())
+            if not self._store.cron_claim_slot(tx, claim_id, record.id, slot, self._runner_id, now):
+                continue  # another runner fired this slot already
+            claimed += 1
+            if shape is None:
+                log.error(
+                    "cron slot %s of schedule %s claimed without an execution "
+                    "(workflow %r not available); recovery will retry",
+                    rfc3339(slot),
+                    record.id,
+                    record.workflow_name,
+                    extra={"schedule_id": record.id},
+                )
+                continue
+            text = slot_context(
+                record.id, record.cron_expression, record.timezone, record.params, slot
+            )
+            execution_id = self._create_execution(tx, shape, text, now)
+            self._store.cron_link_execution(tx, claim_id, execution_id)
+        last = plan.fire[-1] if plan.fire else None
+        self._store.cron_advance(tx, record.id, record.next_run_at, plan.next_run_at, last)
+        return claimed
+
+    def _fire_one_by_one(
+        self, now: datetime, alive_since: datetime, shapes: dict[str, Shape | None]
+    ) -> int:
+        """Isolate a failing schedule: fire each due schedule in its own transaction; one
+        that still fails has its slots claimed without an execution (recovery retries
+        them), and one that cannot even be planned is retried a poll interval later."""
+        with self._store.read() as tx:
+            due = self._store.cron_due(tx, now, FIRE_BATCH)
+        fired = 0
+        for record in due:
+            try:
+                with self._store.write() as tx:
+                    fired += self._fire(tx, record, now, alive_since, shapes)
+                continue
+            except Exception:
+                log.exception("firing cron schedule failed", extra={"schedule_id": record.id})
+            try:
+                with self._store.write() as tx:
+                    fired += self._fire(tx, record, now, alive_since, shapes, hand_off=False)
+                continue
+            except Exception:
+                log.exception("claiming cron slots failed", extra={"schedule_id": record.id})
+            retry = now + timedelta(seconds=self._config.cron_poll_interval_seconds)
+            try:
+                with self._store.write() as tx:
+                    self._store.cron_advance(tx, record.id, record.next_run_at, retry, None)
+            except Exception:
+                log.exception("postponing cron schedule failed", extra={"schedule_id": record.id})
+        return fired
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    def recover(self, now: datetime) -> int:
+        """Re-create the execution of claimed slots whose execution is missing (older than
+        ``cron_lost_threshold_minutes``, scheduled within ``cron_max_recovery_age_seconds``,
+        fewer than ``cron_max_recovery_attempts`` attempts so far); returns how many were
+        handed off again. Each attempt is counted, and the claim is flagged lost."""
+        cfg = self._config
+        claims = self._store.cron_lost_candidates(
+            claimed_before=now - timedelta(minutes=cfg.cron_lost_threshold_minutes),
+            scheduled_after=now - timedelta(seconds=cfg.cron_max_recovery_age_seconds),
+            max_attempts=cfg.cron_max_recovery_attempts,
+            limit=RECOVERY_BATCH,
+        )
+        if not claims:
+            return 0
+        shapes = self._shapes(sorted({c.workflow_name for c in claims}))
+        recovered = 0
+        for claim in claims:
+            shape = shapes[claim.workflow_name]
+            try:
+                with self._store.write() as tx:
+                    if not self._store.cron_mark_recovery(
+                        tx, claim.id, claim.recovery_attempts, now
+                    ):
+                        continue  # another runner recovered it, or it is no longer lost
+                    if shape is None:
+                        log.error(
+                            "lost cron slot %s of schedule %s: workflow %r is unknown",
+                            rfc3339(claim.scheduled_time),
+                            claim.schedule_id,
+                            claim.workflow_name,
+                        )
+                        continue
+                    text = slot_context(
+                        claim.schedule_id,
+                        claim.cron_expression,
+                        claim.timezone,
+                        claim.params,
+                        claim.scheduled_time,
+                    )
+                    execution_id = self._create_execution(tx, shape, text, now)
+                    self._store.cron_link_execution(tx, claim.id, execution_id)
+                recovered += 1
+                log.warning(
+                    "recovered lost cron slot %s of schedule %s as execution %s",
+                    rfc3339(claim.scheduled_time),
+                    claim.schedule_id,
+                    execution_id,
+                    extra={"schedule_id": claim.schedule_id},
+                )
+            except Exception:
+                log.exception("recovering a lost cron slot failed", extra={"claim": claim.id})
+                try:  # count the attempt anyway so a claim that always fails gives up
+                    with self._store.write() as tx:
+                        self._store.cron_mark_recovery(tx, claim.id, claim.recovery_attempts, now)
+                except Exception:
+                    log.exception("counting a cron recovery attempt failed")
+        if recovered:
+            self._on_fired()
+        return recovered
