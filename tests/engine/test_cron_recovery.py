@@ -107,6 +107,8 @@ def test_an_execution_deleted_after_the_fire_is_recovered(
         h.advance(3600)
         (row,) = h.runner.get_cron_execution_history(sid)
         conn = sqlite3.connect(db_url.removeprefix("sqlite://"))
+        # Foreign keys on, as on cloaca's own connections: the slot's link is set to NULL.
+        conn.execute("PRAGMA foreign_keys = ON")
         with conn:
             conn.execute(
                 "DELETE FROM cloaca_executions WHERE id = ?", (row["workflow_execution_id"],)

@@ -113,8 +113,7 @@ SELECT ce.id, ce.schedule_id, ce.scheduled_time, ce.recovery_attempts, s.workflo
        s.cron_expression, s.timezone, s.params
 FROM cloaca_cron_executions ce
 JOIN cloaca_cron_schedules s ON s.id = ce.schedule_id
-LEFT JOIN cloaca_executions e ON e.id = ce.workflow_execution_id
-WHERE e.id IS NULL
+WHERE ce.workflow_execution_id IS NULL
   AND ce.claimed_at < :claimed_before
   AND ce.scheduled_time >= :scheduled_after
   AND ce.recovery_attempts < :max_attempts
@@ -124,6 +123,4 @@ LIMIT :limit
 -- name: cron_lost_mark
 UPDATE cloaca_cron_executions
 SET recovery_attempts = recovery_attempts + 1, lost = 1, recovered_at = :now
-WHERE id = :id AND recovery_attempts = :attempts
-  AND (workflow_execution_id IS NULL
-       OR workflow_execution_id NOT IN (SELECT id FROM cloaca_executions))
+WHERE id = :id AND recovery_attempts = :attempts AND workflow_execution_id IS NULL

@@ -33,7 +33,9 @@ CREATE TABLE cloaca_cron_executions (
     id TEXT PRIMARY KEY,
     schedule_id TEXT NOT NULL REFERENCES cloaca_cron_schedules (id) ON DELETE CASCADE,
     scheduled_time TEXT NOT NULL,
-    workflow_execution_id TEXT,
+    -- Set NULL if the execution row is ever deleted, so "no live execution" is always
+    -- "workflow_execution_id IS NULL" and recovery reads a small partial index.
+    workflow_execution_id TEXT REFERENCES cloaca_executions (id) ON DELETE SET NULL,
     claimed_at TEXT NOT NULL,
     claimed_by TEXT,
     lost INTEGER NOT NULL DEFAULT 0,
@@ -44,3 +46,5 @@ CREATE TABLE cloaca_cron_executions (
 CREATE INDEX cloaca_cron_executions_by_time ON cloaca_cron_executions (scheduled_time);
 CREATE INDEX cloaca_cron_executions_by_execution
     ON cloaca_cron_executions (workflow_execution_id);
+CREATE INDEX cloaca_cron_executions_unlinked ON cloaca_cron_executions (scheduled_time)
+    WHERE workflow_execution_id IS NULL;
