@@ -27,7 +27,13 @@ from cloaca.config import DefaultRunnerConfig
 from cloaca.runner import DefaultRunner
 
 DEFAULT_DB = "sqlite://cloaca.db"
-console = Console(highlight=False)
+
+
+def out() -> Console:
+    """A console for stdout as it is now: colours and width only on a terminal; piped
+    output is never truncated."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=10_000)
 
 
 class UserError(click.ClickException):
@@ -109,22 +115,22 @@ def show(
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     if rows is None:
-        console.print("(none)")
+        out().print("(none)")
         return
     if isinstance(rows, dict):
         table = Table(show_header=False, box=None)
         for key, value in rows.items():
             table.add_row(f"[bold]{key}[/bold]", _cell(value))
-        console.print(table)
+        out().print(table)
         return
     if not rows:
-        console.print("(none)")
+        out().print("(none)")
         return
     cols = list(columns) or list(rows[0])
     table = Table(*cols)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in cols))
-    console.print(table)
+    out().print(table)
 
 
 def _cell(value: Any) -> str:
@@ -174,14 +180,14 @@ def run(db: str, app: str, seconds: float | None) -> None:
         if callable(configure):
             with user_errors():
                 configure(runner)
-        console.print(f"cloaca worker {runner.runner_id} running on {db} (Ctrl-C to stop)")
+        out().print(f"cloaca worker {runner.runner_id} running on {db} (Ctrl-C to stop)")
         try:
             stop.wait(seconds)
         except KeyboardInterrupt:
             pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        console.print("shutting down...")
+        out().print("shutting down...")
         runner.shutdown()
 
 
@@ -213,13 +219,14 @@ def execute(
         with user_errors():
             execution_id = runner.start(workflow, context)
             if no_wait:
-                show({"execution_id": execution_id}, as_json) if as_json else click.echo(
-                    execution_id
-                )
+                if as_json:
+                    show({"execution_id": execution_id}, True)
+                else:
+                    click.echo(execution_id)
                 return
-            with (
-                console.status(f"waiting for {execution_id}...") if console.is_terminal else _null()
-            ):
+            console = out()
+            waiting = f"waiting for {execution_id}..."
+            with console.status(waiting) if console.is_terminal else _null():
                 result = runner.wait(execution_id, timeout)
         show(_result_dict(result), as_json)
         if result.status != "Completed":
@@ -313,7 +320,7 @@ def db_migrate(url: str) -> None:
             version = store.migrate()
         finally:
             store.close()
-    console.print(f"schema at version {version}")
+    out().print(f"schema at version {version}")
 
 
 @db.command("status")

@@ -1,0 +1,72 @@
+"""``cloaca cron ...`` and ``cloaca triggers ...`` from a management process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cloaca
+from cloaca.cli import main
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    db = f"sqlite://{tmp_path / 'schedules.db'}"
+
+    @cloaca.task(id="noop")
+    def noop(context: cloaca.Context) -> None:
+        return None
+
+    cloaca.workflow("nightly", [noop])
+    # A worker process once recorded the workflow's definition.
+    cloaca.DefaultRunner(db, cloaca.DefaultRunnerConfig(enable_cron_scheduling=False)).shutdown()
+    return db
+
+
+def run(url: str, *args: str):
+    return CliRunner().invoke(main, ["--db", url, *args], catch_exceptions=False)
+
+
+def test_cron_add_list_disable_enable_delete(url: str) -> None:
+    added = run(url, "cron", "add", "nightly", "0 2 * * *", "--tz", "Europe/Berlin")
+    assert added.exit_code == 0, added.output
+    schedule_id = added.output.strip()
+
+    rows = json.loads(run(url, "cron", "list", "--json").output)
+    assert [(r["id"], r["timezone"], r["enabled"]) for r in rows] == [
+        (schedule_id, "Europe/Berlin", True)
+    ]
+    table = run(url, "cron", "list").output
+    assert "0 2 * * *" in table and "Europe/Berlin" in table
+
+    assert run(url, "cron", "disable", schedule_id).exit_code == 0
+    assert json.loads(run(url, "cron", "list", "--json").output)[0]["enabled"] is False
+    assert run(url, "cron", "enable", schedule_id).exit_code == 0
+    assert json.loads(run(url, "cron", "list", "--json").output)[0]["enabled"] is True
+    assert json.loads(run(url, "cron", "history", schedule_id, "--json").output) == []
+
+    assert run(url, "cron", "delete", schedule_id).exit_code == 0
+    assert json.loads(run(url, "cron", "list", "--json").output) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cron", "add", "nightly", "61 * * * *"], "Invalid cron expression"),
+        (["cron", "add", "nightly", "0 2 * * *", "--tz", "Mars/Olympus"], "Invalid timezone"),
+        (["cron", "add", "missing", "0 2 * * *"], "not found"),
+        (["cron", "enable", "not-a-uuid"], "Invalid schedule ID"),
+    ],
+)
+def test_cron_user_errors_are_one_line_exit_1(url: str, args: list[str], message: str) -> None:
+    result = run(url, *args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cron_catchup_choice_is_a_usage_error(url: str) -> None:
+    assert run(url, "cron", "add", "nightly", "0 2 * * *", "--catchup", "sometimes").exit_code == 2
