@@ -1,7 +1,346 @@
-"""Trigger persistence operations, mixed into :class:`~cloaca.store.store.Store`."""
+"""Trigger persistence operations, mixed into :class:`~cloaca.store.store.Store`.
+
+Queries live in ``sql/<dialect>/triggers.sql``. Methods taking ``tx`` compose inside the
+caller's transaction; the others open their own. The contracts the engine relies on:
+
+- a poll is claimed by a conditional UPDATE of the schedule's ``next_poll_at`` (plus a
+  lease until the next due instant, extended while a poll runs long), so two runners
+  never poll the same due instant nor overlap their polls of one trigger;
+- a dedup hold is taken by inserting a trigger execution with ``holds_dedup = 1`` under a
+  unique partial index (``INSERT ... ON CONFLICT DO NOTHING``, row count read back), and
+  is released by ``Store.finish_execution`` in the transaction that ends the execution.
+"""
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from cloaca.clock import from_db_time, to_db_time
+from cloaca.store.db import Tx
+from cloaca.store.trigger_records import (
+    ActiveSchedule,
+    ClaimedPoll,
+    NewEvaluation,
+    TriggerEvaluationRecord,
+    TriggerExecutionRecord,
+    TriggerScheduleRecord,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PollClaim:
+    """A request to claim one due poll: the ``due`` instant read, the ``next`` to set."""
+
+    schedule_id: str
+    due: datetime
+    next: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PollEnd:
+    """How a claimed poll ended, for the schedule row (see :meth:`TriggerStore.end_poll`)."""
+
+    failed: bool
+    retry_at: datetime | None = None
+    pause_reason: str | None = None
+    set_cursor: bool = False
+    cursor: str | None = None
+
+
+class _TimeText:
+    """``to_db_time`` with a fast path and a small memo, for the scheduler's hot path.
+
+    A thousand polls a second format four timestamps each; two of them (a poll's due
+    instant, which was the previous claim's "next") repeat, and ``isoformat`` (C) is
+    several times faster than ``strftime`` for the aware-UTC datetimes the engine uses.
+    The output is identical to ``cloaca.clock.to_db_time`` (tested).
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        self._memo: dict[datetime, str] = {}
+        self._size = size
+
+    def __call__(self, value: datetime) -> str:
+        text = self._memo.get(value)
+        if text is not None:
+            return text
+        if value.tzinfo is UTC and value.year >= 1000:
+            text = value.isoformat(timespec="microseconds")[:-6] + "Z"
+        else:
+            text = to_db_time(value)
+        if len(self._memo) >= self._size:
+            self._memo.clear()  # a crude bound: the working set is one interval's polls
+        self._memo[value] = text
+        return text
+
+
+_db_time = _TimeText()
+
+
+def _limit(value: int | None) -> int:
+    return -1 if value is None else value  # SQLite: a negative LIMIT means "no limit"
+
 
 class TriggerStore:
-    """Trigger schedules and their records (queries in ``sql/<dialect>/trigger.sql``)."""
+    """Trigger schedules, trigger executions and the evaluation log."""
+
+    if TYPE_CHECKING:
+
+        def write(self) -> AbstractContextManager[Tx]: ...
+
+        def read(self) -> AbstractContextManager[Tx]: ...
+
+    # -- schedules --------------------------------------------------------------------------
+
+    def upsert_trigger_schedule(
+        self,
+        trigger_name: str,
+        workflow_name: str,
+        poll_interval_ms: int,
+        allow_concurrent: bool,
+        now: datetime,
+    ) -> str:
+        """Create or update the schedule of ``trigger_name``; returns its id.
+
+        A new schedule is enabled and due at ``now``. An existing one keeps its id, enabled
+        flag, pause reason, cursor and history; only the workflow, interval and concurrency
+        change (``updated_at`` moves only when one of them did), and a shorter interval
+        brings the next poll forward to at most ``now + interval``.
+        """
+        next_if_updated = now + timedelta(milliseconds=poll_interval_ms)
+        with self.write() as tx:
+            tx.run(
+                "trigger_schedule_upsert",
+                {
+                    "id": str(uuid.uuid4()),
+                    "trigger_name": trigger_name,
+                    "workflow_name": workflow_name,
+                    "poll_interval_ms": poll_interval_ms,
+                    "allow_concurrent": int(allow_concurrent),
+                    "now": to_db_time(now),
+                    "next_if_updated": to_db_time(next_if_updated),
+                },
+            )
+            row = tx.one("trigger_schedule_get", {"trigger_name": trigger_name})
+        assert row is not None
+        return str(row["id"])
+
+    def get_trigger_schedule(self, trigger_name: str) -> TriggerScheduleRecord | None:
+        """The schedule of ``trigger_name``, or ``None``."""
+        with self.read() as tx:
+            row = tx.one("trigger_schedule_get", {"trigger_name": trigger_name})
+        return TriggerScheduleRecord.from_row(row) if row else None
+
+    def list_trigger_schedules(
+        self, enabled: bool | None, limit: int | None, offset: int | None
+    ) -> list[TriggerScheduleRecord]:
+        """Schedules ordered by trigger name, optionally only enabled/disabled ones."""
+        with self.read() as tx:
+            rows = tx.all(
+                "trigger_schedule_list",
+                {
+                    "enabled": None if enabled is None else int(enabled),
+                    "limit": _limit(limit),
+                    "offset": offset or 0,
+                },
+            )
+        return [TriggerScheduleRecord.from_row(r) for r in rows]
+
+    def set_trigger_schedule_enabled(self, trigger_name: str, enabled: bool, now: datetime) -> bool:
+        """Enable or disable a schedule; False when there is none. Enabling clears a pause
+        (reason and error count) and, if it was disabled, makes the trigger due at ``now``.
+        A claim re-checks ``enabled``, so a disabled trigger is not polled again by any
+        runner once this commits."""
+        query = "trigger_schedule_enable" if enabled else "trigger_schedule_disable"
+        with self.write() as tx:
+            return tx.run(query, {"trigger_name": trigger_name, "now": to_db_time(now)}) > 0
+
+    def active_trigger_schedules(self, trigger_names: Sequence[str]) -> list[ActiveSchedule]:
+        """Enabled schedules of the given triggers (the scheduler's view of what to poll)."""
+        with self.read() as tx:
+            rows = tx.all("trigger_schedules_active", {"names": json.dumps(list(trigger_names))})
+        return [ActiveSchedule.from_row(r) for r in rows]
+
+    # -- polls ------------------------------------------------------------------------------
+
+    def claim_trigger_polls(
+        self,
+        tx: Tx,
+        claims: Sequence[PollClaim],
+        runner_id: str,
+        now: datetime,
+    ) -> list[tuple[PollClaim, ClaimedPoll]]:
+        """Claim due polls in one statement inside ``tx``; returns those this runner won.
+
+        A claim succeeds only if the schedule is enabled, its ``next_poll_at`` still equals
+        ``claim.due`` and no other runner holds a lease past that instant. It moves
+        ``next_poll_at`` to ``claim.next``, sets ``last_poll_at`` and takes the lease until
+        ``claim.next`` (see :meth:`extend_trigger_leases` for polls that run longer).
+        """
+        if not claims:
+            return []
+        by_id = {c.schedule_id: c for c in claims}
+        payload = json.dumps([[c.schedule_id, _db_time(c.due), _db_time(c.next)] for c in claims])
+        rows = tx.all(
+            "trigger_claim",
+            {"claims": payload, "now": to_db_time(now), "runner_id": runner_id},
+        )
+        return [(by_id[r["id"]], ClaimedPoll.from_row(r)) for r in rows]
+
+    def extend_trigger_leases(
+        self, schedule_ids: Sequence[str], runner_id: str, until: datetime
+    ) -> None:
+        """Extend this runner's leases of still-running polls to ``until``, so no other
+        runner starts an overlapping poll when the next one falls due."""
+        with self.write() as tx:
+            tx.run(
+                "trigger_extend_leases",
+                {
+                    "ids": json.dumps(list(schedule_ids)),
+                    "runner_id": runner_id,
+                    "until": to_db_time(until),
+                },
+            )
+
+    def end_polls(
+        self,
+        tx: Tx,
+        ends: Sequence[tuple[str, PollEnd]],
+        runner_id: str,
+        max_errors: int,
+    ) -> dict[str, tuple[bool, int, datetime]]:
+        """Record how claimed polls ended and release their leases (only those this runner
+        still holds), in one statement. A failure counts a consecutive error, defers
+        ``next_poll_at`` to at least ``retry_at``, and at ``max_errors`` disables the
+        schedule with ``pause_reason``; a success resets the count. ``set_cursor`` stores
+        ``cursor``. Returns schedule id → ``(enabled, consecutive_errors, next_poll_at)``
+        after the update; a schedule whose lease was no longer this runner's is absent."""
+        if not ends:
+            return {}
+        payload = json.dumps(
+            [
+                [
+                    schedule_id,
+                    end.failed,
+                    _db_time(end.retry_at) if end.retry_at else None,
+                    end.pause_reason,
+                    end.set_cursor,
+                    end.cursor,
+                ]
+                for schedule_id, end in ends
+            ]
+        )
+        rows = tx.all(
+            "trigger_poll_done",
+            {"ends": payload, "runner_id": runner_id, "max_errors": max_errors},
+        )
+        out: dict[str, tuple[bool, int, datetime]] = {}
+        for row in rows:
+            next_poll = from_db_time(row["next_poll_at"])
+            assert next_poll is not None
+            out[row["id"]] = (bool(row["enabled"]), int(row["consecutive_errors"]), next_poll)
+        return out
+
+    def trigger_schedule_state(self, tx: Tx, schedule_id: str) -> tuple[bool, str | None] | None:
+        """``(enabled, lease_owner)`` of a schedule read inside ``tx``; None if it is gone."""
+        row = tx.one("trigger_schedule_state", {"id": schedule_id})
+        return (bool(row["enabled"]), row["lease_owner"]) if row else None
+
+    def release_trigger_leases(self, runner_id: str) -> None:
+        """Drop every poll lease ``runner_id`` holds (it is shutting down)."""
+        with self.write() as tx:
+            tx.run("trigger_release_leases", {"runner_id": runner_id})
+
+    # -- fires ------------------------------------------------------------------------------
+
+    def insert_trigger_execution(
+        self,
+        tx: Tx,
+        *,
+        trigger_execution_id: str,
+        schedule_id: str,
+        trigger_name: str,
+        context_hash: str,
+        hold: bool,
+        now: datetime,
+    ) -> bool:
+        """Insert a fire record. With ``hold`` it takes the dedup hold on (trigger, hash)
+        and returns False, inserting nothing, if an active fire already holds it."""
+        inserted = tx.run(
+            "trigger_execution_insert",
+            {
+                "id": trigger_execution_id,
+                "schedule_id": schedule_id,
+                "trigger_name": trigger_name,
+                "context_hash": context_hash,
+                "holds_dedup": 1 if hold else None,
+                "now": to_db_time(now),
+            },
+        )
+        return inserted > 0
+
+    def trigger_dedup_holder(self, tx: Tx, trigger_name: str, context_hash: str) -> str | None:
+        """The execution id holding the dedup hold on (trigger, hash), or None."""
+        row = tx.one(
+            "trigger_execution_holder",
+            {"trigger_name": trigger_name, "context_hash": context_hash},
+        )
+        return row["workflow_execution_id"] if row else None
+
+    def link_trigger_execution(
+        self, tx: Tx, trigger_execution_id: str, execution_id: str, now: datetime
+    ) -> None:
+        """Record the execution a fire started (same transaction as the fire)."""
+        tx.run(
+            "trigger_execution_link",
+            {"id": trigger_execution_id, "execution_id": execution_id, "now": to_db_time(now)},
+        )
+
+    def trigger_execution_history(
+        self, trigger_name: str, limit: int | None, offset: int | None
+    ) -> list[TriggerExecutionRecord]:
+        """Fires of ``trigger_name``, newest first."""
+        with self.read() as tx:
+            rows = tx.all(
+                "trigger_execution_history",
+                {"trigger_name": trigger_name, "limit": _limit(limit), "offset": offset or 0},
+            )
+        return [TriggerExecutionRecord.from_row(r) for r in rows]
+
+    # -- evaluation log ---------------------------------------------------------------------
+
+    def insert_trigger_evaluations(
+        self, tx: Tx, runner_id: str, evaluations: Sequence[NewEvaluation]
+    ) -> None:
+        """Append evaluations (recorded by ``runner_id``) to the log, in one statement."""
+        if not evaluations:
+            return
+        rows = [
+            [
+                e.trigger_name,
+                _db_time(e.scheduled_at) if e.scheduled_at else None,
+                _db_time(e.evaluated_at),
+                e.duration_ms,
+                str(e.outcome),
+                e.message,
+                json.dumps(list(e.execution_ids)) if e.execution_ids else None,
+            ]
+            for e in evaluations
+        ]
+        tx.run("trigger_evaluation_insert", {"runner_id": runner_id, "rows": json.dumps(rows)})
+
+    def prune_trigger_evaluations(self, tx: Tx, trigger_name: str, keep: int) -> int:
+        """Delete all but the newest ``keep`` evaluations of ``trigger_name``."""
+        return tx.run("trigger_evaluation_prune", {"trigger_name": trigger_name, "keep": keep})
+
+    def trigger_evaluations(self, trigger_name: str, limit: int) -> list[TriggerEvaluationRecord]:
+        """The newest ``limit`` evaluations of ``trigger_name``, newest first."""
+        with self.read() as tx:
+            rows = tx.all("trigger_evaluation_list", {"trigger_name": trigger_name, "limit": limit})
+        return [TriggerEvaluationRecord.from_row(r) for r in rows]

@@ -1,0 +1,409 @@
+"""Recording what polls led to: the fire transaction, the evaluation log, backoff and pause.
+
+The scheduler (``trigger_scheduler.py``) decides *when* and *how* polls run; this module
+decides what their outcomes *mean* for the database. A fire is ONE write transaction: the
+trigger execution (taking the dedup hold unless ``allow_concurrent``), the execution it
+starts (planned roots included), the link between them, the cursor and the evaluation all
+commit together, so a crash either loses the whole poll (it is polled again) or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cloaca.clock import rfc3339
+from cloaca.config import DefaultRunnerConfig
+from cloaca.context import Context
+from cloaca.engine.planner import Shape
+from cloaca.engine.trigger_polls import PollRun, describe_error
+from cloaca.store.db import Tx
+from cloaca.store.store import Store
+from cloaca.store.trigger_records import (
+    EvaluationOutcome,
+    NewEvaluation,
+    TriggerScheduleRecord,
+)
+from cloaca.store.trigger_store import PollEnd
+from cloaca.trigger_results import (
+    context_hash,
+    with_trigger_metadata,
+)
+
+log = logging.getLogger(__name__)
+
+#: Consecutive errors back off exponentially up to this multiple of the interval (SPEC 6.5).
+MAX_BACKOFF_FACTOR = 10
+
+CreateExecution = Callable[[Tx, Shape, str, datetime], str]
+
+
+def backoff_delay(interval: timedelta, consecutive_errors: int) -> timedelta:
+    """Delay before the next poll after ``consecutive_errors`` errors in a row (>= 1):
+    ``interval * 2**(errors - 1)``, capped at ``10 * interval``."""
+    if consecutive_errors < 1:
+        raise ValueError(f"consecutive_errors must be >= 1, got {consecutive_errors!r}")
+    factor = MAX_BACKOFF_FACTOR if consecutive_errors > 4 else 2 ** (consecutive_errors - 1)
+    return interval * min(factor, MAX_BACKOFF_FACTOR)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The schedule after a poll was recorded; ``None`` fields mean the lease was lost."""
+
+    run: PollRun
+    enabled: bool | None
+    next_poll_at: datetime | None
+    fired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FireResult:
+    """What one fire transaction did: executions started and dedup holders hit."""
+
+    execution_ids: tuple[str, ...]
+    holders: tuple[str | None, ...]
+
+
+class TriggerRecorder:
+    """Writes poll outcomes and fires for one runner."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: DefaultRunnerConfig,
+        runner_id: str,
+        shape: Callable[[str], Shape],
+        create_execution: CreateExecution,
+        wake: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._runner_id = runner_id
+        self._shape = shape
+        self._create_execution = create_execution
+        self._wake = wake
+        self._since_prune: dict[str, int] = {}
+        self._prune_lock = threading.Lock()
+
+    # -- polls ------------------------------------------------------------------------------
+
+    def record(self, runs: Sequence[PollRun], now: datetime) -> list[Recorded]:
+        """Record finished (or timed-out) polls: fires one transaction each, everything else
+        in one shared transaction. Returns the schedule state after each."""
+        out, plain = self.record_fires([r for r in runs if r.fires], now)
+        plain.extend(r for r in runs if not r.fires)
+        if plain:
+            try:
+                with self._store.write() as tx:
+                    out.extend(self.record_plain(tx, plain, now))
+            except Exception:
+                log.exception("recording trigger polls failed", extra={"count": len(plain)})
+                out.extend(Recorded(run, None, None) for run in plain)
+        return out
+
+    def record_fires(
+        self, runs: Sequence[PollRun], now: datetime
+    ) -> tuple[list[Recorded], list[PollRun]]:
+        """Record polls that returned a fire, one transaction each, and wake the executor.
+        Returns what was recorded and the runs left for :meth:`record_plain` (a fire that
+        could not even be prepared, e.g. its workflow is unknown, becomes an error)."""
+        out: list[Recorded] = []
+        leftover: list[PollRun] = []
+        for run in runs:
+            try:
+                recorded = self._record_fire(run, now)
+            except Exception:
+                # The lease stays ours until it expires; the scheduler re-reads the schedule
+                # and polls again (this runner may re-claim its own lease).
+                log.exception("recording a trigger fire failed", extra={"trigger_name": run.name})
+                out.append(Recorded(run, None, None))
+                continue
+            if recorded is None:
+                leftover.append(run)
+            else:
+                out.append(recorded)
+        if any(r.fired for r in out):
+            self._wake()
+        return out, leftover
+
+    def record_plain(self, tx: Tx, runs: Sequence[PollRun], now: datetime) -> list[Recorded]:
+        """Record polls that did not fire (skips, errors, timeouts) inside ``tx``: one
+        statement ends those that change their schedule (errors, cursors, a reset error
+        count, an extended lease), one appends every evaluation."""
+        ends: list[tuple[str, PollEnd]] = []
+        ended: list[PollRun] = []  # the runs in ``ends``, in the same order
+        evaluations: list[NewEvaluation] = []
+        quiet: list[PollRun] = []
+        for run in runs:
+            if (
+                run.error is None
+                and not run.timed_out
+                and (run.result is None or run.result.cursor is None)
+                and run.claim.consecutive_errors == 0
+                and not run.extended
+            ):
+                # The common case: a skip that changes nothing on the schedule, and whose
+                # lease ends by itself at the next due instant. Only its evaluation.
+                quiet.append(run)
+                evaluations.append(_evaluation(run, EvaluationOutcome.SKIPPED, None))
+                continue
+            failed = run.error is not None or run.timed_out
+            if failed:
+                errors = run.claim.consecutive_errors + 1
+                end = PollEnd(
+                    failed=True,
+                    retry_at=now + backoff_delay(run.interval, errors),
+                    pause_reason=(
+                        f"paused after {errors} consecutive poll errors "
+                        f"(trigger_max_consecutive_errors={self._max_errors}); "
+                        f"last error: {run.error}"
+                    ),
+                )
+                outcome = EvaluationOutcome.TIMEOUT if run.timed_out else EvaluationOutcome.ERROR
+            else:
+                cursor = run.result.cursor if run.result is not None else None
+                end = PollEnd(failed=False, set_cursor=cursor is not None, cursor=cursor)
+                outcome = EvaluationOutcome.SKIPPED
+            ends.append((run.claim.schedule_id, end))
+            ended.append(run)
+            evaluations.append(_evaluation(run, outcome, run.error))
+        states = self._store.end_polls(tx, ends, self._runner_id, self._max_errors)
+        self._store.insert_trigger_evaluations(tx, self._runner_id, evaluations)
+        self._prune(tx, [run.name for run in runs])
+        recorded = [Recorded(run, True, run.next_due) for run in quiet]
+        for run, (schedule_id, end) in zip(ended, ends, strict=True):
+            state = states.get(schedule_id)
+            if end.failed:
+                log.warning(
+                    "trigger %r poll %s: %s",
+                    run.name,
+                    "timed out" if run.timed_out else "failed",
+                    run.error,
+                    extra={"trigger_name": run.name},
+                )
+                if state is not None and not state[0]:
+                    log.error(
+                        "trigger %r paused: %s",
+                        run.name,
+                        end.pause_reason,
+                        extra={"trigger_name": run.name},
+                    )
+            recorded.append(_recorded(run, state))
+        return recorded
+
+    def _record_fire(self, run: PollRun, now: datetime) -> Recorded | None:
+        assert run.result is not None
+        name = run.name
+        try:
+            shape = self._shape(run.claim.workflow_name)
+            prepared = _prepare(run.result.contexts, name, now)
+        except Exception as exc:
+            run.error = describe_error(exc)
+            run.result = None
+            return None
+        cursor = run.result.cursor
+        schedule_id = run.claim.schedule_id
+        with self._store.write() as tx:
+            state = self._store.trigger_schedule_state(tx, schedule_id)
+            if state is None or not state[0] or state[1] != self._runner_id:
+                # Disabled (or re-leased) while the poll ran: the fire is discarded and the
+                # cursor stays where it was, so nothing the poll saw is skipped for good.
+                why = "disabled" if state is None or not state[0] else "claimed by another runner"
+                ended = self._store.end_polls(
+                    tx, [(schedule_id, PollEnd(False))], self._runner_id, self._max_errors
+                )
+                message = f"fire discarded: the trigger was {why} while its poll ran"
+                self._store.insert_trigger_evaluations(
+                    tx, self._runner_id, [_evaluation(run, EvaluationOutcome.SKIPPED, message)]
+                )
+                self._prune(tx, [name])
+                log.info("trigger %r %s", name, message, extra={"trigger_name": name})
+                return _recorded(run, ended.get(schedule_id))
+            fire = self._fire_in_tx(
+                tx, schedule_id, name, run.claim.allow_concurrent, shape, prepared, now
+            )
+            end = PollEnd(False, set_cursor=cursor is not None, cursor=cursor)
+            ended = self._store.end_polls(
+                tx, [(schedule_id, end)], self._runner_id, self._max_errors
+            )
+            outcome, note = _fire_outcome(fire)
+            self._store.insert_trigger_evaluations(
+                tx, self._runner_id, [_evaluation(run, outcome, note, fire.execution_ids)]
+            )
+            self._prune(tx, [name])
+        _log_fire(name, fire)
+        return _recorded(run, ended.get(schedule_id), fired=bool(fire.execution_ids))
+
+    # -- manual fire ------------------------------------------------------------------------
+
+    def fire_manual(
+        self, schedule: TriggerScheduleRecord, context: Context | None, now: datetime
+    ) -> FireResult:
+        """Fire ``schedule``'s workflow with ``context`` now, through dedup, with an
+        evaluation recorded (``scheduled_at`` empty, message "manual fire")."""
+        shape = self._shape(schedule.workflow_name)
+        prepared = _prepare([context], schedule.trigger_name, now)
+        started = time.perf_counter()
+        with self._store.write() as tx:
+            fire = self._fire_in_tx(
+                tx,
+                schedule.id,
+                schedule.trigger_name,
+                schedule.allow_concurrent,
+                shape,
+                prepared,
+                now,
+            )
+            outcome, message = _fire_outcome(fire)
+            self._store.insert_trigger_evaluations(
+                tx,
+                self._runner_id,
+                [
+                    NewEvaluation(
+                        trigger_name=schedule.trigger_name,
+                        scheduled_at=None,
+                        evaluated_at=now,
+                        duration_ms=(time.perf_counter() - started) * 1000,
+                        outcome=outcome,
+                        message=f"manual fire: {message}" if message else "manual fire",
+                        execution_ids=fire.execution_ids,
+                    )
+                ],
+            )
+            self._prune(tx, [schedule.trigger_name])
+        _log_fire(schedule.trigger_name, fire)
+        if fire.execution_ids:
+            self._wake()
+        return fire
+
+    # -- shared -----------------------------------------------------------------------------
+
+    @property
+    def _max_errors(self) -> int:
+        return self._config.trigger_max_consecutive_errors
+
+    def _fire_in_tx(
+        self,
+        tx: Tx,
+        schedule_id: str,
+        name: str,
+        allow_concurrent: bool,
+        shape: Shape,
+        prepared: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> FireResult:
+        started: list[str] = []
+        holders: list[str | None] = []
+        for digest, text in prepared:
+            trigger_execution_id = str(uuid.uuid4())
+            # The unique partial index decides; reading the row count is the only check.
+            if not self._store.insert_trigger_execution(
+                tx,
+                trigger_execution_id=trigger_execution_id,
+                schedule_id=schedule_id,
+                trigger_name=name,
+                context_hash=digest,
+                hold=not allow_concurrent,
+                now=now,
+            ):
+                holders.append(self._store.trigger_dedup_holder(tx, name, digest))
+                continue
+            execution_id = self._create_execution(tx, shape, text, now)
+            self._store.link_trigger_execution(tx, trigger_execution_id, execution_id, now)
+            started.append(execution_id)
+        return FireResult(tuple(started), tuple(holders))
+
+    def _prune(self, tx: Tx, names: Sequence[str]) -> None:
+        # Pruning per insert would cost an index scan per poll; pruning every tenth of the
+        # retention keeps the table within ~110 % of it (and the first write of a trigger
+        # in this process trims what earlier runs left).
+        keep = self._config.trigger_evaluation_retention
+        step = max(1, keep // 10)
+        due: list[str] = []
+        with self._prune_lock:
+            for name in names:
+                count = self._since_prune.get(name)
+                if count is None or count + 1 >= step:
+                    self._since_prune[name] = 0
+                    due.append(name)
+                else:
+                    self._since_prune[name] = count + 1
+        for name in due:
+            self._store.prune_trigger_evaluations(tx, name, keep)
+
+
+def _evaluation(
+    run: PollRun,
+    outcome: EvaluationOutcome,
+    message: str | None,
+    execution_ids: tuple[str, ...] = (),
+) -> NewEvaluation:
+    return NewEvaluation(
+        trigger_name=run.name,
+        scheduled_at=run.due,
+        evaluated_at=run.started_at or run.claimed_at,
+        duration_ms=run.duration_ms,
+        outcome=outcome,
+        message=message,
+        execution_ids=execution_ids,
+    )
+
+
+def _recorded(
+    run: PollRun, state: tuple[bool, int, datetime] | None, fired: bool = False
+) -> Recorded:
+    if state is None:
+        return Recorded(run, None, None, fired)
+    return Recorded(run, state[0], state[2], fired)
+
+
+def _prepare(contexts: Sequence[Context | None], name: str, now: datetime) -> list[tuple[str, str]]:
+    """``(dedup hash, execution input JSON)`` per fired context; raises for non-JSON."""
+    stamp = rfc3339(now)
+    out = []
+    for ctx in contexts:
+        data: dict[str, Any] = with_trigger_metadata(ctx, name, stamp or "")
+        out.append((context_hash(ctx), json.dumps(data, allow_nan=False)))
+    return out
+
+
+def _fire_outcome(fire: FireResult) -> tuple[EvaluationOutcome, str | None]:
+    held = fire.holders
+    if not held:
+        return EvaluationOutcome.FIRED, None
+    holders = ", ".join(str(h) for h in held)
+    if not fire.execution_ids:
+        return (
+            EvaluationOutcome.DEDUPLICATED,
+            f"an execution with the same context is still active: {holders}",
+        )
+    return (
+        EvaluationOutcome.FIRED,
+        f"{len(held)} of {len(held) + len(fire.execution_ids)} contexts deduplicated "
+        f"(still active: {holders})",
+    )
+
+
+def _log_fire(name: str, fire: FireResult) -> None:
+    if fire.execution_ids:
+        log.info(
+            "trigger %r fired %s",
+            name,
+            ", ".join(fire.execution_ids),
+            extra={"trigger_name": name, "execution_ids": list(fire.execution_ids)},
+        )
+    if fire.holders:
+        log.info(
+            "trigger %r deduplicated: still active %s",
+            name,
+            ", ".join(str(h) for h in fire.holders),
+            extra={"trigger_name": name},
+        )

@@ -1,0 +1,297 @@
+"""Trigger scheduler: due triggers → claim → poll (concurrently) → record.
+
+Each enabled schedule whose trigger is registered in this process is polled on its own
+interval (never more often than ``trigger_base_poll_interval``); ``trigger_view.py`` keeps
+the in-memory view of what is due when. ``tick`` never waits: it records the polls that
+finished (or ran past ``trigger_poll_timeout``) and claims what is due (a conditional
+UPDATE of each schedule's ``next_poll_at`` plus a lease) in ONE write transaction, then
+hands sync polls to a small thread pool and async polls to the runner's event loop. Under
+the test harness (``manual``) polls run inline instead.
+
+Due times are fixed-rate (``due + interval``; after a stall the next poll is
+``now + interval``, never a burst of catch-up polls). When the earliest poll is due, every
+poll due within a few milliseconds of it is claimed with it, so a thousand triggers cost a
+few dozen transactions per second rather than thousands.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from cloaca.clock import Clock
+from cloaca.config import DefaultRunnerConfig
+from cloaca.engine.aio import AsyncBridge
+from cloaca.engine.trigger_fire import Recorded, TriggerRecorder
+from cloaca.engine.trigger_polls import (
+    PollOutcome,
+    PollRun,
+    PollThreads,
+    run_async,
+    run_sync,
+    timeout_message,
+)
+from cloaca.engine.trigger_view import Picked, ScheduleView
+from cloaca.store.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Sync polls share this many threads. A poll stuck past its timeout keeps its thread
+#: until it returns, and its trigger is not polled again meanwhile.
+POLL_THREADS = 8
+
+
+class TriggerScheduler:
+    """The engine part that polls this process's triggers."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        config: DefaultRunnerConfig,
+        runner_id: str,
+        aio: AsyncBridge,
+        recorder: TriggerRecorder,
+        wake_loop: Callable[[], None],
+        manual: bool,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._config = config
+        self._runner_id = runner_id
+        self._aio = aio
+        self._recorder = recorder
+        self._wake_loop = wake_loop
+        self._manual = manual
+        self._inflight: dict[str, PollRun] = {}
+        self._zombies: set[str] = set()  # timed out, but their poll has not returned yet
+        self._done: deque[PollRun] = deque()  # appended by poll threads, drained by tick
+        self._held_over: list[PollRun] = []  # finished, to record on the next tick
+        self._view = ScheduleView(store, config, runner_id, manual, self._inflight, self._zombies)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._pool: PollThreads | None = None
+
+    # -- the loop's view --------------------------------------------------------------------
+
+    def poke(self, trigger_name: str | None = None) -> None:
+        """Something changed locally: re-read ``trigger_name``'s schedule (or all of them)."""
+        self._view.poke(trigger_name)
+
+    @property
+    def _base(self) -> timedelta:
+        return timedelta(seconds=self._config.trigger_base_poll_interval)
+
+    def tick(self, now: datetime) -> tuple[bool, datetime | None]:
+        """Record finished polls, claim and start due ones; returns (did_work, next_due)."""
+        with self._lock:
+            if self._stopped:
+                return False, None
+            finished = self._drain(now)
+            self._extend_leases(now)
+            fires: list[PollRun] = []
+            plain: list[PollRun] = []
+            for run in finished:
+                (fires if run.fires else plain).append(run)
+            fired: list[Recorded] = []
+            if fires:
+                fired, leftover = self._recorder.record_fires(fires, now)
+                plain.extend(leftover)
+            if self._apply(fired):
+                # Let the executor claim the new executions' first tasks before anything
+                # else: the loop ticks again at once because this tick did work, and the
+                # rest is recorded then.
+                self._held_over.extend(plain)
+                return True, now
+            self._view.refresh_if_needed(now)
+            picked = self._view.pick(now)
+            if plain or picked:
+                self._write(now, plain, picked)
+            return bool(finished or picked), self._next_due(now)
+
+    def shutdown(self) -> None:
+        """Stop polling: no new claims, late results dropped, this runner's leases released."""
+        with self._lock:
+            self._stopped = True
+        if self._pool is not None:
+            self._pool.shutdown()
+        try:
+            self._store.release_trigger_leases(self._runner_id)
+        except Exception:
+            log.exception("releasing trigger poll leases failed")
+
+    def _next_due(self, now: datetime) -> datetime | None:
+        earliest = self._view.earliest()
+        candidates = [earliest] if earliest is not None else []
+        for run in self._inflight.values():
+            if run.state == "running":
+                candidates.append(run.deadline)
+                # A finished skip does not wake the loop; its next due time does.
+                if run.next_due > now:
+                    candidates.append(run.next_due)
+                if not run.extended:
+                    candidates.append(run.extend_at)
+        return min(candidates, default=None)
+
+    # -- claiming and starting polls --------------------------------------------------------
+
+    def _write(
+        self,
+        now: datetime,
+        plain: Sequence[PollRun],
+        picked: Sequence[Picked],
+    ) -> None:
+        """Record ``plain`` and claim ``picked`` in one transaction, then start the polls."""
+        timeout = timedelta(seconds=self._config.trigger_poll_timeout)
+        try:
+            with self._store.write() as tx:
+                recorded = self._recorder.record_plain(tx, plain, now) if plain else []
+                won = self._store.claim_trigger_polls(
+                    tx, [p.claim for p in picked], self._runner_id, now
+                )
+        except Exception:
+            log.exception("trigger scheduler transaction failed; retrying in one base interval")
+            for run in plain:
+                self._inflight.pop(run.name, None)
+                self._view.poke(run.name)
+            for p in picked:
+                self._view.retry(p.name, now + self._base)  # not at once: no spinning on a bad DB
+            return
+        self._apply(recorded)
+        won_by_id = {claim.schedule_id: claimed for claim, claimed in won}
+        runs: list[PollRun] = []
+        for p in picked:
+            claimed = won_by_id.get(p.claim.schedule_id)
+            if claimed is None:
+                # Another runner took it, or it was disabled or changed: re-read the row
+                # on the next tick instead of guessing.
+                self._view.lost(p.name)
+                continue
+            self._view.claimed(p)
+            run = PollRun(
+                claimed,
+                p.spec,
+                p.claim.due,
+                p.interval,
+                deadline=now + timeout,
+                claimed_at=now,
+                next_due=p.claim.next,
+                extend_at=now + (p.claim.next - now) / 2,
+            )
+            self._inflight[p.name] = run
+            runs.append(run)
+        if self._manual:
+            for run in runs:
+                self._run_inline(run)
+            self._apply(self._recorder.record(runs, self._clock.now()))
+            return
+        for run in runs:
+            self._start(run)
+
+    def _start(self, run: PollRun) -> None:
+        if run.spec.is_async:
+            self._aio.submit(self._async_body(run))
+            return
+        if self._pool is None:
+            self._pool = PollThreads(POLL_THREADS, self._thread_body)
+        self._pool.submit(run)
+
+    def _run_inline(self, run: PollRun) -> None:
+        if run.spec.is_async:
+            outcome = self._aio.run(
+                run_async(run, self._clock, self._config.trigger_poll_timeout), None
+            )
+        else:
+            outcome = run_sync(run, self._clock)
+        outcome.apply(run)
+        run.state = "done"
+
+    def _thread_body(self, run: PollRun) -> None:
+        self._complete(run, run_sync(run, self._clock))
+
+    async def _async_body(self, run: PollRun) -> None:
+        self._complete(run, await run_async(run, self._clock, self._config.trigger_poll_timeout))
+
+    def _complete(self, run: PollRun, outcome: PollOutcome) -> None:
+        """Called on the poll's thread: hand the finished run to the loop.
+
+        A run the loop already timed out keeps its timeout record; this late outcome is
+        dropped and only frees the trigger for its next poll. Waking the loop for each of a
+        thousand finishing skips would cost more than the polls, so only a fire (latency
+        matters), a late poll or a returning zombie wakes it; the rest is recorded by the
+        next tick, which comes no later than the trigger's next due time."""
+        with run.lock:
+            if run.state == "running":
+                outcome.apply(run)
+                run.state = "done"
+            else:
+                run.state = "zombie_done"
+        self._done.append(run)
+        if run.state == "zombie_done" or run.fires or self._clock.now() >= run.next_due:
+            self._wake_loop()
+
+    def _extend_leases(self, now: datetime) -> None:
+        """Polls still running half-way to their next due instant keep their lease until
+        their timeout, so another runner does not start an overlapping poll."""
+        if self._manual:
+            return
+        late = [
+            run
+            for run in self._inflight.values()
+            if run.state == "running" and not run.extended and now >= run.extend_at
+        ]
+        if not late:
+            return
+        until = now + timedelta(seconds=self._config.trigger_poll_timeout) + 2 * self._base
+        try:
+            self._store.extend_trigger_leases(
+                [run.claim.schedule_id for run in late], self._runner_id, until
+            )
+        except Exception:
+            log.exception("extending trigger poll leases failed; retrying")
+            for run in late:
+                run.extend_at = now + self._base  # not at once: that would spin on a bad DB
+            return
+        for run in late:
+            run.extended = True
+
+    # -- collecting -------------------------------------------------------------------------
+
+    def _drain(self, now: datetime) -> list[PollRun]:
+        """Finished polls, plus the ones that just ran past their timeout."""
+        finished, self._held_over = self._held_over, []
+        while self._done:
+            run = self._done.popleft()
+            if run.state == "zombie_done":
+                # An abandoned poll finally returned: drop its result, poll it again soon.
+                self._zombies.discard(run.name)
+                self._view.release(run.name)
+                continue
+            finished.append(run)
+        for name, run in list(self._inflight.items()):
+            if run.deadline > now:
+                continue
+            with run.lock:
+                if run.state != "running":
+                    continue
+                run.state = "timed_out"
+            run.timed_out = True
+            run.result = None
+            run.error = timeout_message(self._config.trigger_poll_timeout)
+            run.duration_ms = (now - run.claimed_at).total_seconds() * 1000
+            self._zombies.add(name)
+            finished.append(run)
+        return finished
+
+    def _apply(self, recorded: list[Recorded]) -> bool:
+        """Update the in-memory view after recording; True if any of them fired."""
+        fired = False
+        for rec in recorded:
+            fired = fired or rec.fired
+            self._inflight.pop(rec.run.name, None)
+            self._view.settled(rec.run.name, rec.enabled, rec.next_poll_at)
+        return fired

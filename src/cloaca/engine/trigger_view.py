@@ -1,0 +1,276 @@
+"""The trigger scheduler's in-memory view of what is due when.
+
+One slot per enabled schedule whose trigger is registered in this process, and a heap of
+their due instants. A row is re-read when this process changed it (``poke``), and every
+row once per base interval if another process committed (SQLite's ``data_version``).
+The database stays the authority: a claim re-checks everything, and a lost claim only
+makes the view re-read that row.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Container
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cloaca.config import DefaultRunnerConfig
+from cloaca.store.store import Store
+from cloaca.store.trigger_records import ActiveSchedule
+from cloaca.store.trigger_store import PollClaim
+from cloaca.triggers import TriggerSpec, get_trigger, registered_triggers
+
+#: Polls due this close together are claimed together (at most a twentieth of the base
+#: interval), so a poll may start up to this much before its due instant, never later.
+BATCH_WINDOW = timedelta(milliseconds=20)
+
+
+@dataclass(slots=True)
+class _Slot:
+    """What the view knows of one schedule between polls."""
+
+    schedule_id: str
+    interval: timedelta
+    db_due: datetime  # next_poll_at as stored: the claim's expected value
+    wake_at: datetime  # when to try (later than db_due while another runner holds a lease)
+
+
+@dataclass(frozen=True, slots=True)
+class Picked:
+    """A due poll taken off the heap, ready to be claimed."""
+
+    claim: PollClaim
+    name: str
+    spec: TriggerSpec
+    interval: timedelta
+
+
+def next_poll(due: datetime, interval: timedelta, now: datetime) -> datetime:
+    """The poll after the one due at ``due``: fixed-rate, but never in the past."""
+    following = due + interval
+    return following if following > now else now + interval
+
+
+class ScheduleView:
+    """Due times of this process's trigger schedules.
+
+    ``inflight`` and ``zombies`` are the scheduler's own containers (read here, never
+    written): a trigger with a poll in flight is neither re-read nor picked, and one whose
+    timed-out poll has not returned is not picked.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: DefaultRunnerConfig,
+        runner_id: str,
+        manual: bool,
+        inflight: Container[str],
+        zombies: Container[str],
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._runner_id = runner_id
+        self._manual = manual
+        self._inflight = inflight
+        self._zombies = zombies
+        self._slots: dict[str, _Slot] = {}
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._seq = itertools.count()
+        # Poked from user threads, so under _poke_lock.
+        self._poke_lock = threading.Lock()
+        self._dirty_all = True  # re-read every local schedule
+        self._dirty_names: set[str] = set()  # re-read just these
+        self._reread_after: set[str] = set()  # these, once their in-flight poll is recorded
+        self._has_local = False
+        self._refresh_at: datetime | None = None
+        self._version: int | None = None
+
+    @property
+    def _base(self) -> timedelta:
+        return timedelta(seconds=self._config.trigger_base_poll_interval)
+
+    def poke(self, trigger_name: str | None = None) -> None:
+        """Something changed locally: re-read ``trigger_name``'s schedule (or all of them)."""
+        with self._poke_lock:
+            if trigger_name is None:
+                self._dirty_all = True
+            else:
+                self._dirty_names.add(trigger_name)
+
+    # -- reading the database ---------------------------------------------------------------
+
+    def refresh_if_needed(self, now: datetime) -> None:
+        """Re-read what was poked, and everything if another process committed."""
+        if self._dirty_all:
+            self._refresh(now)
+        elif self._has_local and (self._refresh_at is None or now >= self._refresh_at):
+            # Other processes' commits (new schedules, re-enabled ones) show up here;
+            # disabling needs no refresh: every claim re-checks the enabled flag.
+            self._refresh_at = now + self._base
+            if self._store.data_version() != self._version:
+                self._refresh(now)
+        if self._dirty_names:
+            self._refresh_some()
+
+    def _refresh(self, now: datetime) -> None:
+        with self._poke_lock:
+            self._dirty_all = False
+            self._dirty_names.clear()
+        self._refresh_at = now + self._base
+        self._version = self._store.data_version()  # before the read: a later commit shows
+        names = [spec.name for spec in registered_triggers()]
+        self._has_local = bool(names)
+        rows = self._store.active_trigger_schedules(names) if names else []
+        slots: dict[str, _Slot] = {}
+        for row in rows:
+            slot = self._merge(row)
+            if slot is not None:
+                slots[row.trigger_name] = slot
+        self._slots = slots
+
+    def _refresh_some(self) -> None:
+        with self._poke_lock:
+            dirty, self._dirty_names = self._dirty_names, set()
+        names = [n for n in dirty if get_trigger(n) is not None]
+        if not names:
+            return
+        self._has_local = True
+        found = {row.trigger_name: row for row in self._store.active_trigger_schedules(names)}
+        for name in names:
+            row = found.get(name)
+            slot = self._merge(row) if row is not None else None
+            if slot is not None:
+                self._slots[name] = slot
+            elif name not in self._inflight:
+                self._slots.pop(name, None)  # disabled, paused or never scheduled
+
+    def _merge(self, row: ActiveSchedule) -> _Slot | None:
+        """The slot for a schedule row (pushed on the heap when its time changed)."""
+        name = row.trigger_name
+        current = self._slots.get(name)
+        if name in self._inflight:
+            self._reread_after.add(name)  # the row changed under a running poll
+            return current
+        wake_at = row.next_poll_at
+        if (
+            row.lease_owner not in (None, self._runner_id)
+            and row.lease_until is not None
+            and row.lease_until > wake_at
+        ):
+            wake_at = row.lease_until  # another runner is polling it: no point before
+        interval = max(timedelta(milliseconds=row.poll_interval_ms), self._base)
+        if (
+            current is not None
+            and current.wake_at == wake_at
+            and current.db_due == row.next_poll_at
+        ):
+            current.interval = interval
+            return current
+        slot = _Slot(row.id, interval, row.next_poll_at, wake_at)
+        self._push(name, slot)
+        return slot
+
+    # -- the heap ---------------------------------------------------------------------------
+
+    def _push(self, name: str, slot: _Slot) -> None:
+        heapq.heappush(self._heap, (slot.wake_at, next(self._seq), name))
+
+    def _clean_heap(self) -> None:
+        """Drop stale entries from the top of the heap, so heap[0] is a real candidate."""
+        heap = self._heap
+        while heap:
+            wake_at, _, name = heap[0]
+            slot = self._slots.get(name)
+            if slot is not None and slot.wake_at == wake_at and name not in self._inflight:
+                return
+            heapq.heappop(heap)
+
+    def earliest(self) -> datetime | None:
+        """When the view next wants a tick: the earliest due poll or the periodic re-read."""
+        self._clean_heap()
+        candidates = [self._heap[0][0]] if self._heap else []
+        # The periodic re-read only looks for other processes' commits. Under the harness
+        # it must not make fake time crawl one base interval at a time: there it happens
+        # on ticks that run anyway (harness.advance always ticks at its target).
+        if self._has_local and self._refresh_at is not None and not self._manual:
+            candidates.append(self._refresh_at)
+        return min(candidates, default=None)
+
+    def pick(self, now: datetime) -> list[Picked]:
+        """Take due polls off the heap: nothing until the earliest is due, then every poll
+        due within the batch window with it."""
+        heap = self._heap
+        self._clean_heap()
+        if not heap or heap[0][0] > now:
+            return []
+        horizon = now + min(BATCH_WINDOW, self._base / 20)
+        picked: list[Picked] = []
+        seen: set[str] = set()
+        while heap and heap[0][0] <= horizon:
+            wake_at, _, name = heapq.heappop(heap)
+            slot = self._slots.get(name)
+            if (
+                slot is None
+                or slot.wake_at != wake_at
+                or name in seen
+                or name in self._inflight
+                or name in self._zombies
+            ):
+                continue
+            spec = get_trigger(name)
+            if spec is None:  # unregistered since the last refresh: forget it quietly
+                del self._slots[name]
+                continue
+            seen.add(name)
+            claim = PollClaim(
+                slot.schedule_id, slot.db_due, next_poll(slot.db_due, slot.interval, now)
+            )
+            picked.append(Picked(claim, name, spec, slot.interval))
+        return picked
+
+    # -- what happened to picked polls ------------------------------------------------------
+
+    def claimed(self, picked: Picked) -> None:
+        """The claim won: the stored next poll is now ``picked.claim.next``."""
+        slot = self._slots.get(picked.name)
+        if slot is not None:
+            slot.db_due = slot.wake_at = picked.claim.next
+
+    def lost(self, name: str) -> None:
+        """The claim lost (another runner, disabled, changed): re-read the row."""
+        self._slots.pop(name, None)
+        self.poke(name)
+
+    def retry(self, name: str, at: datetime) -> None:
+        """Try a picked poll again at ``at`` (the claim could not be written)."""
+        slot = self._slots.get(name)
+        if slot is not None:
+            slot.wake_at = at
+            self._push(name, slot)
+
+    def settled(self, name: str, enabled: bool | None, next_poll_at: datetime | None) -> None:
+        """A poll was recorded: the schedule is ``enabled`` and next due at
+        ``next_poll_at`` (``None`` for both when the lease was lost: re-read it)."""
+        if name in self._reread_after:
+            self._reread_after.discard(name)
+            self.poke(name)
+        if enabled is None or next_poll_at is None:
+            self.poke(name)
+            return
+        if not enabled:
+            self._slots.pop(name, None)  # paused (or disabled meanwhile)
+            return
+        slot = self._slots.get(name)
+        if slot is not None:
+            slot.db_due = slot.wake_at = next_poll_at
+            if name not in self._zombies:
+                self._push(name, slot)
+
+    def release(self, name: str) -> None:
+        """A timed-out poll finally returned: its trigger may be picked again."""
+        slot = self._slots.get(name)
+        if slot is not None:
+            self._push(name, slot)
