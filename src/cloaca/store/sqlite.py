@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -80,14 +81,32 @@ class SqliteDatabase:
             # WAL is a lasting property of the file: leave another application's database as
             # it was (migrate() refuses it right after).
             if not tables or VERSION_TABLE in tables:
-                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._enable_wal()
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.OperationalError as exc:
+            self._conn.close()
+            raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise ValueError(f"{path!r} is not a SQLite database: {exc}") from exc
         self._queries = load_queries("sqlite")
         self.write_transactions = 0  # observability (benchmarks count transactions per task)
+
+    def _enable_wal(self) -> None:
+        # Switching a new file to WAL needs a moment of exclusive access, and SQLite's busy
+        # handler does not cover it: processes that open the same new file at once would see
+        # "database is locked". Retry until one of them has done it (it is permanent).
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[_SqliteTx]:
