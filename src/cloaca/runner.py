@@ -114,6 +114,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
             self.config,
             on_requeued=self._executor.poke,
             on_finished=self._execution_finished,
+            heartbeat_wakes=not _manual,
         )
         parts: list[Part] = [self._recovery, self._executor]
         parts.extend(self._init_triggers())

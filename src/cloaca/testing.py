@@ -75,6 +75,8 @@ class Harness:
     def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run everything due at the current instant until nothing more is; returns rounds."""
         for rounds in range(1, max_rounds + 1):
+            if self.runner._external_change():
+                self.runner._executor.poke()  # another connection committed: look again
             did, _ = self.runner._loop.tick_all(self.clock.now())
             if not did:
                 return rounds
