@@ -70,3 +70,51 @@ def test_cron_user_errors_are_one_line_exit_1(url: str, args: list[str], message
 
 def test_cron_catchup_choice_is_a_usage_error(url: str) -> None:
     assert run(url, "cron", "add", "nightly", "0 2 * * *", "--catchup", "sometimes").exit_code == 2
+
+
+def test_triggers_list_show_disable_enable_fire_history_evaluations(url: str) -> None:
+    with cloaca.DefaultRunner(
+        url, cloaca.DefaultRunnerConfig(enable_trigger_scheduling=False)
+    ) as r:
+
+        @cloaca.trigger(name="inbox", poll_interval="5s")
+        def inbox() -> bool:
+            return False
+
+        r.register_trigger("inbox", "nightly")
+    cloaca.triggers.unregister_trigger("inbox")  # the CLI process does not have the code
+
+    rows = json.loads(run(url, "triggers", "list", "--json").output)
+    assert [(r["trigger_name"], r["workflow_name"], r["enabled"]) for r in rows] == [
+        ("inbox", "nightly", True)
+    ]
+    assert "inbox" in run(url, "triggers", "list").output
+    assert (
+        json.loads(run(url, "triggers", "show", "inbox", "--json").output)["poll_interval_ms"]
+        == 5000
+    )
+
+    assert run(url, "triggers", "disable", "inbox").output.strip() == "trigger inbox disabled"
+    assert json.loads(run(url, "triggers", "show", "inbox", "--json").output)["enabled"] is False
+    assert run(url, "triggers", "enable", "inbox").exit_code == 0
+
+    fired = run(url, "triggers", "fire", "inbox", "--context", '{"file": "a.csv"}')
+    assert fired.exit_code == 0, fired.output
+    execution_id = fired.output.strip()
+    again = run(url, "triggers", "fire", "inbox", "--context", '{"file": "a.csv"}')
+    assert "deduplicated" in again.output  # nobody ran the first one yet: still active
+
+    history = json.loads(run(url, "triggers", "history", "inbox", "--json").output)
+    assert [h["workflow_execution_id"] for h in history] == [execution_id]
+    outcomes = [
+        e["outcome"]
+        for e in json.loads(run(url, "triggers", "evaluations", "inbox", "--json").output)
+    ]
+    assert sorted(outcomes) == ["deduplicated", "fired"]
+
+
+def test_unknown_trigger_is_one_line_exit_1(url: str) -> None:
+    for args in (["triggers", "show", "nope"], ["triggers", "disable", "nope"]):
+        result = run(url, *args)
+        assert result.exit_code == 1
+        assert "nope" in result.output and "Traceback" not in result.output
