@@ -11,42 +11,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cron_support import START, quiet
 
 import cloaca
 from cloaca import Context, DefaultRunnerConfig
 from cloaca.store.cron_store import CatchupPolicy
 from cloaca.testing import FakeClock, Harness
 
-START = datetime(2026, 1, 1, tzinfo=UTC)
 LOST_SLOT = datetime(2025, 12, 31, 23, 0, tzinfo=UTC)
 
 
 def config(**overrides: Any) -> DefaultRunnerConfig:
     """Recovery every minute, lost after 10 minutes; other chores out of the way."""
-    month = 30 * 86400
     values: dict[str, Any] = {
-        "heartbeat_interval_seconds": month,
-        "stale_claim_threshold_seconds": 2 * month,
-        "stale_claim_sweep_interval_seconds": month,
-        "cron_poll_interval_seconds": month,
         "cron_recovery_interval_seconds": 60,
         "cron_lost_threshold_minutes": 10,
     }
     values.update(overrides)
-    return DefaultRunnerConfig(**values)
-
-
-@pytest.fixture
-def fired() -> list[dict[str, Any]]:
-    """Contexts received by the ``report`` workflow's task."""
-    seen: list[dict[str, Any]] = []
-
-    @cloaca.task(id="record")
-    def record(context: Context) -> None:
-        seen.append(context.to_dict())
-
-    cloaca.workflow("report", [record])
-    return seen
+    return quiet(**values)
 
 
 @pytest.fixture

@@ -8,45 +8,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from cron_support import START, quiet
 
 import cloaca
-from cloaca import Context, DefaultRunner, DefaultRunnerConfig
+from cloaca import Context, DefaultRunner
 from cloaca.testing import FakeClock, Harness
 from cloaca.workflow import clear_registry
-
-START = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def quiet(**overrides: Any) -> DefaultRunnerConfig:
-    """A config whose periodic chores (heartbeat, sweeps, cron poll) stay out of the way, so
-    the harness jumps from slot to slot."""
-    month = 30 * 86400
-    values: dict[str, Any] = {
-        "heartbeat_interval_seconds": month,
-        "stale_claim_threshold_seconds": 2 * month,
-        "stale_claim_sweep_interval_seconds": month,
-        "cron_poll_interval_seconds": month,
-        "cron_recovery_interval_seconds": month,
-    }
-    values.update(overrides)
-    return DefaultRunnerConfig(**values)
-
-
-@pytest.fixture
-def fired() -> list[dict[str, Any]]:
-    """Contexts received by the ``report`` workflow's task, in run order."""
-    seen: list[dict[str, Any]] = []
-
-    @cloaca.task(id="record")
-    def record(context: Context) -> None:
-        seen.append(context.to_dict())
-
-    cloaca.workflow("report", [record])
-    return seen
 
 
 @pytest.fixture
