@@ -55,28 +55,6 @@ def triggers_show(db: str, name: str, as_json: bool) -> None:
     show(row, as_json)
 
 
-def _set_trigger(db: str, name: str, enabled: bool) -> None:
-    with management_runner(db) as runner, user_errors():
-        runner.set_trigger_enabled(name, enabled)
-    click.echo(f"trigger {name} {'enabled' if enabled else 'disabled'}")
-
-
-@triggers.command("enable")
-@click.argument("name")
-@click.pass_obj
-def triggers_enable(db: str, name: str) -> None:
-    """Resume polling a trigger."""
-    _set_trigger(db, name, True)
-
-
-@triggers.command("disable")
-@click.argument("name")
-@click.pass_obj
-def triggers_disable(db: str, name: str) -> None:
-    """Stop polling a trigger (every process, within one base interval)."""
-    _set_trigger(db, name, False)
-
-
 @triggers.command("history")
 @click.argument("name")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
@@ -146,28 +124,6 @@ def cron_add(db: str, workflow: str, expression: str, tz: str, catchup: str) -> 
     click.echo(schedule_id)
 
 
-def _set_cron(db: str, schedule_id: str, enabled: bool) -> None:
-    with management_runner(db) as runner, user_errors():
-        runner.set_cron_schedule_enabled(schedule_id, enabled)
-    click.echo(f"cron schedule {schedule_id} {'enabled' if enabled else 'disabled'}")
-
-
-@cron.command("enable")
-@click.argument("schedule_id")
-@click.pass_obj
-def cron_enable(db: str, schedule_id: str) -> None:
-    """Enable a cron schedule."""
-    _set_cron(db, schedule_id, True)
-
-
-@cron.command("disable")
-@click.argument("schedule_id")
-@click.pass_obj
-def cron_disable(db: str, schedule_id: str) -> None:
-    """Disable a cron schedule."""
-    _set_cron(db, schedule_id, False)
-
-
 @cron.command("delete")
 @click.argument("schedule_id")
 @click.pass_obj
@@ -188,3 +144,21 @@ def cron_history(db: str, schedule_id: str, limit: int, as_json: bool) -> None:
     with management_runner(db) as runner, user_errors():
         rows = runner.get_cron_execution_history(schedule_id, limit=limit)
     show(rows, as_json)
+
+
+def _add_toggles(group: click.Group, noun: str, argument: str, setter: str) -> None:
+    """``enable`` / ``disable`` subcommands calling ``runner.<setter>(key, enabled)``."""
+    for verb, enabled in (("enable", True), ("disable", False)):
+
+        def toggle(db: str, key: str, enabled: bool = enabled, verb: str = verb) -> None:
+            with management_runner(db) as runner, user_errors():
+                getattr(runner, setter)(key, enabled)
+            click.echo(f"{noun} {key} {verb}d")
+
+        help_text = f"{verb.capitalize()} a {noun} (seen by every process)."
+        arg = click.argument("key", metavar=argument.upper())
+        group.command(verb, help=help_text)(arg(click.pass_obj(toggle)))
+
+
+_add_toggles(triggers, "trigger", "name", "set_trigger_enabled")
+_add_toggles(cron, "cron schedule", "schedule_id", "set_cron_schedule_enabled")
