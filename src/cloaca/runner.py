@@ -113,7 +113,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
             self.runner_id,
             self.config,
             on_requeued=self._executor.poke,
-            on_finished=self._execution_finished,
+            end_execution=self._end_execution,
             heartbeat_wakes=not _manual,
         )
         parts: list[Part] = [self._recovery, self._executor]
@@ -312,17 +312,14 @@ class DefaultRunner(TriggerManagement, CronManagement):
         self._check_open()
         if self._store.get_execution(str(execution_id)) is None:
             raise ValueError(f"Execution {execution_id!r} not found")
+        return self._end_execution(execution_id, ExecutionStatus.CANCELLED, "cancelled")
+
+    def _end_execution(self, execution_id: str, status: ExecutionStatus, error: str) -> bool:
+        """End an execution early (cancel, workflow timeout) and wake whoever waits on it."""
         with self._store.write() as tx:
-            ended = terminate(
-                self._store,
-                tx,
-                execution_id,
-                ExecutionStatus.CANCELLED,
-                self._clock.now(),
-                "cancelled",
-            )
+            ended = terminate(self._store, tx, execution_id, status, self._clock.now(), error)
         if ended:
-            self._execution_finished(execution_id, ExecutionStatus.CANCELLED)
+            self._execution_finished(execution_id, status)
         return ended
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from cloaca.config import DefaultRunnerConfig
-from cloaca.engine.planner import terminate
 from cloaca.store.records import ExecutionStatus
 from cloaca.store.store import Store
 
@@ -25,14 +24,14 @@ class Recovery:
         runner_id: str,
         config: DefaultRunnerConfig,
         on_requeued: Callable[[], None],
-        on_finished: Callable[[str, ExecutionStatus], None],
+        end_execution: Callable[[str, ExecutionStatus, str], bool],
         heartbeat_wakes: bool = True,
     ) -> None:
         self._store = store
         self._runner_id = runner_id
         self._config = config
         self._on_requeued = on_requeued
-        self._on_finished = on_finished
+        self._end_execution = end_execution
         self._next_heartbeat: datetime | None = None
         self._heartbeat_wakes = heartbeat_wakes
         self._next_sweep: datetime | None = None
@@ -79,15 +78,7 @@ class Recovery:
         limit = self._config.workflow_timeout_seconds
         timed_out = self._store.executions_older_than(now - timedelta(seconds=limit))
         for execution_id in timed_out:
-            with self._store.write() as tx:
-                ended = terminate(
-                    self._store,
-                    tx,
-                    execution_id,
-                    ExecutionStatus.FAILED,
-                    now,
-                    f"workflow timed out after {limit}s",
-                )
-            if ended:
-                self._on_finished(execution_id, ExecutionStatus.FAILED)
+            self._end_execution(
+                execution_id, ExecutionStatus.FAILED, f"workflow timed out after {limit}s"
+            )
         return bool(requeued or timed_out)
