@@ -133,3 +133,21 @@ def test_missing_app_file_exit_1(cli, tmp_path) -> None:
     result = cli("run", str(tmp_path / "missing.py"), "--for", "0")
     assert result.exit_code == 1
     assert "does not exist" in result.output
+
+
+def test_run_calls_the_apps_configure_hook(cli, tmp_path) -> None:
+    app = tmp_path / "configured_app.py"
+    app.write_text(
+        APP
+        + textwrap.dedent(
+            """
+            def configure(runner):
+                runner.register_cron_workflow("hello", "0 3 * * *", "UTC")
+            """
+        )
+    )
+    assert cli("run", str(app), "--for", "0.2").exit_code == 0
+    schedules = json.loads(cli("cron", "list", "--json").output)
+    assert [(s["workflow_name"], s["cron_expression"]) for s in schedules] == [
+        ("hello", "0 3 * * *")
+    ]
