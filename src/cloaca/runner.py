@@ -319,6 +319,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
         with self._store.write() as tx:
             ended = terminate(self._store, tx, execution_id, status, self._clock.now(), error)
         if ended:
+            self._executor.cancel_attempts(execution_id)
             self._execution_finished(execution_id, status)
         return ended
 

@@ -220,7 +220,8 @@ class TaskHandle:
                     result = await result
                 if result:
                     break
-                await asyncio.sleep(interval)
+                if await loop.run_in_executor(None, self._control.wait, interval):
+                    raise RuntimeError("runner is shutting down")
         finally:
             await loop.run_in_executor(None, self._end_defer)
 

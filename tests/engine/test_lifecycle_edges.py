@@ -3,8 +3,12 @@ and the timeout of a task that deferred."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+
+import pytest
 
 import cloaca
 from cloaca import Context, DefaultRunner, DefaultRunnerConfig
@@ -113,3 +117,84 @@ def test_the_timeout_still_applies_after_defer_until_returns(db_url: str) -> Non
         assert result.status == "Failed"
         assert "timed out after 0.5s" in (result.task_results["defers"].error or "")
         assert not finished.is_set()  # the verdict came from the timeout, not the body
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_defer_until_under_the_harness_is_rechecked_each_round(kind: str) -> None:
+    gate = {"open": False}
+    looks: list[int] = []
+
+    def condition() -> bool:
+        looks.append(1)
+        return gate["open"]
+
+    if kind == "sync":
+
+        @cloaca.task(id="waits")
+        def waits(context: Context, handle: cloaca.TaskHandle) -> None:
+            handle.defer_until(condition)
+            context.set("after", True)
+
+    else:
+
+        @cloaca.task(id="waits")
+        async def waits(context: Context, handle: cloaca.TaskHandle) -> None:
+            await handle.defer_until(condition)
+            context.set("after", True)
+
+    cloaca.workflow("gated", [waits])
+    with Harness() as h:
+        result = h.execute("gated")  # returns: the task waits on a condition, not on time
+        assert result.status == "Running"
+        assert result.task_results["waits"].sub_status == "Deferred"
+        h.run_until_idle()
+        assert h.runner.get_execution(result.execution_id).status == "Running"
+        gate["open"] = True
+        h.run_until_idle()
+        done = h.runner.get_execution(result.execution_id)
+        assert done.status == "Completed"
+        assert done.final_context.get("after") is True
+        assert done.task_results["waits"].sub_status is None
+
+
+CANCEL_SCRIPT = """
+import asyncio, sys, time
+import cloaca
+
+@cloaca.task(id="forever")
+async def forever(context):
+    await asyncio.sleep(10**6)
+
+@cloaca.task(id="quick")
+def quick(context):
+    context.set("ran", True)
+
+cloaca.workflow("stuck", [forever])
+cloaca.workflow("next", [quick])
+config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=1)
+runner = cloaca.DefaultRunner(f"sqlite://{sys.argv[1]}", config)
+execution_id = runner.start("stuck")
+deadline = time.monotonic() + 10
+while runner.get_execution(execution_id).task_results["forever"].status != "Running":
+    assert time.monotonic() < deadline, "never started"
+    time.sleep(0.01)
+assert runner.cancel_execution(execution_id)
+print(runner.execute("next").status)  # the cancelled body gave its only slot back
+print(runner.get_execution(execution_id).task_results["forever"].error)
+runner.start("stuck")  # still running when the runner shuts down: cancelled, not waited on
+time.sleep(0.2)
+runner.shutdown(timeout=0.5)
+"""
+
+
+def test_cancelling_an_async_task_frees_its_slot_and_the_process_exits(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", CANCEL_SCRIPT, str(tmp_path / "cancel.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    status, error = proc.stdout.strip().splitlines()
+    assert status == "Completed"
+    assert "cancelled" in error

@@ -35,7 +35,7 @@ class AsyncBridge:
 
         Raises ``TimeoutError`` after ``timeout`` seconds, having cancelled the coroutine.
         """
-        future = self.submit(_bounded(coro, timeout))
+        future = self.submit(bounded(coro, timeout))
         return future.result()
 
     def close(self) -> None:
@@ -50,7 +50,8 @@ class AsyncBridge:
                 loop.close()
 
 
-async def _bounded(coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
+async def bounded(coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
+    """Await ``coro``, raising ``TimeoutError`` (after cancelling it) past ``timeout`` s."""
     if timeout is None:
         return await coro
     return await asyncio.wait_for(coro, timeout)

@@ -8,12 +8,12 @@ unblocks happen in one transaction (``planner.advance``).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,8 +21,9 @@ from typing import Any
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
-from cloaca.engine.aio import AsyncBridge
+from cloaca.engine.aio import AsyncBridge, bounded
 from cloaca.engine.planner import Shape, advance, load_input
+from cloaca.engine.workers import DaemonWorkers
 from cloaca.retry import is_transient_message
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
 from cloaca.store.store import Store
@@ -40,7 +41,13 @@ class _Attempt:
     deadline: float | None = None  # monotonic; sync tasks only (async ones cancel themselves)
     done: bool = False
     handle: TaskHandle | None = None
+    future: concurrent.futures.Future[Any] | None = None  # an async body on the event loop
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Under the Harness: set when the attempt finished or is waiting in defer_until, so the
+    # driving thread knows it may go on; ``recheck`` lets a deferred attempt look again.
+    settled: threading.Event = field(default_factory=threading.Event)
+    recheck: threading.Event = field(default_factory=threading.Event)
+    waiting: bool = False
 
 
 class TaskTimedOut(Exception):
@@ -77,14 +84,7 @@ class Executor:
         self._dirty = True
         self._next_ready: datetime | None = None
         self._shapes: dict[tuple[str, str], Shape] = {}
-        # Abandoned (timed-out) sync bodies keep their thread, so allow headroom.
-        self._pool = (
-            None
-            if inline
-            else ThreadPoolExecutor(
-                max_workers=config.max_concurrent_tasks + 16, thread_name_prefix="cloaca-task"
-            )
-        )
+        self._workers = DaemonWorkers("cloaca-task")
 
     # -- the loop's view ----------------------------------------------------------------------
 
@@ -133,22 +133,51 @@ class Executor:
                     self._dirty = True
             for c in claimed:
                 self._dispatch(c)
+        resumed = self._inline and self._recheck_deferred()
         # With no free slot the next ready time is moot: a finishing attempt wakes the loop.
         ready_due = self._next_ready if free > len(claimed) else None
         next_due = min((t for t in (ready_due, timeout_due) if t is not None), default=None)
-        return bool(claimed), next_due
+        return bool(claimed) or resumed, next_due
+
+    def _recheck_deferred(self) -> bool:
+        """Under the Harness: let every attempt waiting in defer_until evaluate its condition
+        once more; True if one of them went on and finished."""
+        finished = False
+        for attempt in list(self._inflight.values()):
+            if attempt.waiting and not attempt.done:
+                attempt.waiting = False
+                attempt.settled.clear()
+                attempt.recheck.set()
+                attempt.settled.wait()
+                finished = finished or attempt.done
+        return finished
 
     def busy(self) -> bool:
         """True while any attempt of this runner is in flight."""
         return bool(self._inflight)
 
     def shutdown(self, wait_seconds: float) -> None:
-        """Wait (bounded) for in-flight attempts, then stop the thread pool."""
+        """Wait (bounded) for in-flight attempts; then abandon the rest without recording
+        them, so they stay claimed and another runner (or this one restarted) takes them over
+        once this runner is gone. ``async def`` bodies still running are cancelled."""
+        for attempt in list(self._inflight.values()):
+            attempt.recheck.set()  # a deferred attempt under the Harness sees the stop
         deadline = time.monotonic() + wait_seconds
         while self._inflight and time.monotonic() < deadline:
             time.sleep(0.01)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for attempt in list(self._inflight.values()):
+            with attempt.lock:
+                attempt.done = True  # whatever it does now is not recorded
+            if attempt.future is not None:
+                attempt.future.cancel()
+        self._workers.shutdown()
+
+    def cancel_attempts(self, execution_id: str) -> None:
+        """The execution ended early: cancel its ``async def`` bodies running here (a plain
+        ``def`` body cannot be interrupted; its result is recorded but plans nothing)."""
+        for attempt in list(self._inflight.values()):
+            if attempt.claimed.execution_id == execution_id and attempt.future is not None:
+                attempt.future.cancel()
 
     # -- slots (also lent to TaskHandle) ---------------------------------------------------
 
@@ -175,10 +204,11 @@ class Executor:
         with self._slots:
             self._free -= 1
         self._inflight[(claimed.id, claimed.attempt)] = attempt
-        if self._pool is None:
-            self._run(attempt)
-        else:
-            self._pool.submit(self._run, attempt)
+        self._workers.submit(self._run, attempt)
+        if self._inline:
+            # Under the Harness attempts run one at a time: wait until this one finished or
+            # waits in defer_until (which the next rounds re-check, see recheck_deferred).
+            attempt.settled.wait()
 
     def _run(self, attempt: _Attempt) -> None:
         claimed, spec, shape = attempt.claimed, attempt.spec, attempt.shape
@@ -195,10 +225,13 @@ class Executor:
             attempt.handle = TaskHandle(spec.id, _Control(self, attempt))
             args: tuple[Any, ...] = (ctx, attempt.handle) if spec.wants_handle else (ctx,)
             if spec.is_async:
+                attempt.future = self._aio.submit(bounded(spec.fn(*args), timeout))
                 try:
-                    result = self._aio.run(spec.fn(*args), timeout)
+                    result = attempt.future.result()
                 except TimeoutError:
                     raise TaskTimedOut(f"Task {spec.id!r} timed out after {timeout:g}s") from None
+                except concurrent.futures.CancelledError:
+                    raise RuntimeError("cancelled: the execution ended while it ran") from None
             else:
                 attempt.deadline = time.monotonic() + timeout
                 self._wake()  # let the loop learn the new deadline
@@ -241,6 +274,7 @@ class Executor:
     ) -> None:
         with attempt.lock:
             if attempt.done:
+                attempt.settled.set()
                 return
             attempt.done = True
         claimed, spec = attempt.claimed, attempt.spec
@@ -291,13 +325,16 @@ class Executor:
             if handle is not None:
                 handle._end()
             self._inflight.pop((claimed.id, claimed.attempt), None)
-        if retry_at is not None and (self._next_ready is None or retry_at < self._next_ready):
-            self._next_ready = retry_at
-        if outcome is not None:
-            self._on_finished(claimed.execution_id, outcome)
-        if spec is not None:
-            _callback(spec, error, ctx)
-        self._wake()
+        try:
+            if retry_at is not None and (self._next_ready is None or retry_at < self._next_ready):
+                self._next_ready = retry_at
+            if outcome is not None:
+                self._on_finished(claimed.execution_id, outcome)
+            if spec is not None:
+                _callback(spec, error, ctx)
+        finally:
+            attempt.settled.set()
+            self._wake()
 
 
 class BadTaskResult(TypeError):
@@ -348,4 +385,14 @@ class _Control:
         self._executor._store.set_sub_status(self._attempt.claimed, sub_status)
 
     def wait(self, seconds: float) -> bool:
-        return self._executor._stopping.wait(seconds)
+        """Pause between two looks at a defer_until condition; True if shutting down."""
+        executor, attempt = self._executor, self._attempt
+        if not executor._inline:
+            return executor._stopping.wait(seconds)
+        # Under the Harness the condition is looked at once per engine round, not on a
+        # timer: the driving thread goes on until the next round re-checks it.
+        attempt.recheck.clear()
+        attempt.waiting = True
+        attempt.settled.set()
+        attempt.recheck.wait()
+        return executor._stopping.is_set()
