@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import signal
 import sys
 import threading
@@ -60,6 +61,9 @@ def import_app(app: str) -> None:
             sys.modules[path.stem] = module
             spec.loader.exec_module(module)
         else:
+            # Like `python -m`: a module in the current directory is importable.
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
             importlib.import_module(app)
     except UserError:
         raise
@@ -89,7 +93,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, TypeError, TimeoutError, KeyError) as exc:
-        raise UserError(str(exc).strip("'\"")) from exc
+        # A KeyError's str() is the repr of its message: use the message itself.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise UserError(str(message)) from exc
 
 
 def parse_context(text: str | None) -> dict[str, Any] | None:

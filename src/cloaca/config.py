@@ -88,6 +88,18 @@ class DefaultRunnerConfig:
             object.__setattr__(self, name, default)
         for name, value in kwargs.items():
             setattr(self, name, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the rules that tie fields together (single fields are checked when set)."""
+        heartbeat = self.heartbeat_interval_seconds
+        threshold = self.stale_claim_threshold_seconds
+        if threshold <= heartbeat:
+            raise ValueError(
+                f"stale_claim_threshold_seconds={threshold:g} must be greater than "
+                f"heartbeat_interval_seconds={heartbeat:g}: a live runner's claims would look "
+                f"stale between two of its heartbeats"
+            )
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _FIELDS:

@@ -81,7 +81,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
     ) -> None:
         if config is not None and not isinstance(config, DefaultRunnerConfig):
             raise ValueError(f"config must be a DefaultRunnerConfig, got {type(config).__name__}")
-        self.config = (config or DefaultRunnerConfig()).copy()
+        self.config = (config or DefaultRunnerConfig()).copy()  # copy() validates
         self.database_url = database_url
         self.runner_id = str(uuid.uuid4())
         self._clock: Clock = _clock or SystemClock()

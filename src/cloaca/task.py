@@ -82,6 +82,8 @@ def _wants_handle(fn: Callable[..., Any]) -> bool:
 
 
 def task(
+    fn: Callable[..., Any] | None = None,
+    /,
     *,
     id: str | None = None,  # noqa: A002 - compat argument name
     dependencies: Sequence[object] | None = None,
@@ -100,8 +102,15 @@ def task(
     """Declare a task. Returns the function unchanged (still directly callable).
 
     Inside ``with WorkflowBuilder(...)`` the task joins that workflow; at module level it is
-    a standalone task that :func:`cloaca.workflow` or ``add_task`` can assemble.
+    a standalone task that :func:`cloaca.workflow` or ``add_task`` can assemble. Bare
+    ``@task`` (without parentheses) takes every default.
     """
+    if fn is not None:
+        if not callable(fn):
+            raise ValueError(
+                f"@task takes keyword arguments only (id=..., dependencies=...); got {fn!r}"
+            )
+        return task()(fn)
     policy = RetryPolicy.from_task_options(
         retry=retry,
         retry_attempts=retry_attempts,

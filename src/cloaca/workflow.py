@@ -42,7 +42,9 @@ class Workflow:
         self.dependencies = {tid: s.dependencies for tid, s in self.tasks.items()}
         self.validate()
         self.order = dag.topological_order(self.dependencies)
-        self.version = _content_version(self.definition(with_version=False))
+        # The version hashes the structure only (tasks, dependencies, rules, attempts), so
+        # equal structures have equal versions whatever the name or description.
+        self.version = _content_version(self.definition(with_version=False)["tasks"])
 
     def validate(self) -> None:
         """Raise ``ValueError`` for an empty workflow, unknown dependencies, a cycle, or a
@@ -98,7 +100,7 @@ class Workflow:
         return f"Workflow(name={self.name!r}, tasks={list(self.tasks)!r}, version={self.version!r})"
 
 
-def _content_version(structure: dict[str, Any]) -> str:
+def _content_version(structure: Any) -> str:
     canonical = json.dumps(structure, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -155,6 +157,7 @@ class WorkflowBuilder:
         return self
 
     def _add_spec(self, spec: TaskSpec) -> None:
+        # The same task added twice is one task; two different tasks sharing an id are not.
         if spec.id in self._tasks and self._tasks[spec.id] is not spec:
             raise ValueError(f"duplicate task id {spec.id!r} in workflow {self.name!r}")
         self._tasks[spec.id] = spec

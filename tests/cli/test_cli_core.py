@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -151,3 +152,19 @@ def test_run_calls_the_apps_configure_hook(cli, tmp_path) -> None:
     assert [(s["workflow_name"], s["cron_expression"]) for s in schedules] == [
         ("hello", "0 3 * * *")
     ]
+
+
+def test_error_messages_keep_their_quotes(cli) -> None:
+    result = cli("cron", "enable", "zzz")
+    assert result.exit_code == 1
+    assert result.output.rstrip().endswith("'"), result.output  # the quoted example is whole
+
+
+def test_run_accepts_a_module_in_the_current_directory(cli, tmp_path, monkeypatch) -> None:
+    (tmp_path / "module_form_app.py").write_text(APP)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "module_form_app", raising=False)
+    result = cli("run", "module_form_app", "--for", "0.1")
+    assert result.exit_code == 0, result.output
+    sys.modules.pop("module_form_app", None)

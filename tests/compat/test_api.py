@@ -571,3 +571,24 @@ def test_a_client_runner_starts_what_a_worker_runner_completes(db_url: str) -> N
     assert result.status == "Completed"
     assert result.final_context["doubled"] == 42
     assert result.final_context["pid"] == worker.pid != os.getpid()
+
+
+def test_bare_task_decorator_takes_the_defaults(harness) -> None:
+    @cloaca.task
+    def plain(context: Context) -> None:
+        context.set("plain", True)
+
+    cloaca.workflow("bare", [plain])
+    assert harness.execute("bare").final_context.get("plain") is True
+    with pytest.raises(ValueError, match="keyword arguments only"):
+        cloaca.task("not-a-function")  # type: ignore[arg-type]
+
+
+def test_version_depends_on_structure_only() -> None:
+    @cloaca.task()
+    def step(context: Context) -> None:
+        pass
+
+    a = cloaca.workflow("first_name", [step], description="one")
+    b = cloaca.workflow("second_name", [step], description="two")
+    assert a.version == b.version

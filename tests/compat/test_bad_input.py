@@ -323,3 +323,12 @@ def test_a_database_from_a_newer_cloaca_is_refused(db_url: str) -> None:
         DefaultRunner(db_url)
     assert f"database schema version {newer} is newer" in str(info.value)
     assert row_counts(db_url) == (0, 0)
+
+
+def test_a_stale_threshold_not_above_the_heartbeat_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"stale_claim_threshold_seconds=10 must be greater"):
+        cloaca.DefaultRunnerConfig(heartbeat_interval_seconds=100, stale_claim_threshold_seconds=10)
+    config = cloaca.DefaultRunnerConfig()
+    config.heartbeat_interval_seconds = 120  # fields set one by one are checked at the runner
+    with pytest.raises(ValueError, match="heartbeat_interval_seconds=120"):
+        cloaca.DefaultRunner(":memory:", config)

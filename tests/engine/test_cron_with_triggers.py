@@ -30,7 +30,7 @@ def test_cron_and_a_trigger_drive_the_same_workflow() -> None:
             return TriggerResult.skip()
         return TriggerResult.fire({"file": inbox.pop(0)})
 
-    config = DefaultRunnerConfig(heartbeat_interval_seconds=3600, cron_poll_interval_seconds=3600)
+    config = DefaultRunnerConfig(cron_poll_interval_seconds=3600)
     with Harness(config=config, start=START) as h:
         # Time-based: sweep everything up at 00:00 in Berlin (23:00 UTC) ...
         cron_id = h.runner.register_cron_workflow("file_processing", "0 0 * * *", "Europe/Berlin")
