@@ -212,6 +212,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
         """Insert an execution of ``shape`` and plan its roots, inside ``tx``."""
         execution_id = str(uuid.uuid4())
         planner.create(self._store, tx, shape, execution_id, context_text, now)
+        self._recovery.execution_created(now)
         return execution_id
 
     # -- executions -------------------------------------------------------------------------

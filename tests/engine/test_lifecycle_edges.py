@@ -198,3 +198,24 @@ def test_cancelling_an_async_task_frees_its_slot_and_the_process_exits(tmp_path)
     status, error = proc.stdout.strip().splitlines()
     assert status == "Completed"
     assert "cancelled" in error
+
+
+def test_a_workflow_times_out_at_its_limit_not_at_the_next_sweep() -> None:
+    config = DefaultRunnerConfig(
+        workflow_timeout_seconds=5, stale_claim_sweep_interval_seconds=3600
+    )
+
+    @cloaca.task(id="stalls", retry_attempts=5, retry_delay_ms=100_000, retry_jitter=False)
+    def stalls(context: Context) -> None:
+        raise RuntimeError("not yet")
+
+    cloaca.workflow("stalling", [stalls])
+    with Harness(config=config) as h:
+        h.advance(100)  # idle for a while first
+        execution_id = h.runner.start("stalling")
+        h.advance(4.9)
+        assert h.runner.get_execution(execution_id).status == "Running"
+        h.advance(0.2)
+        result = h.runner.get_execution(execution_id)
+        assert result.status == "Failed"
+        assert result.error_message == "workflow timed out after 5s"

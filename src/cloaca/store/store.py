@@ -363,6 +363,12 @@ class Store(TriggerStore, CronStore):
                 for r in tx.all("execution_list_timed_out", {"threshold": to_db_time(threshold)})
             ]
 
+    def oldest_active_created_at(self) -> datetime | None:
+        """Creation time of the oldest Pending/Running execution, or None."""
+        with self.db.read() as tx:
+            row = tx.one("execution_oldest_active")
+        return from_db_time(row["created_at"]) if row else None
+
     def data_version(self) -> int:
         """Changes whenever another connection commits (cheap cross-process change probe)."""
         return self.db.data_version()

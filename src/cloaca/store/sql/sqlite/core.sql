@@ -158,7 +158,11 @@ LIMIT :limit OFFSET :offset
 
 -- name: execution_list_timed_out
 SELECT id FROM cloaca_executions
-WHERE status IN ('Pending', 'Running') AND created_at < :threshold
+WHERE status IN ('Pending', 'Running') AND created_at <= :threshold
+
+-- name: execution_oldest_active
+SELECT MIN(created_at) AS created_at FROM cloaca_executions
+WHERE status IN ('Pending', 'Running')
 
 -- name: trigger_release_holds
 UPDATE cloaca_trigger_executions
