@@ -12,8 +12,9 @@ due there in the calling thread, tasks included. A minute of schedule takes mill
         h.advance(10)                     # ten seconds of polling, instantly
         assert h.runner.get_trigger_execution_history("file_watcher")
 
-Task timeouts of plain ``def`` tasks are not enforced under the harness (their bodies run
-inline); ``async def`` task timeouts are.
+Task and poll bodies run for real: timeouts of ``async def`` tasks and polls are enforced in
+real time, those of plain ``def`` tasks not at all. A task waiting in ``defer_until`` does not
+block the test; each engine round looks at its condition once more.
 """
 
 from __future__ import annotations
