@@ -235,6 +235,40 @@ def test_a_slow_poll_delays_no_other_trigger(db_url: str) -> None:
         assert schedule is not None and schedule["consecutive_errors"] == 0
 
 
+def test_more_hanging_polls_than_poll_threads_starve_no_other_trigger(db_url: str) -> None:
+    from cloaca.engine.trigger_scheduler import POLL_THREADS
+
+    release = threading.Event()
+    fast_polls: list[float] = []
+    hanging = POLL_THREADS + 2
+
+    for i in range(hanging):
+
+        @cloaca.trigger(name=f"hangs_{i}", poll_interval=0.05)
+        def hangs() -> bool:
+            release.wait(20)
+            return False
+
+    @cloaca.trigger(name="fast", poll_interval=0.05)
+    def fast() -> bool:
+        fast_polls.append(time.monotonic())
+        return False
+
+    config = DefaultRunnerConfig(trigger_base_poll_interval=0.05, trigger_poll_timeout=0.2)
+    with cloaca.DefaultRunner(db_url, config) as runner:
+        for i in range(hanging):
+            runner.register_trigger(f"hangs_{i}", "wf")
+        try:
+            _wait_for(lambda: len(runner.get_trigger_evaluations(f"hangs_{hanging - 1}", 10)) > 0)
+            polls_before = len(fast_polls)
+            runner.register_trigger("fast", "wf")  # every original poll thread is stuck now
+            _wait_for(lambda: len(fast_polls) >= polls_before + 6)
+        finally:
+            release.set()
+        outcomes = {e["outcome"] for e in runner.get_trigger_evaluations("hangs_0", 10)}
+        assert outcomes == {"timeout"}
+
+
 # -- backoff and pause --------------------------------------------------------------------------
 
 

@@ -40,7 +40,8 @@ from cloaca.store.store import Store
 log = logging.getLogger(__name__)
 
 #: Sync polls share this many threads. A poll stuck past its timeout keeps its thread
-#: until it returns, and its trigger is not polled again meanwhile.
+#: until it returns (a stand-in thread serves the others meanwhile), and its trigger is not
+#: polled again until then.
 POLL_THREADS = 8
 
 
@@ -284,6 +285,8 @@ class TriggerScheduler:
             run.error = timeout_message(self._config.trigger_poll_timeout)
             run.duration_ms = (now - run.claimed_at).total_seconds() * 1000
             self._zombies.add(name)
+            if self._pool is not None and not run.spec.is_async:
+                self._pool.replace_stuck()  # its thread is still inside the user's poll
             finished.append(run)
         return finished
 
