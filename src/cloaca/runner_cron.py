@@ -18,7 +18,7 @@ from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.cron import CronSchedule, validate_cron
 from cloaca.engine.cron_scheduler import RESERVED_KEYS, CronScheduler
-from cloaca.store.cron_store import CatchupPolicy, CronExecutionRecord, CronScheduleRecord
+from cloaca.store.cron_records import CatchupPolicy, CronExecutionRecord, CronScheduleRecord
 from cloaca.store.store import Store
 
 if TYPE_CHECKING:

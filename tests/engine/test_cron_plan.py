@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cloaca.cron import CronSchedule
 from cloaca.engine.cron_scheduler import SlotPlan, plan_slots, slot_context
-from cloaca.store.cron_store import CatchupPolicy
+from cloaca.store.cron_records import CatchupPolicy
 
 SKIP, RUN_ALL = CatchupPolicy.SKIP, CatchupPolicy.RUN_ALL
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

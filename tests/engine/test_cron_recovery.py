@@ -15,7 +15,7 @@ from cron_support import START, quiet
 
 import cloaca
 from cloaca import Context, DefaultRunnerConfig
-from cloaca.store.cron_store import CatchupPolicy
+from cloaca.store.cron_records import CatchupPolicy
 from cloaca.testing import FakeClock, Harness
 
 LOST_SLOT = datetime(2025, 12, 31, 23, 0, tzinfo=UTC)

@@ -39,7 +39,7 @@ from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.cron import CronSchedule
 from cloaca.engine.planner import Shape
-from cloaca.store.cron_store import CatchupPolicy, CronScheduleRecord
+from cloaca.store.cron_records import CatchupPolicy, CronScheduleRecord
 from cloaca.store.db import Tx
 from cloaca.store.store import Store
 
