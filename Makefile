@@ -1,20 +1,27 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+BASE := $(VENV)/.installed-base
+DEV := $(VENV)/.installed-dev
 
 .PHONY: demo test lint bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,postgres]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+# The demo needs only the package; the tests add the dev tools on top.
+$(BASE): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(DEV): pyproject.toml $(BASE)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,postgres]'
+	touch $@
+
+demo: $(BASE)
 	$(BIN)/python examples/event_triggers.py
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
@@ -22,10 +29,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(BASE)
 	$(BIN)/python benchmarks/run_all.py
 
-bench-quick: $(STAMP)
+bench-quick: $(BASE)
 	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
