@@ -127,7 +127,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
             self._external_change,
             self._stopping,
         )
-        self._loop.on_external_change = self._executor.poke
+        self._loop.on_external_change = self._executor.external_change
         self._recovery.register(self._clock.now())
         for wf in registered_workflows():
             self._record_workflow(wf)

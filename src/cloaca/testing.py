@@ -77,7 +77,7 @@ class Harness:
         """Run everything due at the current instant until nothing more is; returns rounds."""
         for rounds in range(1, max_rounds + 1):
             if self.runner._external_change():
-                self.runner._executor.poke()  # another connection committed: look again
+                self.runner._executor.external_change()  # another connection committed
             did, _ = self.runner._loop.tick_all(self.clock.now())
             if not did:
                 return rounds

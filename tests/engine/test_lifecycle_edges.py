@@ -219,3 +219,50 @@ def test_a_workflow_times_out_at_its_limit_not_at_the_next_sweep() -> None:
         result = h.runner.get_execution(execution_id)
         assert result.status == "Failed"
         assert result.error_message == "workflow timed out after 5s"
+
+
+WORKER_SCRIPT = """
+import asyncio, sys, time
+import cloaca
+
+@cloaca.task(id="forever")
+async def forever(context):
+    await asyncio.sleep(10**6)
+
+cloaca.workflow("remote_stuck", [forever])
+with cloaca.DefaultRunner(f"sqlite://{sys.argv[1]}") as runner:
+    execution_id = runner.start("remote_stuck")
+    deadline = time.monotonic() + 10
+    while runner.get_execution(execution_id).task_results["forever"].status != "Running":
+        assert time.monotonic() < deadline, "never started"
+        time.sleep(0.01)
+    print(execution_id, flush=True)
+    deadline = time.monotonic() + 15
+    while runner.get_execution(execution_id).task_results["forever"].status == "Running":
+        assert time.monotonic() < deadline, "the async body was never cancelled"
+        time.sleep(0.02)
+    print(runner.get_execution(execution_id).task_results["forever"].error, flush=True)
+"""
+
+
+def test_a_cancel_from_another_process_cancels_the_async_body(tmp_path) -> None:
+    db = tmp_path / "remote.db"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER_SCRIPT, str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        execution_id = worker.stdout.readline().strip()
+        assert execution_id, worker.stderr.read() if worker.stderr else ""
+        # A management process: it has no workflows registered and runs nothing.
+        with DefaultRunner(f"sqlite://{db}") as manager:
+            assert manager.cancel_execution(execution_id)
+        out, err = worker.communicate(timeout=30)
+        assert worker.returncode == 0, err
+        assert "cancelled" in out
+    finally:
+        if worker.poll() is None:
+            worker.kill()

@@ -82,6 +82,7 @@ class Executor:
         self._free = config.max_concurrent_tasks
         self._inflight: dict[tuple[int, int], _Attempt] = {}
         self._dirty = True
+        self._check_ended = False
         self._next_ready: datetime | None = None
         self._shapes: dict[tuple[str, str], Shape] = {}
         self._workers = DaemonWorkers("cloaca-task")
@@ -91,6 +92,22 @@ class Executor:
     def poke(self) -> None:
         """New work may be Ready (a local state change or another process's commit)."""
         self._dirty = True
+
+    def external_change(self) -> None:
+        """Another process committed: new work may be Ready, and an execution running here
+        may have been cancelled (or timed out) over there."""
+        self._dirty = True
+        self._check_ended = True
+
+    def _cancel_ended_elsewhere(self) -> None:
+        running = {
+            a.claimed.execution_id for a in list(self._inflight.values()) if a.future is not None
+        }
+        if not running:
+            return
+        for execution_id, status in self._store.execution_statuses(running).items():
+            if status.is_terminal:
+                self.cancel_attempts(execution_id)
 
     def shape_of(self, wf: Workflow) -> Shape:
         """The planner's view of a registered workflow (cached per version)."""
@@ -118,6 +135,9 @@ class Executor:
     def tick(self, now: datetime) -> tuple[bool, datetime | None]:
         """Claim and dispatch what fits in the free slots; returns (did_work, next_due)."""
         timeout_due = self._expire_timeouts()
+        if self._check_ended:
+            self._check_ended = False
+            self._cancel_ended_elsewhere()
         claimed: list[ClaimedTask] = []
         with self._slots:
             free = self._free

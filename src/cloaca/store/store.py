@@ -325,6 +325,12 @@ class Store(TriggerStore, CronStore):
         """Skip every task execution of ``execution_id`` that has not started."""
         tx.run("task_cancel_pending", {"execution_id": execution_id, "now": to_db_time(now)})
 
+    def execution_statuses(self, execution_ids: Iterable[str]) -> dict[str, ExecutionStatus]:
+        """execution id → status for the given executions (unknown ids are left out)."""
+        with self.db.read() as tx:
+            rows = tx.all("execution_statuses", {"ids": json.dumps(list(execution_ids))})
+        return {r["id"]: ExecutionStatus(r["status"]) for r in rows}
+
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         """One execution, or None."""
         with self.db.read() as tx:

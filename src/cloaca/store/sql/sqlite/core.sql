@@ -138,6 +138,9 @@ FROM cloaca_executions WHERE id = :id
 -- name: execution_status
 SELECT status FROM cloaca_executions WHERE id = :id
 
+-- name: execution_statuses
+SELECT id, status FROM cloaca_executions WHERE id IN (SELECT value FROM json_each(:ids))
+
 -- name: execution_context
 SELECT context FROM cloaca_executions WHERE id = :id
 
