@@ -172,10 +172,6 @@ class Executor:
                 finished = finished or attempt.done
         return finished
 
-    def busy(self) -> bool:
-        """True while any attempt of this runner is in flight."""
-        return bool(self._inflight)
-
     def shutdown(self, wait_seconds: float) -> None:
         """Wait (bounded) for in-flight attempts; then abandon the rest without recording
         them, so they stay claimed and another runner (or this one restarted) takes them over

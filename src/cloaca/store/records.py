@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from cloaca.clock import from_db_time
 from cloaca.store.db import Row
@@ -153,8 +152,3 @@ class NewTask:
     max_attempts: int
     status: TaskStatus = TaskStatus.NOT_STARTED
     error: str | None = None
-
-
-def row_dict(row: Row) -> dict[str, Any]:
-    """A plain dict copy of a driver row."""
-    return {key: row[key] for key in row.keys()}  # noqa: SIM118
