@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from cloaca import triggers
 from cloaca.testing import Harness
 from cloaca.workflow import clear_registry
+from pg_support import drop_schema, require_postgres
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +37,12 @@ def harness() -> Iterator[Harness]:
     h = Harness()
     yield h
     h.close()
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[tuple[str, str]]:
+    """``(url, schema)``: a fresh PostgreSQL schema for one test, dropped afterwards."""
+    url = require_postgres()
+    schema = f"cloaca_test_{uuid.uuid4().hex[:12]}"
+    yield url, schema
+    drop_schema(url, schema)

@@ -43,13 +43,13 @@ log = logging.getLogger(__name__)
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
-def open_store(database_url: str) -> Store:
+def open_store(database_url: str, schema: str | None = None, pool_size: int = 10) -> Store:
+    """A Store on the database a URL names (not migrated yet)."""
     url = parse_database_url(database_url)
     if url.dialect == "postgres":
-        raise ValueError(
-            f"PostgreSQL URL {database_url!r}: PostgreSQL support is not available in this "
-            f"build yet; use sqlite://path.db"
-        )
+        from cloaca.store.postgres import PostgresDatabase  # psycopg is an optional extra
+
+        return Store(PostgresDatabase(url.target, schema=schema, pool_size=pool_size))
     return Store(SqliteDatabase(url.target))
 
 
@@ -78,6 +78,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
         *,
         _clock: Clock | None = None,
         _manual: bool = False,
+        _schema: str | None = None,
     ) -> None:
         if config is not None and not isinstance(config, DefaultRunnerConfig):
             raise ValueError(f"config must be a DefaultRunnerConfig, got {type(config).__name__}")
@@ -90,7 +91,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
         self._stopping = threading.Event()
         self._waiters: dict[str, list[threading.Event]] = {}
         self._waiters_lock = threading.Lock()
-        self._store = open_store(database_url)
+        self._store = open_store(database_url, _schema, self.config.db_pool_size)
         try:
             self._store.migrate()
         except Exception:
@@ -143,8 +144,11 @@ class DefaultRunner(TriggerManagement, CronManagement):
         return cls(database_url, config)
 
     @classmethod
-    def with_schema(cls, database_url: str, schema: str) -> DefaultRunner:
-        """Create a runner whose tables live in a PostgreSQL schema (PostgreSQL only)."""
+    def with_schema(
+        cls, database_url: str, schema: str, config: DefaultRunnerConfig | None = None
+    ) -> DefaultRunner:
+        """Create a runner whose tables live in a PostgreSQL schema (created if missing);
+        several applications can share one database this way. PostgreSQL only."""
         if not isinstance(schema, str) or not schema:
             raise ValueError("Schema name cannot be empty")
         if not _SCHEMA_NAME.match(schema):
@@ -155,7 +159,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
             raise ValueError(
                 f"with_schema requires PostgreSQL; {database_url!r} is not a postgres:// URL"
             )
-        return cls(database_url)
+        return cls(database_url, config, _schema=schema)
 
     def __enter__(self) -> DefaultRunner:
         return self

@@ -69,9 +69,12 @@ class Harness:
         config: DefaultRunnerConfig | None = None,
         clock: FakeClock | None = None,
         start: datetime | None = None,
+        schema: str | None = None,
     ) -> None:
         self.clock = clock or FakeClock(start)
-        self.runner = DefaultRunner(database_url, config, _clock=self.clock, _manual=True)
+        self.runner = DefaultRunner(
+            database_url, config, _clock=self.clock, _manual=True, _schema=schema
+        )
 
     def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run everything due at the current instant until nothing more is; returns rounds."""

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,8 +30,9 @@ from cloaca.store.migrate import VERSION_TABLE, current_version, latest_version
 from cloaca.store.records import ClaimedTask, ExecutionStatus, NewTask, TaskStatus
 from cloaca.store.sqlite import SqliteDatabase
 from cloaca.store.store import Store
+from pg_support import drop_schema, require_postgres
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -43,6 +45,8 @@ class Backend:
     open_db: Callable[[], Any]  # a new driver connection (not migrated)
     raw: Callable[[str, Mapping[str, Any]], list[tuple[Any, ...]]]  # side-channel SQL
     location: str
+    tables: Callable[[], set[str]]  # the tables in the database (schema)
+    cleanup: Callable[[], None] = lambda: None
     _opened: list[Store] = field(default_factory=list)
 
     def open(self, *, migrate: bool = True) -> Store:
@@ -60,6 +64,7 @@ class Backend:
                 store.close()
             except Exception:  # already closed by the test
                 pass
+        self.cleanup()
 
 
 def _sqlite_backend(tmp_path: Path) -> Backend:
@@ -73,7 +78,44 @@ def _sqlite_backend(tmp_path: Path) -> Backend:
         finally:
             conn.close()
 
-    return Backend("sqlite", "sqlite", lambda: SqliteDatabase(path), raw, path)
+    def tables() -> set[str]:
+        return {r[0] for r in raw("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    return Backend("sqlite", "sqlite", lambda: SqliteDatabase(path), raw, path, tables)
+
+
+def _postgres_backend() -> Backend:
+    import psycopg
+
+    from cloaca.store.postgres import PostgresDatabase
+
+    url = require_postgres()
+    schema = f"cloaca_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+
+    def raw(sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{schema}"')
+            cur = conn.execute(re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql), dict(params or {}))
+            return list(cur.fetchall()) if cur.description else []
+
+    def tables() -> set[str]:
+        rows = raw(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = :schema",
+            {"schema": schema},
+        )
+        return {r[0] for r in rows}
+
+    return Backend(
+        "postgres",
+        "postgres",
+        lambda: PostgresDatabase(url, schema=schema, pool_size=4),
+        raw,
+        schema,
+        tables,
+        cleanup=lambda: drop_schema(url, schema),
+    )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -81,6 +123,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     """An empty database per test, on each backend in ``BACKENDS``."""
     if request.param == "sqlite":
         made = _sqlite_backend(tmp_path)
+    elif request.param == "postgres":
+        made = _postgres_backend()
     else:  # pragma: no cover - a backend listed without a branch here
         raise AssertionError(f"no fixture branch for backend {request.param!r}")
     yield made
@@ -217,14 +261,13 @@ def test_migrations_race_safely_across_processes(backend: Backend) -> None:
 
 def test_database_with_foreign_tables_is_refused_untouched(backend: Backend) -> None:
     backend.raw("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)", {})
-    backend.raw("INSERT INTO users (name) VALUES ('ada')", {})
+    backend.raw("INSERT INTO users (id, name) VALUES (1, 'ada')", {})
     store = backend.open(migrate=False)
     with pytest.raises(NotACloacaDatabase, match="not a cloaca database") as info:
         store.migrate()
     assert "users" in str(info.value)
     assert isinstance(info.value, ValueError)
-    tables = {r[0] for r in backend.raw("SELECT name FROM sqlite_master WHERE type='table'", {})}
-    assert tables == {"users"}
+    assert backend.tables() == {"users"}
     assert backend.raw("SELECT name FROM users", {}) == [("ada",)]
 
 

@@ -34,6 +34,7 @@ def migrate(db: Any) -> int:
     migrations = load_migrations(db.dialect)
     latest = migrations[-1][0] if migrations else 0
     with db.write() as tx:
+        tx.one("migrate_lock")  # PostgreSQL: an advisory lock serialises racing processes
         current = _current_version(tx, db)
         if current > latest:
             raise SchemaTooNew(

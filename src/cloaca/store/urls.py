@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 ACCEPTED_FORMS = (
     "sqlite://relative/path.db, sqlite:///absolute/path.db (query strings such as ?mode=rwc "
-    "are accepted), :memory: or sqlite://:memory: (postgres:// URLs are recognised; the "
-    "PostgreSQL driver is not in this release)"
+    "are accepted), :memory: or sqlite://:memory:, postgres://user@host:5432/db or "
+    "postgresql://..."
 )
 
 

@@ -1,0 +1,140 @@
+"""psycopg 3 driver (with psycopg_pool): many runner processes on many hosts share one
+PostgreSQL database.
+
+Each transaction borrows a pooled connection. Claims use ``FOR UPDATE SKIP LOCKED`` in the
+dialect's SQL; migrations take an advisory lock. A runner's tables may live in their own
+schema (``DefaultRunner.with_schema``): every pooled connection sets its ``search_path``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from cloaca.store.db import Params, Row, StoreError, load_queries
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+        import psycopg_pool  # noqa: F401  (imported for its side effect of being present)
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ValueError(
+            "PostgreSQL URLs need psycopg 3 and psycopg-pool: pip install 'cloaca[postgres]'"
+        ) from exc
+    return psycopg
+
+
+class _PgTx:
+    __slots__ = ("_cur", "_queries")
+
+    def __init__(self, cur: Any, queries: dict[str, str]) -> None:
+        self._cur = cur
+        self._queries = queries
+
+    def _sql(self, query: str) -> str:
+        try:
+            return self._queries[query]
+        except KeyError:
+            raise StoreError(f"unknown query {query!r} for postgres") from None
+
+    def one(self, query: str, params: Params | None = None) -> Row | None:
+        self._cur.execute(self._sql(query), params or {})
+        if self._cur.description is None:
+            return None
+        rows = self._cur.fetchall()
+        return rows[0] if rows else None
+
+    def all(self, query: str, params: Params | None = None) -> list[Row]:
+        self._cur.execute(self._sql(query), params or {})
+        return list(self._cur.fetchall()) if self._cur.description is not None else []
+
+    def run(self, query: str, params: Params | None = None) -> int:
+        self._cur.execute(self._sql(query), params or {})
+        return int(self._cur.rowcount)
+
+    def run_many(self, query: str, params: Sequence[Params]) -> None:
+        if params:
+            self._cur.executemany(self._sql(query), params)
+
+    def script(self, sql: str) -> None:
+        """Run raw DDL statements (migrations only)."""
+        for statement in sql.split(";"):
+            if statement.strip():
+                self._cur.execute(statement)
+
+
+class PostgresDatabase:
+    """A PostgreSQL database (optionally one schema of it) behind the Database protocol."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, schema: str | None = None, pool_size: int = 10) -> None:
+        psycopg = _import_psycopg()
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        self.path = url
+        self.schema = schema
+        self._psycopg = psycopg
+        self._queries = load_queries("postgres")
+        self.write_transactions = 0
+        if schema:
+            self._create_schema(url, schema)
+
+        def configure(conn: Any) -> None:
+            if schema:
+                conn.execute(f'SET search_path TO "{schema}"')
+
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=configure,
+            open=True,
+            name="cloaca",
+        )
+        try:
+            self._pool.wait(timeout=10)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise ValueError(f"cannot connect to PostgreSQL at {url!r} within 10 s") from exc
+
+    def _create_schema(self, url: str, schema: str) -> None:
+        try:
+            with self._psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        except self._psycopg.errors.UniqueViolation:
+            pass  # another process created it at the same moment
+        except self._psycopg.Error as exc:
+            raise ValueError(f"cannot prepare schema {schema!r} at {url!r}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[_PgTx]:
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield _PgTx(cur, self._queries)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"postgres error: {exc}") from exc
+
+    def write(self) -> Any:
+        """Open a write transaction on a pooled connection."""
+        self.write_transactions += 1
+        return self._transaction()
+
+    def read(self) -> Any:
+        """Open a read transaction on a pooled connection."""
+        return self._transaction()
+
+    def data_version(self) -> int:
+        """The server's WAL insert position: it moves whenever anything is committed."""
+        with self._transaction() as tx:
+            tx._cur.execute("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint AS v")
+            row = tx._cur.fetchone()
+        return int(row["v"]) if row else 0
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.close()

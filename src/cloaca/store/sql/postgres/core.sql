@@ -1,0 +1,199 @@
+-- Core named queries (PostgreSQL, psycopg 3). Parameters are bound by name as %(name)s;
+-- never formatted in. A parameter that may be NULL where PostgreSQL cannot infer its type
+-- carries an explicit CAST. JSON id lists arrive as JSON text arrays.
+-- LIMIT/OFFSET follow SQLite: a negative LIMIT means "no limit" (NULL here) and a negative
+-- OFFSET counts as 0, where PostgreSQL would reject both.
+
+-- name: list_tables
+SELECT table_name AS name FROM information_schema.tables
+WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'
+
+-- name: schema_version_current
+SELECT MAX(version) AS version FROM cloaca_schema_version
+
+-- name: schema_version_insert
+INSERT INTO cloaca_schema_version (version, applied_at) VALUES (%(version)s, %(applied_at)s)
+
+-- name: workflow_upsert
+INSERT INTO cloaca_workflows (name, version, definition, updated_at)
+VALUES (%(name)s, %(version)s, %(definition)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+    definition = excluded.definition, updated_at = excluded.updated_at
+WHERE cloaca_workflows.version != excluded.version
+
+-- name: workflow_get
+SELECT name, version, definition, updated_at FROM cloaca_workflows WHERE name = %(name)s
+
+-- name: workflow_version_insert
+INSERT INTO cloaca_workflow_versions (name, version, definition, recorded_at)
+VALUES (%(name)s, %(version)s, %(definition)s, %(now)s)
+ON CONFLICT (name, version) DO NOTHING
+
+-- name: workflow_version_get
+SELECT definition FROM cloaca_workflow_versions
+WHERE name = %(name)s AND version = %(version)s
+
+-- name: runner_insert
+INSERT INTO cloaca_runners (id, hostname, pid, started_at, heartbeat_at)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(now)s, %(now)s)
+
+-- name: runner_heartbeat
+UPDATE cloaca_runners SET heartbeat_at = %(now)s WHERE id = %(id)s
+
+-- name: runner_delete
+DELETE FROM cloaca_runners WHERE id = %(id)s
+
+-- name: runners_stale_delete
+DELETE FROM cloaca_runners WHERE heartbeat_at < %(threshold)s AND id != %(self_id)s
+
+-- name: task_requeue_orphaned
+UPDATE cloaca_task_executions
+SET status = 'Ready', claimed_by = NULL, ready_at = %(now)s, sub_status = NULL
+WHERE status = 'Running'
+  AND claimed_by != %(self_id)s
+  AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
+  AND execution_id IN (SELECT id FROM cloaca_executions WHERE status IN ('Pending', 'Running'))
+
+-- name: task_abandon_orphaned
+UPDATE cloaca_task_executions
+SET status = 'Skipped', claimed_by = NULL, sub_status = NULL, completed_at = %(now)s,
+    error = COALESCE(error, 'abandoned: its runner died after the execution had ended')
+WHERE status = 'Running'
+  AND claimed_by != %(self_id)s
+  AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
+
+-- name: execution_insert
+INSERT INTO cloaca_executions
+    (id, workflow_name, workflow_version, status, context, remaining_tasks, created_at)
+VALUES (%(id)s, %(workflow_name)s, %(version)s, 'Pending', %(context)s, %(remaining)s, %(now)s)
+
+-- name: task_insert
+INSERT INTO cloaca_task_executions
+    (execution_id, workflow_name, workflow_version, task_id, position, status, max_attempts,
+     ready_at, completed_at, error)
+VALUES (%(execution_id)s, %(workflow_name)s, %(version)s, %(task_id)s, %(position)s,
+        %(status)s, %(max_attempts)s, %(ready_at)s, %(completed_at)s, %(error)s)
+
+-- name: task_claim_ready
+-- SKIP LOCKED: concurrent runners claim disjoint rows instead of queueing on each other.
+UPDATE cloaca_task_executions
+SET status = 'Running', claimed_by = %(runner_id)s, attempt = attempt + 1,
+    started_at = %(now)s, sub_status = NULL
+WHERE id IN (
+    SELECT id FROM cloaca_task_executions
+    WHERE status = 'Ready' AND ready_at <= %(now)s
+      AND workflow_name IN (SELECT jsonb_array_elements_text(CAST(%(workflows)s AS jsonb)))
+    ORDER BY ready_at, id
+    LIMIT NULLIF(GREATEST(CAST(%(limit)s AS BIGINT), -1), -1)
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
+
+-- name: execution_mark_running
+UPDATE cloaca_executions SET status = 'Running', started_at = %(now)s
+WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb))) AND status = 'Pending'
+
+-- name: task_next_ready_at
+SELECT MIN(ready_at) AS ready_at FROM cloaca_task_executions
+WHERE status = 'Ready'
+  AND workflow_name IN (SELECT jsonb_array_elements_text(CAST(%(workflows)s AS jsonb)))
+
+-- name: task_statuses
+SELECT task_id, status FROM cloaca_task_executions WHERE execution_id = %(execution_id)s
+
+-- name: task_statuses_of
+SELECT task_id, status FROM cloaca_task_executions
+WHERE execution_id = %(execution_id)s
+  AND task_id IN (SELECT jsonb_array_elements_text(CAST(%(task_ids)s AS jsonb)))
+
+-- name: execution_count_finished
+UPDATE cloaca_executions SET remaining_tasks = remaining_tasks - %(finished)s
+WHERE id = %(id)s
+RETURNING remaining_tasks
+
+-- name: task_outputs
+SELECT task_id, output FROM cloaca_task_executions
+WHERE execution_id = %(execution_id)s
+  AND task_id IN (SELECT jsonb_array_elements_text(CAST(%(task_ids)s AS jsonb)))
+
+-- name: task_finish_attempt
+UPDATE cloaca_task_executions
+SET status = %(status)s, output = %(output)s, error = %(error)s, ready_at = %(ready_at)s,
+    completed_at = %(completed_at)s, claimed_by = NULL, sub_status = NULL
+WHERE id = %(id)s AND status = 'Running' AND attempt = %(attempt)s
+  AND claimed_by = %(runner_id)s
+
+-- name: task_set_status
+UPDATE cloaca_task_executions
+SET status = %(status)s, error = %(error)s, ready_at = %(ready_at)s,
+    completed_at = %(completed_at)s
+WHERE execution_id = %(execution_id)s AND task_id = %(task_id)s AND status = 'NotStarted'
+
+-- name: task_set_sub_status
+UPDATE cloaca_task_executions SET sub_status = %(sub_status)s
+WHERE id = %(id)s AND status = 'Running' AND attempt = %(attempt)s
+
+-- name: task_cancel_pending
+UPDATE cloaca_task_executions
+SET status = 'Skipped', error = 'cancelled', completed_at = %(now)s, claimed_by = NULL
+WHERE execution_id = %(execution_id)s AND status IN ('NotStarted', 'Ready')
+
+-- name: task_list
+SELECT id, execution_id, task_id, position, status, sub_status, attempt, max_attempts,
+       ready_at, claimed_by, started_at, completed_at, error
+FROM cloaca_task_executions WHERE execution_id = %(execution_id)s ORDER BY position
+
+-- name: execution_get
+SELECT id, workflow_name, workflow_version, status, context, final_context, error_message,
+       created_at, started_at, completed_at
+FROM cloaca_executions WHERE id = %(id)s
+
+-- name: execution_status
+SELECT status FROM cloaca_executions WHERE id = %(id)s
+
+-- name: execution_statuses
+SELECT id, status FROM cloaca_executions
+WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
+
+-- name: execution_context
+SELECT context FROM cloaca_executions WHERE id = %(id)s
+
+-- name: execution_finish
+UPDATE cloaca_executions
+SET status = %(status)s, final_context = %(final_context)s, error_message = %(error)s,
+    completed_at = %(now)s, started_at = COALESCE(started_at, CAST(%(now)s AS TEXT))
+WHERE id = %(id)s AND status IN ('Pending', 'Running')
+
+-- name: execution_list
+-- seq is the insertion order (SQLite orders by rowid here).
+SELECT id, workflow_name, workflow_version, status, context, final_context, error_message,
+       created_at, started_at, completed_at
+FROM cloaca_executions
+WHERE (CAST(%(workflow_name)s AS TEXT) IS NULL
+       OR workflow_name = CAST(%(workflow_name)s AS TEXT))
+  AND (CAST(%(status)s AS TEXT) IS NULL OR status = CAST(%(status)s AS TEXT))
+ORDER BY created_at DESC, seq DESC
+LIMIT NULLIF(GREATEST(CAST(%(limit)s AS BIGINT), -1), -1)
+OFFSET GREATEST(CAST(%(offset)s AS BIGINT), 0)
+
+-- name: execution_list_timed_out
+SELECT id FROM cloaca_executions
+WHERE status IN ('Pending', 'Running') AND created_at <= %(threshold)s
+
+-- name: execution_oldest_active
+SELECT MIN(created_at) AS created_at FROM cloaca_executions
+WHERE status IN ('Pending', 'Running')
+
+-- name: trigger_release_holds
+UPDATE cloaca_trigger_executions
+SET holds_dedup = NULL, completed_at = %(now)s
+WHERE workflow_execution_id = %(execution_id)s AND completed_at IS NULL
+
+-- name: task_first_error
+SELECT task_id, error FROM cloaca_task_executions
+WHERE execution_id = %(execution_id)s AND status = 'Failed'
+ORDER BY position LIMIT 1
+
+-- name: migrate_lock
+-- Serialises concurrent migrations: held until the migrating transaction ends.
+SELECT pg_advisory_xact_lock(823117)
