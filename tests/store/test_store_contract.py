@@ -30,7 +30,7 @@ from cloaca.store.migrate import VERSION_TABLE, current_version, latest_version
 from cloaca.store.records import ClaimedTask, ExecutionStatus, NewTask, TaskStatus
 from cloaca.store.sqlite import SqliteDatabase
 from cloaca.store.store import Store
-from pg_support import drop_schema, require_postgres
+from pg_support import POSTGRES_URL, drop_schema, require_postgres
 
 BACKENDS = ["sqlite", "postgres"]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -227,20 +227,24 @@ def test_migrations_race_safely_across_threads(backend: Backend) -> None:
 
 _MIGRATE_CHILD = """
 import sys
-from cloaca.store.sqlite import SqliteDatabase
 from cloaca.store.store import Store
-db = SqliteDatabase(sys.argv[1])
+dialect, location, url = sys.argv[1:4]
+if dialect == "sqlite":
+    from cloaca.store.sqlite import SqliteDatabase
+    db = SqliteDatabase(location)
+else:
+    from cloaca.store.postgres import PostgresDatabase
+    db = PostgresDatabase(url, schema=location, pool_size=1)
 sys.stdin.readline()  # wait for the parent's "go" so the processes really race
 print(Store(db).migrate())
 """
 
 
 def test_migrations_race_safely_across_processes(backend: Backend) -> None:
-    if backend.dialect != "sqlite":
-        pytest.skip("the child script opens a SQLite file")
+    args = [backend.dialect, backend.location, POSTGRES_URL]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _MIGRATE_CHILD, backend.location],
+            [sys.executable, "-c", _MIGRATE_CHILD, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -254,9 +258,9 @@ def test_migrations_race_safely_across_processes(backend: Backend) -> None:
         proc.stdin.flush()
     outputs = [proc.communicate(timeout=30) for proc in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outputs]
-    assert [out.strip() for out, _ in outputs] == [str(latest_version("sqlite"))] * 3
+    assert [out.strip() for out, _ in outputs] == [str(latest_version(backend.dialect))] * 3
     rows = backend.raw(f"SELECT COUNT(*) FROM {VERSION_TABLE}", {})
-    assert rows[0][0] == len(load_migrations("sqlite"))
+    assert rows[0][0] == len(load_migrations(backend.dialect))
 
 
 def test_database_with_foreign_tables_is_refused_untouched(backend: Backend) -> None:
