@@ -7,6 +7,9 @@ import os
 import resource
 import statistics
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +50,34 @@ def emit(workload: str, backend: str, params: dict[str, Any], figures: dict[str,
     with RESULTS.open("a", encoding="utf-8") as out:
         out.write(line + "\n")
     print(line, flush=True)
+
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def backend() -> str:
+    """``postgres`` when run with --postgres (or BENCH_BACKEND=postgres), else ``sqlite``."""
+    if "--postgres" in sys.argv or os.environ.get("BENCH_BACKEND") == "postgres":
+        return "postgres"
+    return "sqlite"
+
+
+@contextmanager
+def open_runner(tmp: str, name: str, config: Any = None) -> Iterator[Any]:
+    """A runner on a fresh database of the chosen backend: a SQLite file in ``tmp``, or a
+    PostgreSQL schema of its own (dropped afterwards)."""
+    import cloaca
+
+    if backend() == "sqlite":
+        with cloaca.DefaultRunner(f"sqlite://{tmp}/{name}.db", config) as runner:
+            yield runner
+        return
+    import psycopg
+
+    schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+    try:
+        with cloaca.DefaultRunner.with_schema(POSTGRES_URL, schema, config) as runner:
+            yield runner
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -1,4 +1,5 @@
-"""Run every benchmark script (``--quick`` for reduced sizes); each prints one JSON line."""
+"""Run every benchmark script on SQLite, and on PostgreSQL where the script supports it
+(``--quick`` for reduced sizes); each prints one JSON line."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ def main() -> int:
         results.unlink()
     failed = 0
     for script in sorted(HERE.glob("w*_*.py")):
-        print(f"# {script.name}", flush=True)
-        proc = subprocess.run([sys.executable, str(script), *sys.argv[1:]], cwd=HERE)
-        failed += proc.returncode != 0
+        # Scripts that open their runner through _common.open_runner also run on PostgreSQL.
+        backends = [[], ["--postgres"]] if "open_runner(" in script.read_text() else [[]]
+        for extra in backends:
+            print(f"# {script.name} {' '.join(extra)}", flush=True)
+            argv = [sys.executable, str(script), *sys.argv[1:], *extra]
+            failed += subprocess.run(argv, cwd=HERE).returncode != 0
     print(f"# results in {results}")
     return 1 if failed else 0
 

@@ -10,7 +10,7 @@ import tempfile
 import time
 
 import cloaca
-from _common import emit, peak_rss_mb, quick
+from _common import backend, emit, open_runner, peak_rss_mb, quick
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=8)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        cloaca.DefaultRunner(f"sqlite://{tmp}/w1.db", config) as runner,
+        open_runner(tmp, "w1", config) as runner,
     ):
         db = runner._store.db
         runner.execute("w1_one")
@@ -50,7 +50,7 @@ def main() -> None:
 
     emit(
         "W1",
-        "sqlite",
+        backend(),
         {"tasks": n, "max_concurrent_tasks": 8},
         {
             "tasks_per_s": n / wide_s,

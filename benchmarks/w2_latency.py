@@ -9,7 +9,7 @@ import tempfile
 import time
 
 import cloaca
-from _common import emit, percentile, quick
+from _common import backend, emit, open_runner, percentile, quick
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     cloaca.workflow("w2_one_task", [noop])
     with (
         tempfile.TemporaryDirectory() as tmp,
-        cloaca.DefaultRunner(f"sqlite://{tmp}/w2.db") as runner,
+        open_runner(tmp, "w2") as runner,
     ):
         for _ in range(warmup):
             runner.execute("w2_one_task")
@@ -39,7 +39,7 @@ def main() -> None:
             start_ms.append((started[-1] - t0) * 1000)
     emit(
         "W2",
-        "sqlite",
+        backend(),
         {"runs": runs, "warmup": warmup},
         {
             "execute_p50_ms": percentile(execute_ms, 50),

@@ -10,7 +10,7 @@ import tempfile
 import time
 
 import cloaca
-from _common import emit, percentile, quick
+from _common import backend, emit, open_runner, percentile, quick
 
 LENGTH = 40
 
@@ -53,7 +53,7 @@ def main() -> None:
     big = {"blob": "x" * 100_000}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        cloaca.DefaultRunner(f"sqlite://{tmp}/w3.db") as runner,
+        open_runner(tmp, "w3") as runner,
     ):
         runner.execute("w3_small")
         small = measure(runner, "w3_small", marks, {}, reps)
@@ -62,7 +62,7 @@ def main() -> None:
     hop_large = percentile(large["hops"], 50)
     emit(
         "W3",
-        "sqlite",
+        backend(),
         {"length": LENGTH, "reps": reps},
         {
             "hop_p50_ms": hop_small,

@@ -12,7 +12,7 @@ import tempfile
 import time
 
 import cloaca
-from _common import emit, percentile, quick
+from _common import backend, emit, open_runner, percentile, quick
 
 WIDTH = 100
 
@@ -53,7 +53,7 @@ def main() -> None:
     build("w4_sleep", 0.1, marks)
     with tempfile.TemporaryDirectory() as tmp:
         overheads, joins = [], []
-        with cloaca.DefaultRunner(f"sqlite://{tmp}/noop.db") as runner:
+        with open_runner(tmp, "w4_noop") as runner:
             runner.execute("w4_noop")
             for _ in range(reps):
                 makespan, join_gap, busy = run(runner, "w4_noop", marks)
@@ -61,7 +61,7 @@ def main() -> None:
                 joins.append(join_gap * 1000)
         config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=32)
         ratios = []
-        with cloaca.DefaultRunner(f"sqlite://{tmp}/sleep.db", config) as runner:
+        with open_runner(tmp, "w4_sleep", config) as runner:
             for _ in range(max(1, reps // 3)):
                 makespan, join_gap, _ = run(runner, "w4_sleep", marks)
                 ideal = (math.ceil(WIDTH / 32) + 2) * 0.1
@@ -69,7 +69,7 @@ def main() -> None:
                 joins.append(join_gap * 1000)
     emit(
         "W4",
-        "sqlite",
+        backend(),
         {"width": WIDTH, "reps": reps},
         {
             "overhead_ms": percentile(overheads, 50),

@@ -12,7 +12,7 @@ import threading
 import time
 
 import cloaca
-from _common import emit, peak_rss_mb, percentile, quick
+from _common import backend, emit, open_runner, peak_rss_mb, percentile, quick
 
 RATES = (50, 200, 500)
 
@@ -39,7 +39,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for rate in RATES:
             finished.clear()
-            with cloaca.DefaultRunner(f"sqlite://{tmp}/w5_{rate}.db") as runner:
+            with open_runner(tmp, f"w5_{rate}") as runner:
                 runner.execute("w5_chain", {"n": "warmup"})
                 submitted: dict[str, float] = {}
                 rss_start = peak_rss_mb()
@@ -70,7 +70,7 @@ def main() -> None:
             e2e = [(finished[k] - s) * 1000 for k, s in submitted.items() if k in finished]
             emit(
                 "W5",
-                "sqlite",
+                backend(),
                 {"rate": rate, "duration_s": duration},
                 {
                     "rate": rate,
