@@ -129,6 +129,9 @@ class DefaultRunner(TriggerManagement, CronManagement):
             self._stopping,
         )
         self._loop.on_external_change = self._executor.external_change
+        listen = getattr(self._store.db, "listen", None)
+        if listen is not None and not _manual:
+            listen(self._notified)
         self._recovery.register(self._clock.now())
         for wf in registered_workflows():
             self._record_workflow(wf)
@@ -188,7 +191,15 @@ class DefaultRunner(TriggerManagement, CronManagement):
             log.exception("recording workflow definition failed", extra={"workflow": wf.name})
         self._wake()
 
-    def _execution_finished(self, execution_id: str, status: ExecutionStatus) -> None:
+    def _notified(self, payload: str) -> None:
+        """Another process committed something we care about (PostgreSQL NOTIFY)."""
+        if payload.startswith("finished:"):
+            self._execution_finished(payload.removeprefix("finished:"))
+        else:
+            self._executor.external_change()
+            self._loop.wake()
+
+    def _execution_finished(self, execution_id: str, status: ExecutionStatus | None = None) -> None:
         with self._waiters_lock:
             events = self._waiters.pop(execution_id, [])
         for event in events:

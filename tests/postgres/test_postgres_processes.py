@@ -71,3 +71,52 @@ def test_two_processes_poll_each_due_instant_once_and_fire_each_slot_once(pg_sch
         slots = viewer.get_cron_execution_history(schedule["id"], limit=100)
         assert len(slots) >= 2
         assert len({s["scheduled_time"] for s in slots}) == len(slots)  # each slot once
+
+
+NOTIFY_WORKER = """
+import sys, time
+import cloaca
+
+@cloaca.task(id="echo")
+def echo(context):
+    context.set("echoed", context.get("value"))
+
+cloaca.workflow("pg_notify_echo", [echo])
+# Every timer is a minute away: only a notification can wake this worker in time.
+config = cloaca.DefaultRunnerConfig(
+    scheduler_poll_interval_ms=60_000,
+    heartbeat_interval_seconds=60,
+    stale_claim_threshold_seconds=120,
+    stale_claim_sweep_interval_seconds=60,
+    enable_trigger_scheduling=False,
+    enable_cron_scheduling=False,
+)
+with cloaca.DefaultRunner.with_schema(sys.argv[1], sys.argv[2], config) as runner:
+    print("up", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_work_and_results_cross_processes_by_notification_not_by_polling(pg_schema) -> None:
+    url, schema = pg_schema
+    worker = subprocess.Popen(
+        [sys.executable, "-c", NOTIFY_WORKER, url, schema],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "up"
+        config = cloaca.DefaultRunnerConfig(scheduler_poll_interval_ms=60_000)
+        with cloaca.DefaultRunner.with_schema(url, schema, config) as client:
+            for value in range(3):
+                # Far less than the worker's timers: it must be woken by the start's NOTIFY.
+                result = client.wait(client.start("pg_notify_echo", {"value": value}), 8)
+                assert result.status == "Completed"
+                assert result.final_context.get("echoed") == value
+    finally:
+        if worker.stdin is not None:
+            worker.stdin.write("stop\n")
+            worker.stdin.flush()
+        worker.communicate(timeout=30)

@@ -8,11 +8,15 @@ schema (``DefaultRunner.with_schema``): every pooled connection sets its ``searc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from cloaca.store.db import Params, Row, StoreError, load_queries
+
+log = logging.getLogger(__name__)
 
 
 def _import_psycopg() -> Any:
@@ -77,6 +81,9 @@ class PostgresDatabase:
 
         self.path = url
         self.schema = schema
+        # Notifications are per database; a schema keeps its own channel.
+        self.channel = f"cloaca_{schema}" if schema else "cloaca"
+        self._listening = threading.Event()
         self._psycopg = psycopg
         self._queries = load_queries("postgres")
         self.write_transactions = 0
@@ -135,6 +142,28 @@ class PostgresDatabase:
             row = tx._cur.fetchone()
         return int(row["v"]) if row else 0
 
+    def listen(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(payload)`` for every notification other transactions send on this
+        database's channel (on a daemon thread with its own connection)."""
+        conn = self._psycopg.connect(self.path, autocommit=True)
+        conn.execute(f'LISTEN "{self.channel}"')
+        self._listening.set()
+
+        def run() -> None:
+            try:
+                while self._listening.is_set():
+                    for note in conn.notifies(timeout=0.5):
+                        callback(note.payload)
+            except self._psycopg.Error:
+                pass  # the connection went away: the loop's fallback poll still works
+            except Exception:
+                log.exception("handling a PostgreSQL notification failed")
+            finally:
+                conn.close()
+
+        threading.Thread(target=run, name="cloaca-listen", daemon=True).start()
+
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Stop listening and close every pooled connection."""
+        self._listening.clear()
         self._pool.close()

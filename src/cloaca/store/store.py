@@ -36,6 +36,15 @@ class Store(TriggerStore, CronStore):
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # PostgreSQL tells other processes about new work and ended executions at commit
+        # (LISTEN/NOTIFY); SQLite processes notice each other's commits by data_version.
+        self._notifies = db.dialect == "postgres"
+
+    def notify(self, tx: Tx, payload: str) -> None:
+        """Tell other processes, when ``tx`` commits: ``ready`` (new claimable work) or
+        ``finished:<execution id>``. A no-op on SQLite."""
+        if self._notifies:
+            tx.one("notify", {"channel": getattr(self.db, "channel", "cloaca"), "payload": payload})
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -110,6 +119,8 @@ class Store(TriggerStore, CronStore):
             params = {"self_id": self_id, "now": to_db_time(now)}
             requeued = tx.run("task_requeue_orphaned", params)
             tx.run("task_abandon_orphaned", params)  # what is left belongs to ended executions
+            if requeued:
+                self.notify(tx, "ready")
             return requeued
 
     # -- executions -------------------------------------------------------------------------
@@ -159,6 +170,8 @@ class Store(TriggerStore, CronStore):
                 for t in tasks
             ],
         )
+        if any(t.status is TaskStatus.READY for t in tasks):
+            self.notify(tx, "ready")
 
     def claim_ready(
         self, runner_id: str, workflow_names: Iterable[str], limit: int, now: datetime
@@ -245,6 +258,8 @@ class Store(TriggerStore, CronStore):
         attempt, still Running). ``status`` Ready with ``retry_at`` schedules a retry.
         Returns False when the claim was lost (timed out, taken over, cancelled)."""
         terminal = status.is_terminal
+        if status is TaskStatus.READY:
+            self.notify(tx, "ready")  # a retry: other runners learn its ready_at
         return (
             tx.run(
                 "task_finish_attempt",
@@ -284,6 +299,8 @@ class Store(TriggerStore, CronStore):
                 "completed_at": None if ready else to_db_time(now),
             },
         )
+        if ready:
+            self.notify(tx, "ready")
 
     def set_sub_status(self, claimed: ClaimedTask, sub_status: str | None) -> None:
         """Set or clear a running task execution's sub-status (e.g. "Deferred")."""
@@ -319,6 +336,7 @@ class Store(TriggerStore, CronStore):
         )
         if changed:
             tx.run("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
+            self.notify(tx, f"finished:{execution_id}")
         return changed
 
     def cancel_pending_tasks(self, tx: Tx, execution_id: str, now: datetime) -> None:

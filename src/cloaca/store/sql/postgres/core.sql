@@ -197,3 +197,6 @@ ORDER BY position LIMIT 1
 -- name: migrate_lock
 -- Serialises concurrent migrations: held until the migrating transaction ends.
 SELECT pg_advisory_xact_lock(823117)
+
+-- name: notify
+SELECT pg_notify(%(channel)s, %(payload)s)

@@ -180,3 +180,6 @@ ORDER BY position LIMIT 1
 -- name: migrate_lock
 -- SQLite serialises migrations through the write transaction itself: nothing to lock.
 SELECT 1
+
+-- name: notify
+SELECT :channel AS channel, :payload AS payload
