@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cloaca.store.db import Params, Row, StoreError, load_queries
+from cloaca.store.db import CursorTx, Params, Row, StoreError, load_queries
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +30,8 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class _PgTx:
-    __slots__ = ("_cur", "_queries")
-
-    def __init__(self, cur: Any, queries: dict[str, str]) -> None:
-        self._cur = cur
-        self._queries = queries
-
-    def _sql(self, query: str) -> str:
-        try:
-            return self._queries[query]
-        except KeyError:
-            raise StoreError(f"unknown query {query!r} for postgres") from None
+class _PgTx(CursorTx):
+    __slots__ = ()
 
     def one(self, query: str, params: Params | None = None) -> Row | None:
         self._cur.execute(self._sql(query), params or {})
@@ -57,16 +47,6 @@ class _PgTx:
     def run(self, query: str, params: Params | None = None) -> int:
         self._cur.execute(self._sql(query), params or {})
         return int(self._cur.rowcount)
-
-    def run_many(self, query: str, params: Sequence[Params]) -> None:
-        if params:
-            self._cur.executemany(self._sql(query), params)
-
-    def script(self, sql: str) -> None:
-        """Run raw DDL statements (migrations only)."""
-        for statement in sql.split(";"):
-            if statement.strip():
-                self._cur.execute(statement)
 
 
 class PostgresDatabase:
@@ -122,7 +102,7 @@ class PostgresDatabase:
     def _transaction(self) -> Iterator[_PgTx]:
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                yield _PgTx(cur, self._queries)
+                yield _PgTx(cur, self._queries, "postgres")
         except self._psycopg.Error as exc:
             raise StoreError(f"postgres error: {exc}") from exc
 

@@ -10,28 +10,18 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cloaca.store.db import Params, Row, StoreError, load_queries
+from cloaca.store.db import CursorTx, Params, Row, StoreError, load_queries
 from cloaca.store.migrate import VERSION_TABLE
 
 _BUSY_TIMEOUT_MS = 30_000
 
 
-class _SqliteTx:
-    __slots__ = ("_cur", "_queries")
-
-    def __init__(self, cur: sqlite3.Cursor, queries: dict[str, str]) -> None:
-        self._cur = cur
-        self._queries = queries
-
-    def _sql(self, query: str) -> str:
-        try:
-            return self._queries[query]
-        except KeyError:
-            raise StoreError(f"unknown query {query!r} for sqlite") from None
+class _SqliteTx(CursorTx):
+    __slots__ = ()
 
     def one(self, query: str, params: Params | None = None) -> Row | None:
         cur = self._cur.execute(self._sql(query), params or {})
@@ -44,16 +34,7 @@ class _SqliteTx:
         return list(self._cur.execute(self._sql(query), params or {}).fetchall())
 
     def run(self, query: str, params: Params | None = None) -> int:
-        return self._cur.execute(self._sql(query), params or {}).rowcount
-
-    def run_many(self, query: str, params: Sequence[Params]) -> None:
-        self._cur.executemany(self._sql(query), params)
-
-    def script(self, sql: str) -> None:
-        """Run raw DDL statements (migrations only)."""
-        for statement in sql.split(";"):
-            if statement.strip():
-                self._cur.execute(statement)
+        return int(self._cur.execute(self._sql(query), params or {}).rowcount)
 
 
 class SqliteDatabase:
@@ -114,7 +95,7 @@ class SqliteDatabase:
             cur = self._conn.cursor()
             try:
                 cur.execute(begin)
-                yield _SqliteTx(cur, self._queries)
+                yield _SqliteTx(cur, self._queries, "sqlite")
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
