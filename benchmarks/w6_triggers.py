@@ -18,7 +18,6 @@ Figures (BENCHMARKS.md):
 from __future__ import annotations
 
 import random
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -26,7 +25,7 @@ import time
 from datetime import datetime
 
 import cloaca
-from _common import emit, percentile, quick
+from _common import backend, emit, open_runner, percentile, quick
 
 TRIGGERS = 1000
 FIRE_PROBABILITY = 0.01
@@ -78,55 +77,45 @@ def _task(context: cloaca.Context) -> None:
         STATS.task_body_s += t1 - t0
 
 
-def _lateness_ms(db_path: str, since: datetime, until: datetime) -> list[float]:
-    con = sqlite3.connect(db_path)
-    try:
-        rows = con.execute(
-            "SELECT scheduled_at, evaluated_at FROM cloaca_trigger_evaluations "
-            "WHERE scheduled_at IS NOT NULL AND evaluated_at >= ? AND evaluated_at < ?",
-            (cloaca_db_time(since), cloaca_db_time(until)),
-        ).fetchall()
-    finally:
-        con.close()
+def _lateness_ms(runner: cloaca.DefaultRunner, since: datetime, until: datetime) -> list[float]:
+    """Poll start minus due instant for every poll in the window, from the evaluation log."""
     out = []
-    for scheduled, evaluated in rows:
-        delta = datetime.fromisoformat(evaluated) - datetime.fromisoformat(scheduled)
-        out.append(max(0.0, delta.total_seconds() * 1000))
+    for i in range(TRIGGERS):
+        for row in runner.get_trigger_evaluations(f"w6_{i:04d}", 1000):
+            if row["scheduled_at"] is None:
+                continue
+            evaluated = datetime.fromisoformat(row["evaluated_at"])
+            if not since <= evaluated < until:
+                continue
+            delta = evaluated - datetime.fromisoformat(row["scheduled_at"])
+            out.append(max(0.0, delta.total_seconds() * 1000))
     return out
-
-
-def cloaca_db_time(value: datetime) -> str:
-    from cloaca.clock import to_db_time
-
-    return to_db_time(value)
 
 
 def main() -> None:
     seconds = 10.0 if quick() else 30.0
     noop = cloaca.task(id="w6_noop")(_task)
     cloaca.workflow("w6_fired", [noop])
-    with tempfile.TemporaryDirectory() as tmp:
-        db_path = f"{tmp}/w6.db"
-        with cloaca.DefaultRunner(f"sqlite://{db_path}") as runner:
-            for i in range(TRIGGERS):
-                runner.register_trigger(NoopTrigger(name=f"w6_{i:04d}"), "w6_fired")
-            time.sleep(WARMUP_S)
-            from cloaca.clock import SystemClock
+    with tempfile.TemporaryDirectory() as tmp, open_runner(tmp, "w6") as runner:
+        for i in range(TRIGGERS):
+            runner.register_trigger(NoopTrigger(name=f"w6_{i:04d}"), "w6_fired")
+        time.sleep(WARMUP_S)
+        from cloaca.clock import SystemClock
 
-            clock = SystemClock()
-            with STATS.lock:
-                poll0, task0, polls0 = STATS.poll_body_s, STATS.task_body_s, STATS.polls
-                decided_before = set(STATS.decided)
-            since = clock.now()
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            time.sleep(seconds)
-            cpu1, wall1 = time.process_time(), time.perf_counter()
-            until = clock.now()
-            with STATS.lock:
-                bodies = (STATS.poll_body_s - poll0) + (STATS.task_body_s - task0)
-                polls = STATS.polls - polls0
-            time.sleep(0.5)  # let the last fires of the window reach their task
-        lateness = _lateness_ms(db_path, since, until)
+        clock = SystemClock()
+        with STATS.lock:
+            poll0, task0, polls0 = STATS.poll_body_s, STATS.task_body_s, STATS.polls
+            decided_before = set(STATS.decided)
+        since = clock.now()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        time.sleep(seconds)
+        cpu1, wall1 = time.process_time(), time.perf_counter()
+        until = clock.now()
+        with STATS.lock:
+            bodies = (STATS.poll_body_s - poll0) + (STATS.task_body_s - task0)
+            polls = STATS.polls - polls0
+        time.sleep(0.5)  # let the last fires of the window reach their task
+        lateness = _lateness_ms(runner, since, until)
     with STATS.lock:
         fire_to_start = [
             (STATS.started[k] - t) * 1000
@@ -137,7 +126,7 @@ def main() -> None:
     wall = wall1 - wall0
     emit(
         "W6",
-        "sqlite",
+        backend(),
         {
             "triggers": TRIGGERS,
             "poll_interval_s": 1.0,

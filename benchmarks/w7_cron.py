@@ -17,7 +17,6 @@ Options: ``--quick``, ``--schedules N``, ``--seconds S``, ``--concurrency C``
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import tempfile
 import threading
 import time
@@ -25,12 +24,13 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import cloaca
-from _common import emit, percentile, quick
+from _common import backend, emit, open_runner, percentile, quick
 
 
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--postgres", action="store_true", help="run on PostgreSQL")
     parser.add_argument("--schedules", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=15.0 if quick() else 60.0)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -50,29 +50,25 @@ def main() -> None:
 
     cloaca.workflow("w7_tick", [tick])
     config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=args.concurrency)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = f"{tmp}/w7.db"
-        with cloaca.DefaultRunner(f"sqlite://{path}", config) as runner:
-            ids = [
-                runner.register_workflow_instance(
-                    "w7_tick", f"every-second-{i}", "* * * * * *", "UTC", {"i": i}
-                )
-                for i in range(args.schedules)
-            ]
-            first = max(
-                datetime.fromisoformat(runner.get_cron_schedule(i)["next_run_at"]) for i in ids
+    with tempfile.TemporaryDirectory() as tmp, open_runner(tmp, "w7", config) as runner:
+        ids = [
+            runner.register_workflow_instance(
+                "w7_tick", f"every-second-{i}", "* * * * * *", "UTC", {"i": i}
             )
-            time.sleep(args.seconds)
-            stopped = datetime.now(UTC)  # slots up to a second before this must have fired
-            for schedule_id in ids:
-                runner.set_cron_schedule_enabled(schedule_id, False)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and any(
-                r["status"] in ("Pending", "Running")
-                for r in runner.list_executions("w7_tick", limit=args.schedules * 5)
-            ):
-                time.sleep(0.05)
-        created = _created_times(path)
+            for i in range(args.schedules)
+        ]
+        first = max(datetime.fromisoformat(runner.get_cron_schedule(i)["next_run_at"]) for i in ids)
+        time.sleep(args.seconds)
+        stopped = datetime.now(UTC)  # slots up to a second before this must have fired
+        for schedule_id in ids:
+            runner.set_cron_schedule_enabled(schedule_id, False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            r["status"] in ("Pending", "Running")
+            for r in runner.list_executions("w7_tick", limit=args.schedules * 5)
+        ):
+            time.sleep(0.05)
+        created = _claimed_times(runner, ids)
 
     last = (stopped - timedelta(seconds=1)).replace(microsecond=0)
     window = int((last - first).total_seconds()) + 1
@@ -88,7 +84,7 @@ def main() -> None:
     fire_ms = [(made - datetime.fromisoformat(slot).timestamp()) * 1000 for slot, made in created]
     emit(
         "W7",
-        "sqlite",
+        backend(),
         {
             "schedules": args.schedules,
             "seconds": args.seconds,
@@ -107,17 +103,14 @@ def main() -> None:
     )
 
 
-def _created_times(path: str) -> list[tuple[str, float]]:
-    """(scheduled_time, execution created_at as epoch seconds) for every cron execution."""
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute(
-            "SELECT json_extract(e.context, '$.scheduled_time'), e.created_at "
-            "FROM cloaca_executions e"
-        ).fetchall()
-    finally:
-        conn.close()
-    return [(slot, datetime.fromisoformat(made).timestamp()) for slot, made in rows]
+def _claimed_times(runner: cloaca.DefaultRunner, ids: list[str]) -> list[tuple[str, float]]:
+    """(scheduled_time, claimed_at as epoch seconds) for every fired slot: the claim and the
+    execution it started commit in one transaction."""
+    return [
+        (row["scheduled_time"], datetime.fromisoformat(row["claimed_at"]).timestamp())
+        for schedule_id in ids
+        for row in runner.get_cron_execution_history(schedule_id, limit=100_000)
+    ]
 
 
 if __name__ == "__main__":
