@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -82,59 +80,6 @@ class PollOutcome:
         run.result = self.result
         run.error = self.error
         run.timed_out = self.timed_out
-
-
-class PollThreads:
-    """A fixed set of daemon threads running sync polls from a queue.
-
-    Lighter than ``ThreadPoolExecutor`` (no future per poll), which matters at thousands
-    of polls per second; the outcome travels back through the scheduler, not a future.
-    """
-
-    def __init__(self, size: int, body: Callable[[PollRun], None]) -> None:
-        self._queue: queue.SimpleQueue[PollRun | None] = queue.SimpleQueue()
-        self._body = body
-        self._lock = threading.Lock()
-        self._surplus = 0  # threads started to stand in for stuck ones
-        self._count = 0
-        for _ in range(size):
-            self._start_thread()
-
-    def _start_thread(self) -> None:
-        with self._lock:
-            self._count += 1
-            name = f"cloaca-poll-{self._count}"
-        threading.Thread(target=self._work, name=name, daemon=True).start()
-
-    def replace_stuck(self) -> None:
-        """A poll ran past its timeout and still holds its thread: start a stand-in, so
-        hanging polls never starve the others. The pool shrinks back as threads come free."""
-        with self._lock:
-            self._surplus += 1
-        self._start_thread()
-
-    def submit(self, run: PollRun) -> None:
-        """Queue ``run`` for the next free thread."""
-        self._queue.put(run)
-
-    def shutdown(self) -> None:
-        """Let each thread exit once its current poll (if any) returns; do not wait."""
-        with self._lock:
-            count = self._count
-        for _ in range(count):
-            self._queue.put(None)
-
-    def _work(self) -> None:
-        while (run := self._queue.get()) is not None:
-            try:
-                self._body(run)
-            except Exception:  # the body records user errors itself: this is a bug
-                log.exception("trigger poll thread failed", extra={"trigger_name": run.name})
-            with self._lock:
-                if self._surplus > 0:  # a stuck poll returned: one thread too many now
-                    self._surplus -= 1
-                    self._count -= 1
-                    return
 
 
 def run_sync(run: PollRun, clock: Clock) -> PollOutcome:

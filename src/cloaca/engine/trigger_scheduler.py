@@ -29,12 +29,12 @@ from cloaca.engine.trigger_fire import Recorded, TriggerRecorder
 from cloaca.engine.trigger_polls import (
     PollOutcome,
     PollRun,
-    PollThreads,
     run_async,
     run_sync,
     timeout_message,
 )
 from cloaca.engine.trigger_view import Picked, ScheduleView
+from cloaca.engine.workers import DaemonWorkers
 from cloaca.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class TriggerScheduler:
         self._view = ScheduleView(store, config, runner_id, manual, self._inflight, self._zombies)
         self._lock = threading.Lock()
         self._stopped = False
-        self._pool: PollThreads | None = None
+        self._pool: DaemonWorkers | None = None
 
     # -- the loop's view --------------------------------------------------------------------
 
@@ -198,8 +198,8 @@ class TriggerScheduler:
             self._aio.submit(self._async_body(run))
             return
         if self._pool is None:
-            self._pool = PollThreads(POLL_THREADS, self._thread_body)
-        self._pool.submit(run)
+            self._pool = DaemonWorkers("cloaca-poll", POLL_THREADS)
+        self._pool.submit(self._thread_body, run)
 
     def _run_inline(self, run: PollRun) -> None:
         if run.spec.is_async:
@@ -286,7 +286,7 @@ class TriggerScheduler:
             run.duration_ms = (now - run.claimed_at).total_seconds() * 1000
             self._zombies.add(name)
             if self._pool is not None and not run.spec.is_async:
-                self._pool.replace_stuck()  # its thread is still inside the user's poll
+                self._pool.add_stand_in()  # its thread is still inside the user's poll
             finished.append(run)
         return finished
 

@@ -1,8 +1,9 @@
-"""Daemon worker threads for task bodies.
+"""Daemon worker threads for task bodies and sync trigger polls.
 
-Daemon threads because a task body that ignores its timeout (a plain ``def`` cannot be
-interrupted) or is still running at shutdown must not keep the process alive: its task
-execution stays claimed in the database and another runner takes it over.
+Daemon threads because a body that ignores its timeout (a plain ``def`` cannot be
+interrupted) or is still running at shutdown must not keep the process alive: its work
+stays claimed in the database and is taken over elsewhere. Lighter than
+``ThreadPoolExecutor`` (no future per job), which matters at thousands of jobs a second.
 """
 
 from __future__ import annotations
@@ -19,32 +20,46 @@ _Job = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
 class DaemonWorkers:
-    """Runs submitted calls on daemon threads, starting a new one whenever none is idle.
+    """Runs submitted calls on reused daemon threads.
 
-    Concurrency is bounded by the caller (the executor's slots), so the pool needs no cap
-    of its own; threads stay alive and are reused.
+    ``size=None``: a thread starts whenever none is idle (the caller bounds concurrency,
+    as the executor's slots do). ``size=n``: n threads share the queue; ``add_stand_in()``
+    adds one more for a thread stuck in a job, and the pool shrinks back when a job ends.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, size: int | None = None) -> None:
         self._name = name
+        self._grows = size is None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
         self._threads = 0
+        self._surplus = 0
+        for _ in range(size or 0):
+            self._start()
+        self._idle = size or 0
+
+    def _start(self) -> None:
+        with self._lock:
+            self._threads += 1
+            name = f"{self._name}-{self._threads}"
+        threading.Thread(target=self._work, name=name, daemon=True).start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on a worker thread."""
         with self._lock:
-            spawn = self._idle == 0
-            if spawn:
-                self._threads += 1
-                number = self._threads
-            else:
-                self._idle -= 1  # that idle thread will take this job
+            spawn = self._grows and self._idle == 0
+            if not spawn and self._idle > 0:
+                self._idle -= 1  # an idle thread will take this job
         self._queue.put((fn, args))
         if spawn:
-            name = f"{self._name}-{number}"
-            threading.Thread(target=self._work, name=name, daemon=True).start()
+            self._start()
+
+    def add_stand_in(self) -> None:
+        """A job is stuck holding its thread: start another so the queue keeps moving."""
+        with self._lock:
+            self._surplus += 1
+        self._start()
 
     def shutdown(self) -> None:
         """Let every thread exit once it is done with its current job; do not wait."""
@@ -61,4 +76,8 @@ class DaemonWorkers:
             except Exception:  # callers record their own failures: this is a bug
                 log.exception("worker job failed", extra={"pool": self._name})
             with self._lock:
+                if self._surplus > 0:  # a stuck job came free: one thread too many now
+                    self._surplus -= 1
+                    self._threads -= 1
+                    return
                 self._idle += 1
