@@ -22,6 +22,7 @@ from cloaca.engine.executor import Executor
 from cloaca.engine.loop import Loop, Part
 from cloaca.engine.planner import Shape, terminate
 from cloaca.engine.recovery import Recovery
+from cloaca.paging import check_count
 from cloaca.results import WorkflowResult
 from cloaca.runner_cron import CronManagement
 from cloaca.runner_triggers import TriggerManagement
@@ -305,7 +306,8 @@ class DefaultRunner(TriggerManagement, CronManagement):
         accepted = [str(s) for s in ExecutionStatus]
         if status is not None and status not in accepted:
             raise ValueError(f"status {status!r} is not one of {accepted}")
-        _check_page(limit, offset)
+        check_count("limit", limit, optional=False)
+        check_count("offset", offset, optional=False)
         from cloaca.clock import rfc3339
 
         return [
@@ -362,10 +364,3 @@ class DefaultRunner(TriggerManagement, CronManagement):
             self._waiters.clear()
         for event in waiters:
             event.set()
-
-
-def _check_page(limit: object, offset: object) -> None:
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-        raise ValueError(f"limit {limit!r} must be a non-negative integer")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ValueError(f"offset {offset!r} must be a non-negative integer")

@@ -18,6 +18,7 @@ from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.cron import CronSchedule, validate_cron
 from cloaca.engine.cron_scheduler import RESERVED_KEYS, CronScheduler
+from cloaca.paging import check_count
 from cloaca.store.cron_records import CatchupPolicy, CronExecutionRecord, CronScheduleRecord
 from cloaca.store.store import Store
 
@@ -155,7 +156,8 @@ class CronManagement:
         self._check_open()
         if enabled_only is not None and not isinstance(enabled_only, bool):
             raise ValueError(f"enabled_only {enabled_only!r} must be True, False or None")
-        _check_page(limit, offset)
+        check_count("limit", limit)
+        check_count("offset", offset)
         records = self._store.cron_list(bool(enabled_only), limit, offset or 0)
         return [_schedule_dict(r) for r in records]
 
@@ -180,7 +182,8 @@ class CronManagement:
         execution is missing. An unknown (or deleted) schedule has no history: ``[]``."""
         self._check_open()
         key = _schedule_id(schedule_id)
-        _check_page(limit, offset)
+        check_count("limit", limit)
+        check_count("offset", offset)
         return [_history_dict(r) for r in self._store.cron_history(key, limit, offset or 0)]
 
     def get_cron_execution_stats(self, since: datetime | str) -> dict[str, Any]:
@@ -293,14 +296,6 @@ def _check_policy(value: object) -> CatchupPolicy:
     if isinstance(value, str) and value in set(CatchupPolicy):
         return CatchupPolicy(value)
     raise ValueError(f"Invalid catchup_policy {value!r}: accepted values are {_POLICIES}")
-
-
-def _check_page(limit: object, offset: object) -> None:
-    for name, value in (("limit", limit), ("offset", offset)):
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} {value!r} must be a non-negative integer or None")
 
 
 def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
 from cloaca.engine.trigger_fire import TriggerRecorder
 from cloaca.engine.trigger_scheduler import TriggerScheduler
+from cloaca.paging import check_count
 from cloaca.store.trigger_records import (
     TriggerEvaluationRecord,
     TriggerExecutionRecord,
@@ -241,7 +242,8 @@ class TriggerManagement:
         """Trigger schedules ordered by trigger name, as dicts (see
         :meth:`get_trigger_schedule`). ``enabled_only=True`` lists only enabled ones."""
         self._check_open()
-        _check_paging(limit, offset)
+        check_count("limit", limit)
+        check_count("offset", offset)
         if enabled_only is not None and not isinstance(enabled_only, bool):
             raise ValueError(f"enabled_only must be True, False or None, got {enabled_only!r}")
         records = self._store.list_trigger_schedules(True if enabled_only else None, limit, offset)
@@ -279,7 +281,8 @@ class TriggerManagement:
         context_hash, workflow_execution_id, started_at, completed_at, created_at``
         (``completed_at`` is set when the execution ended). Unknown trigger → ``[]``."""
         self._check_open()
-        _check_paging(limit, offset)
+        check_count("limit", limit)
+        check_count("offset", offset)
         return [
             _execution_dict(r)
             for r in self._store.trigger_execution_history(_name(name), limit, offset)
@@ -294,8 +297,7 @@ class TriggerManagement:
         ``error`` or ``timeout``; ``message`` says why (the error, the dedup holder).
         The newest ``trigger_evaluation_retention`` per trigger are kept."""
         self._check_open()
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise ValueError(f"limit {limit!r} must be a non-negative integer")
+        check_count("limit", limit, optional=False)
         return [_evaluation_dict(r) for r in self._store.trigger_evaluations(_name(name), limit)]
 
     def fire_trigger(
@@ -331,14 +333,6 @@ def _name(name: object) -> str:
 
 def _interval_ms(interval: timedelta) -> int:
     return max(1, round(interval.total_seconds() * 1000))
-
-
-def _check_paging(limit: object, offset: object) -> None:
-    for label, value in (("limit", limit), ("offset", offset)):
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{label} {value!r} must be a non-negative integer or None")
 
 
 def _schedule_dict(r: TriggerScheduleRecord) -> dict[str, Any]:

@@ -19,10 +19,9 @@ from cloaca.store.cron_records import (
     CronStats,
     LostClaim,
 )
-from cloaca.store.db import Database, Tx
+from cloaca.store.db import Database, Tx, limit_param
 
 # SQLite reads LIMIT -1 as "no limit" but PostgreSQL does not; a huge number works in both.
-NO_LIMIT = 2**62
 
 
 def _params_text(params: dict[str, Any] | None) -> str | None:
@@ -111,7 +110,7 @@ class CronStore:
                 "cron_schedule_list",
                 {
                     "enabled_only": 1 if enabled_only else 0,
-                    "limit": NO_LIMIT if limit is None else limit,
+                    "limit": limit_param(limit),
                     "offset": offset,
                 },
             )
@@ -228,7 +227,7 @@ class CronStore:
                 "cron_execution_history",
                 {
                     "schedule_id": schedule_id,
-                    "limit": NO_LIMIT if limit is None else limit,
+                    "limit": limit_param(limit),
                     "offset": offset,
                 },
             )

@@ -14,6 +14,17 @@ from importlib import resources
 from typing import Any, Protocol
 
 Params = Mapping[str, Any]
+
+#: The LIMIT parameter meaning "no limit" in every dialect's SQL (SQLite reads a negative
+#: LIMIT that way; the PostgreSQL queries map it to NULL).
+NO_LIMIT = -1
+
+
+def limit_param(limit: int | None) -> int:
+    """A listing's ``limit`` argument as the LIMIT parameter (None: no limit)."""
+    return NO_LIMIT if limit is None else limit
+
+
 Row = Mapping[str, Any]
 
 

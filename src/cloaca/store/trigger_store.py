@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cloaca.clock import from_db_time, to_db_time
-from cloaca.store.db import Tx
+from cloaca.store.db import Tx, limit_param
 from cloaca.store.trigger_records import (
     ActiveSchedule,
     ClaimedPoll,
@@ -81,10 +81,6 @@ class _TimeText:
 
 
 _db_time = _TimeText()
-
-
-def _limit(value: int | None) -> int:
-    return -1 if value is None else value  # SQLite: a negative LIMIT means "no limit"
 
 
 class TriggerStore:
@@ -146,7 +142,7 @@ class TriggerStore:
                 "trigger_schedule_list",
                 {
                     "enabled": None if enabled is None else int(enabled),
-                    "limit": _limit(limit),
+                    "limit": limit_param(limit),
                     "offset": offset or 0,
                 },
             )
@@ -309,7 +305,7 @@ class TriggerStore:
         with self.read() as tx:
             rows = tx.all(
                 "trigger_execution_history",
-                {"trigger_name": trigger_name, "limit": _limit(limit), "offset": offset or 0},
+                {"trigger_name": trigger_name, "limit": limit_param(limit), "offset": offset or 0},
             )
         return [TriggerExecutionRecord.from_row(r) for r in rows]
 
