@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloaca import triggers
+from cloaca import DefaultRunner, triggers
+from cloaca import workflow as workflow_module
 from cloaca.testing import Harness
 from cloaca.workflow import clear_registry
-from pg_support import drop_schema, require_postgres
+from pg_support import drop_schema, fresh_database, require_postgres
 
 
 @pytest.fixture(autouse=True)
@@ -25,16 +26,48 @@ def clean_registry() -> Iterator[None]:
         triggers.unregister_trigger(spec.name)
 
 
+#: The backends every engine, trigger, cron, multiprocess and compat test runs on.
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend of this test's parametrisation ("sqlite" or "postgres")."""
+    return str(request.param)
+
+
 @pytest.fixture
-def db_url(tmp_path) -> str:
-    """A fresh SQLite database file."""
+def db_url(backend: str, tmp_path) -> Iterator[str]:
+    """A fresh, empty database on each backend: a SQLite file, or a new PostgreSQL database
+    (dropped afterwards)."""
+    if backend == "sqlite":
+        yield f"sqlite://{tmp_path / 'cloaca.db'}"
+        return
+    with fresh_database() as url:
+        yield url
+        _shut_down_leaked_runners(url)
+
+
+def _shut_down_leaked_runners(url: str) -> None:
+    """A runner a test left open would keep writing (workflow registrations reach every live
+    runner) into a database that is about to be dropped: shut it down first."""
+    for listener in list(workflow_module._listeners):
+        runner = getattr(listener, "__self__", None)
+        if isinstance(runner, DefaultRunner) and runner.database_url == url:
+            runner.shutdown(timeout=1)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    """A fresh SQLite database file, for tests of SQLite-only behaviour (files, locks)."""
     return f"sqlite://{tmp_path / 'cloaca.db'}"
 
 
 @pytest.fixture
-def harness() -> Iterator[Harness]:
-    """A manually driven runner on a fake clock and an in-memory database."""
-    h = Harness()
+def harness(backend: str, db_url: str) -> Iterator[Harness]:
+    """A manually driven runner on a fake clock, on each backend (in-memory SQLite, or a
+    fresh PostgreSQL database)."""
+    h = Harness(":memory:" if backend == "sqlite" else db_url)
     yield h
     h.close()
 

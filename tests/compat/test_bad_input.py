@@ -14,6 +14,7 @@ import cloaca
 from cloaca import Context, DefaultRunner, DefaultRunnerConfig
 from cloaca.store.migrate import latest_version
 from cloaca.testing import Harness
+from pg_support import run_sql
 
 
 @pytest.fixture
@@ -25,13 +26,9 @@ def runner(db_url: str) -> Iterator[DefaultRunner]:
 
 def row_counts(db_url: str) -> tuple[int, int]:
     """(executions, task executions) in the database behind ``db_url``."""
-    conn = sqlite3.connect(db_url.removeprefix("sqlite://"))
-    try:
-        executions = conn.execute("SELECT COUNT(*) FROM cloaca_executions").fetchone()[0]
-        tasks = conn.execute("SELECT COUNT(*) FROM cloaca_task_executions").fetchone()[0]
-    finally:
-        conn.close()
-    return executions, tasks
+    [(executions,)] = run_sql(db_url, "SELECT COUNT(*) FROM cloaca_executions")
+    [(tasks,)] = run_sql(db_url, "SELECT COUNT(*) FROM cloaca_task_executions")
+    return int(executions), int(tasks)
 
 
 def assert_nothing_written(runner: DefaultRunner) -> None:
@@ -308,17 +305,14 @@ def test_a_file_that_is_not_sqlite_is_refused_untouched(tmp_path: Path) -> None:
     assert path.read_bytes() == content
 
 
-def test_a_database_from_a_newer_cloaca_is_refused(db_url: str) -> None:
+def test_a_database_from_a_newer_cloaca_is_refused(backend: str, db_url: str) -> None:
     DefaultRunner(db_url).shutdown()  # a current cloaca database
-    path = db_url.removeprefix("sqlite://")
-    newer = latest_version("sqlite") + 1
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute(
-            "INSERT INTO cloaca_schema_version (version, applied_at) VALUES (?, 'later')",
-            (newer,),
-        )
-    conn.close()
+    newer = latest_version(backend) + 1
+    run_sql(
+        db_url,
+        "INSERT INTO cloaca_schema_version (version, applied_at) VALUES (:v, 'later')",
+        {"v": newer},
+    )
     with pytest.raises(ValueError) as info:
         DefaultRunner(db_url)
     assert f"database schema version {newer} is newer" in str(info.value)

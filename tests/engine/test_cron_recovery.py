@@ -5,18 +5,18 @@ counted in ``lost_executions``. The lost state is constructed directly in the da
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cron_support import START, quiet
 
 import cloaca
 from cloaca import Context, DefaultRunnerConfig
 from cloaca.store.cron_records import CatchupPolicy
 from cloaca.testing import FakeClock, Harness
+from cron_support import START, quiet
+from pg_support import run_sql
 
 LOST_SLOT = datetime(2025, 12, 31, 23, 0, tzinfo=UTC)
 
@@ -88,14 +88,12 @@ def test_an_execution_deleted_after_the_fire_is_recovered(
         sid = h.runner.register_cron_workflow("report", "0 * * * *")
         h.advance(3600)
         (row,) = h.runner.get_cron_execution_history(sid)
-        conn = sqlite3.connect(db_url.removeprefix("sqlite://"))
         # Foreign keys on, as on cloaca's own connections: the slot's link is set to NULL.
-        conn.execute("PRAGMA foreign_keys = ON")
-        with conn:
-            conn.execute(
-                "DELETE FROM cloaca_executions WHERE id = ?", (row["workflow_execution_id"],)
-            )
-        conn.close()
+        run_sql(
+            db_url,
+            "DELETE FROM cloaca_executions WHERE id = :id",
+            {"id": row["workflow_execution_id"]},
+        )
         assert h.runner.get_cron_execution_history(sid)[0]["status"] == "Lost"
         h.advance(timedelta(minutes=11))
         (row,) = h.runner.get_cron_execution_history(sid)

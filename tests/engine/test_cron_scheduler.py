@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from cron_support import START, quiet
 
 import cloaca
 from cloaca import Context, DefaultRunner
 from cloaca.testing import FakeClock, Harness
 from cloaca.workflow import clear_registry
+from cron_support import START, quiet
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ evaluation log and its retention, and managing from a second runner on the same 
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunnerConfig, TriggerResult
 from cloaca.testing import Harness
+from pg_support import run_sql
 
 SCHEDULE_KEYS = {
     # SPEC 6.4
@@ -192,13 +192,9 @@ def test_the_evaluation_log_keeps_the_newest_retention_rows_per_trigger(
         assert newest[0]["evaluated_at"] == h.runner.get_trigger_schedule("chatty")["last_poll_at"]
         # A chatty trigger never pushes out another trigger's evaluations.
         assert len(h.runner.get_trigger_evaluations("quiet")) == 1
-    con = sqlite3.connect(db_url.removeprefix("sqlite://"))
-    try:
-        (rows,) = con.execute(
-            "SELECT COUNT(*) FROM cloaca_trigger_evaluations WHERE trigger_name = 'chatty'"
-        ).fetchone()
-    finally:
-        con.close()
+    [(rows,)] = run_sql(
+        db_url, "SELECT COUNT(*) FROM cloaca_trigger_evaluations WHERE trigger_name = 'chatty'"
+    )
     assert rows <= retention + max(1, retention // 10)
 
 
