@@ -245,7 +245,7 @@ def advance(
 ) -> ExecutionStatus | None:
     """``finished_task`` just became Completed or Failed: plan its dependants and end the
     execution when no task is left unfinished. Returns the terminal status if it ended."""
-    state = store.execution_status(tx, execution_id)
+    state = store.lock_execution(tx, execution_id)
     if state is None or state.is_terminal:
         return None
     statuses: dict[str, TaskStatus] = {}
@@ -293,7 +293,7 @@ def terminate(
     error: str | None,
 ) -> bool:
     """End an execution early (cancel, timeout): skip what has not started, keep what ran."""
-    current = store.execution_status(tx, execution_id)
+    current = store.lock_execution(tx, execution_id)
     if current is None or current.is_terminal:
         return False
     store.cancel_pending_tasks(tx, execution_id, now)

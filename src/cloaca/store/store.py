@@ -237,6 +237,14 @@ class Store(TriggerStore, CronStore):
         row = tx.one("task_first_error", {"execution_id": execution_id})
         return f"Task {row['task_id']!r} failed: {row['error']}" if row else None
 
+    def lock_execution(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
+        """Lock an execution's row until ``tx`` ends and return its status (None if it does
+        not exist). Every planning step takes this lock first, so two tasks of one execution
+        finishing at the same moment are planned one after the other, each seeing the
+        other's outcome."""
+        row = tx.one("execution_lock", {"id": execution_id})
+        return ExecutionStatus(row["status"]) if row else None
+
     def execution_status(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
         """Current status of an execution, or None if it does not exist."""
         row = tx.one("execution_status", {"id": execution_id})

@@ -151,6 +151,12 @@ FROM cloaca_executions WHERE id = %(id)s
 -- name: execution_status
 SELECT status FROM cloaca_executions WHERE id = %(id)s
 
+-- name: execution_lock
+-- Serialises every planning step of one execution: concurrent finishes of a fan-in's
+-- dependencies each see the others' committed outcomes (READ COMMITTED reads anew after the
+-- lock is granted), so exactly one of them makes the join task Ready.
+SELECT status FROM cloaca_executions WHERE id = %(id)s FOR UPDATE
+
 -- name: execution_statuses
 SELECT id, status FROM cloaca_executions
 WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))

@@ -138,6 +138,10 @@ FROM cloaca_executions WHERE id = :id
 -- name: execution_status
 SELECT status FROM cloaca_executions WHERE id = :id
 
+-- name: execution_lock
+-- Write transactions begin IMMEDIATE, so the database write lock already serialises them.
+SELECT status FROM cloaca_executions WHERE id = :id
+
 -- name: execution_statuses
 SELECT id, status FROM cloaca_executions WHERE id IN (SELECT value FROM json_each(:ids))
 
