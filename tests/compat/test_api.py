@@ -347,7 +347,7 @@ def test_with_config_and_with_schema(db_url: str) -> None:
         assert runner.config.max_concurrent_tasks == 1
         assert runner.execute("hello").status == "Completed"
     with pytest.raises(ValueError, match="requires PostgreSQL"):
-        cloaca.DefaultRunner.with_schema(db_url, "tenant_a")
+        cloaca.DefaultRunner.with_schema("sqlite://elsewhere.db", "tenant_a")
     with pytest.raises(ValueError, match="Schema name cannot be empty"):
         cloaca.DefaultRunner.with_schema("postgres://localhost/db", "")
     with pytest.raises(

@@ -1,4 +1,4 @@
-"""Event triggers across real processes on one SQLite file: two runners polling the same
+"""Event triggers across real processes on one database (each backend): two runners polling the same
 trigger (each due poll once, each fire once), disabling from another process while a poll
 runs, and a runner killed with SIGKILL in the middle of a fire (no lost and no duplicated
 fire). Bounded waits with deadlines; nothing asserts timings."""
@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import cloaca
 from cloaca import DefaultRunnerConfig
+from pg_support import run_sql
 
 WAIT = 30.0
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import cloaca
 
 db, mode, seconds, arg = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-workdir = Path(db.removeprefix("sqlite://")).parent
+workdir = Path(sys.argv[5])
 
 
 @cloaca.task(id="consume")
@@ -110,7 +110,7 @@ def _start(tmp_path: Path, db: str, mode: str, seconds: float, arg: str = "0") -
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     proc = subprocess.Popen(
-        [sys.executable, str(script), db, mode, str(seconds), arg],
+        [sys.executable, str(script), db, mode, str(seconds), arg, str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -142,13 +142,12 @@ def _wait_until(predicate: Callable[[], bool], what: str, seconds: float = WAIT)
 
 
 def _query(db: str, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db.removeprefix("sqlite://"), timeout=30)
     try:
-        return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []  # schema not created yet
-    finally:
-        con.close()
+        return run_sql(db, sql)
+    except Exception as exc:
+        if "cloaca_" in str(exc):  # no such table: the schema is not created yet
+            return []
+        raise
 
 
 def _fired_items(db: str) -> list[int]:
@@ -182,32 +181,32 @@ def _assert_fires_consistent(db: str) -> list[int]:
     return items
 
 
-def test_two_processes_poll_each_due_instant_once_and_fire_each_item_once(tmp_path: Path) -> None:
-    db = f"sqlite://{tmp_path / 'shared.db'}"
-    workers = [_start(tmp_path, db, "shared", 3.0) for _ in range(2)]
+def test_two_processes_poll_each_due_instant_once_and_fire_each_item_once(
+    tmp_path: Path, db_url: str
+) -> None:
+    workers = [_start(tmp_path, db_url, "shared", 3.0) for _ in range(2)]
     results = [_finish(w) for w in workers]
     assert all(code == 0 for code, _ in results), results
-    items = _assert_fires_consistent(db)
+    items = _assert_fires_consistent(db_url)
     assert len(items) >= 10
     scheduled = _query(
-        db, "SELECT scheduled_at FROM cloaca_trigger_evaluations WHERE trigger_name = 'items'"
+        db_url, "SELECT scheduled_at FROM cloaca_trigger_evaluations WHERE trigger_name = 'items'"
     )
     assert len(scheduled) == len(set(scheduled))  # no due instant was polled twice
     runners = _query(
-        db,
+        db_url,
         "SELECT DISTINCT runner_id FROM cloaca_trigger_evaluations WHERE trigger_name = 'items'",
     )
     assert len(runners) == 2  # both processes took part
 
 
-def test_disabling_from_another_process_while_a_poll_runs(tmp_path: Path) -> None:
-    db = f"sqlite://{tmp_path / 'disable.db'}"
+def test_disabling_from_another_process_while_a_poll_runs(tmp_path: Path, db_url: str) -> None:
     polls = tmp_path / "polls.log"
-    worker = _start(tmp_path, db, "blocking", 6.0)
+    worker = _start(tmp_path, db_url, "blocking", 6.0)
     try:
         _wait_until(polls.exists, "the first poll to start")
         config = DefaultRunnerConfig(enable_trigger_scheduling=False)
-        with cloaca.DefaultRunner(db, config) as manager:
+        with cloaca.DefaultRunner(db_url, config) as manager:
             manager.set_trigger_enabled("blocking", False)
             (tmp_path / "release").touch()  # the running poll now returns a fire
             _wait_until(
@@ -231,32 +230,30 @@ def test_disabling_from_another_process_while_a_poll_runs(tmp_path: Path) -> Non
 
 
 def test_a_process_killed_inside_the_fire_transaction_loses_and_duplicates_nothing(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ) -> None:
-    db = f"sqlite://{tmp_path / 'kill.db'}"
-    dying = _start(tmp_path, db, "kill_in_fire", 30.0, "3")
+    dying = _start(tmp_path, db_url, "kill_in_fire", 30.0, "3")
     code, _ = _finish(dying)
     assert code == -signal.SIGKILL
     # The third fire's transaction never committed: two fires, cursor at 2.
-    assert _assert_fires_consistent(db) == [1, 2]
+    assert _assert_fires_consistent(db_url) == [1, 2]
     # A new process picks up exactly where the committed state says.
-    survivor = _start(tmp_path, db, "until", 30.0, "6")
-    _wait_until(lambda: len(_fired_items(db)) >= 6, "items up to 6")
+    survivor = _start(tmp_path, db_url, "until", 30.0, "6")
+    _wait_until(lambda: len(_fired_items(db_url)) >= 6, "items up to 6")
     os.kill(survivor.pid, signal.SIGTERM)
     _finish(survivor)
-    assert _assert_fires_consistent(db) == [1, 2, 3, 4, 5, 6]
+    assert _assert_fires_consistent(db_url) == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_process_killed_at_a_random_moment_loses_and_duplicates_nothing(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ) -> None:
-    db = f"sqlite://{tmp_path / 'random_kill.db'}"
     for round_ in range(3):
-        before = len(_fired_items(db))
-        worker = _start(tmp_path, db, "shared" if round_ == 1 else "until", 30.0, "1000000")
-        _wait_until(lambda b=before: len(_fired_items(db)) >= b + 5, "five more fires")
+        before = len(_fired_items(db_url))
+        worker = _start(tmp_path, db_url, "shared" if round_ == 1 else "until", 30.0, "1000000")
+        _wait_until(lambda b=before: len(_fired_items(db_url)) >= b + 5, "five more fires")
         worker.send_signal(signal.SIGKILL)
         code, _ = _finish(worker)
         assert code == -signal.SIGKILL
-        _assert_fires_consistent(db)
-    assert len(_assert_fires_consistent(db)) >= 15
+        _assert_fires_consistent(db_url)
+    assert len(_assert_fires_consistent(db_url)) >= 15

@@ -186,7 +186,8 @@ class Store(TriggerStore, CronStore):
                 "task_claim_ready",
                 {"runner_id": runner_id, "workflows": names, "limit": limit, "now": stamp},
             )
-            claimed = [ClaimedTask.from_row(r) for r in rows]
+            # RETURNING has no order on PostgreSQL: dispatch the oldest rows first.
+            claimed = sorted((ClaimedTask.from_row(r) for r in rows), key=lambda c: c.id)
             if claimed:
                 ids = json.dumps(sorted({c.execution_id for c in claimed}))
                 tx.run("execution_mark_running", {"ids": ids, "now": stamp})
