@@ -39,8 +39,8 @@ def app(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def cli(tmp_path: Path):
-    url = f"sqlite://{tmp_path / 'cli.db'}"
+def cli(db_url: str):
+    url = db_url
     runner = CliRunner()
 
     def invoke(*args: str):

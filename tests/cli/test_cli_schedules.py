@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import cloaca
 from cloaca.cli import main
+from cloaca.workflow import clear_registry
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    db = f"sqlite://{tmp_path / 'schedules.db'}"
+def url(db_url: str) -> str:
+    db = db_url
 
     @cloaca.task(id="noop")
     def noop(context: cloaca.Context) -> None:
@@ -23,6 +23,9 @@ def url(tmp_path: Path) -> str:
     cloaca.workflow("nightly", [noop])
     # A worker process once recorded the workflow's definition.
     cloaca.DefaultRunner(db, cloaca.DefaultRunnerConfig(enable_cron_scheduling=False)).shutdown()
+    # The CLI process, like a management shell, does not have the workflow's code: what it
+    # starts waits for a worker instead of running inside the command.
+    clear_registry()
     return db
 
 
