@@ -1,6 +1,8 @@
 """W2: 1,000 sequential execute() of a one-task workflow (after 100 warm-up runs).
 
-Figures: execute() wall time p50/p99, and submit -> task body start p50/p99 (same process).
+Figures: execute() wall time p50/p99, submit -> task body start p50/p99 (same process),
+write transactions per execution; on PostgreSQL also start() here with the task run by a
+worker in another process (submit -> body start, wall clock of this one machine).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
             runner.execute("w2_one_task")
         execute_ms: list[float] = []
         start_ms: list[float] = []
+        tx0 = runner._store.db.write_transactions
         for _ in range(runs):
             t0 = time.perf_counter()
             result = runner.execute("w2_one_task")
@@ -37,17 +40,70 @@ def main() -> None:
             assert result.status == "Completed", result
             execute_ms.append((t1 - t0) * 1000)
             start_ms.append((started[-1] - t0) * 1000)
-    emit(
-        "W2",
-        backend(),
-        {"runs": runs, "warmup": warmup},
-        {
-            "execute_p50_ms": percentile(execute_ms, 50),
-            "execute_p99_ms": percentile(execute_ms, 99),
-            "start_p50_ms": percentile(start_ms, 50),
-            "start_p99_ms": percentile(start_ms, 99),
-        },
+        write_tx = (runner._store.db.write_transactions - tx0) / runs
+    figures = {
+        "execute_p50_ms": percentile(execute_ms, 50),
+        "execute_p99_ms": percentile(execute_ms, 99),
+        "start_p50_ms": percentile(start_ms, 50),
+        "start_p99_ms": percentile(start_ms, 99),
+        "write_tx_per_execution": write_tx,
+    }
+    if backend() == "postgres":
+        figures.update(cross_process(runs, warmup))
+    emit("W2", backend(), {"runs": runs, "warmup": warmup}, figures)
+
+
+WORKER = """
+import sys, time
+import cloaca
+
+@cloaca.task(id="stamp")
+def stamp(context):
+    context.set("body_started", time.time())
+
+cloaca.workflow("w2_cross", [stamp])
+with cloaca.DefaultRunner.with_schema(sys.argv[1], sys.argv[2]) as runner:
+    print("up", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def cross_process(runs: int, warmup: int) -> dict[str, float]:
+    """start() here, the body runs in a worker process: submit -> body start p50/p99."""
+    import subprocess
+    import sys
+    import uuid
+
+    import psycopg
+
+    from _common import POSTGRES_URL
+    from cloaca.workflow import clear_registry
+
+    schema = f"bench_w2x_{uuid.uuid4().hex[:8]}"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, POSTGRES_URL, schema],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "up"
+        clear_registry()  # this process only submits
+        latencies: list[float] = []
+        with cloaca.DefaultRunner.with_schema(POSTGRES_URL, schema) as client:
+            for i in range(warmup + runs):
+                t0 = time.time()
+                result = client.wait(client.start("w2_cross"), timeout=30)
+                if i >= warmup:
+                    latencies.append((result.final_context["body_started"] - t0) * 1000)
+        return {
+            "cross_start_p50_ms": percentile(latencies, 50),
+            "cross_start_p99_ms": percentile(latencies, 99),
+        }
+    finally:
+        worker.communicate("stop\n", timeout=30)
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""W1, several processes (PostgreSQL): 1, 2 and 4 worker processes burn down one-task
+executions that another process submitted.
+
+For each worker count: a fresh schema, N executions submitted by this process (no worker
+running yet), then the workers start together; the clock runs from the moment every worker
+is up until every execution is Completed. Figures per worker count: tasks/s and the workers'
+write transactions per task; the scaling table is the list of those rows.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+import cloaca
+from _common import POSTGRES_URL, emit, quick
+from cloaca.workflow import clear_registry
+
+WORKER = """
+import sys, time
+import cloaca
+
+url, schema = sys.argv[1], sys.argv[2]
+
+@cloaca.task(id="noop")
+def noop(context):
+    return None
+
+cloaca.workflow("w1_mp", [noop])
+config = cloaca.DefaultRunnerConfig(
+    max_concurrent_tasks=8, enable_cron_scheduling=False, enable_trigger_scheduling=False
+)
+with cloaca.DefaultRunner.with_schema(url, schema, config) as runner:
+    print("up", flush=True)
+    sys.stdin.readline()  # the benchmark says when to stop
+    print(runner._store.db.write_transactions, flush=True)
+"""
+
+
+def run(workers: int, n: int) -> dict[str, float]:
+    import psycopg
+
+    schema = f"bench_w1mp_{uuid.uuid4().hex[:8]}"
+    cloaca.workflow("w1_mp", [cloaca.task(id="noop")(lambda context: None)])
+    config = cloaca.DefaultRunnerConfig(
+        enable_cron_scheduling=False, enable_trigger_scheduling=False, max_concurrent_tasks=1
+    )
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        with cloaca.DefaultRunner.with_schema(POSTGRES_URL, schema, config) as client:
+            # The client submits but must not run anything: it forgets the workflow's code.
+            clear_registry()
+            ids = [client.start("w1_mp") for _ in range(n)]
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-c", WORKER, POSTGRES_URL, schema],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(workers)
+            ]
+            for proc in procs:
+                assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+            t0 = time.perf_counter()
+            for execution_id in ids:
+                assert client.wait(execution_id, timeout=600).status == "Completed"
+            elapsed = time.perf_counter() - t0
+        tx = 0
+        for proc in procs:
+            out, _ = proc.communicate("stop\n", timeout=60)
+            tx += int(out.strip().splitlines()[-1])
+        return {"tasks_per_s": n / elapsed, "write_tx_per_task": tx / n}
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def main() -> None:
+    n = 1000 if quick() else 5000
+    table = []
+    for workers in (1, 2, 4):
+        row = {"workers": workers, **run(workers, n)}
+        table.append(row)
+        emit("W1-processes", "postgres", {"tasks": n, "workers": workers}, row)
+    print("workers  tasks/s  write tx/task")
+    for row in table:
+        print(f"{row['workers']:>7}  {row['tasks_per_s']:>7.0f}  {row['write_tx_per_task']:>13.2f}")
+
+
+if __name__ == "__main__":
+    main()
