@@ -1,4 +1,5 @@
-"""W7: 100 cron schedules firing every second for 60 s (``--quick``: 15 s), one runner, SQLite.
+"""W7: 100 cron schedules firing every second for 60 s (``--quick``: 15 s): one runner on
+SQLite, three runner processes on PostgreSQL (``--runners N``).
 
 Each schedule is a workflow instance on ``* * * * * *`` whose one no-op task records the
 wall time its body started. Figures:
@@ -11,17 +12,20 @@ wall time its body started. Figures:
 - ``duplicates``: executions beyond one per (schedule, scheduled time).
 
 Options: ``--quick``, ``--schedules N``, ``--seconds S``, ``--concurrency C``
-(``max_concurrent_tasks``, default 32).
+(``max_concurrent_tasks``, default 32), ``--runners N`` (PostgreSQL: this process and N-1
+worker processes share the schedules; default 3).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import cloaca
 from _common import backend, emit, open_runner, percentile, quick
@@ -34,23 +38,59 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--schedules", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=15.0 if quick() else 60.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    return parser.parse_args()
+    parser.add_argument("--runners", type=int, default=3 if backend() == "postgres" else 1)
+    args = parser.parse_args()
+    if args.runners > 1 and backend() != "postgres":
+        parser.error("--runners above 1 needs --postgres")
+    return args
+
+
+WORKER = """
+import sys, time
+import cloaca
+
+@cloaca.task(id="tick")
+def tick(context):
+    context.set("body_started", time.time())
+
+cloaca.workflow("w7_tick", [tick])
+config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=int(sys.argv[3]))
+with cloaca.DefaultRunner.with_schema(sys.argv[1], sys.argv[2], config) as runner:
+    print("up", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _start_workers(runner: cloaca.DefaultRunner, count: int, concurrency: int) -> list[Any]:
+    """``count`` worker processes on the runner's PostgreSQL schema, each up and running."""
+    from _common import POSTGRES_URL
+
+    schema = runner._store.db.schema
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, POSTGRES_URL, schema, str(concurrency)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "up"
+    return workers
 
 
 def main() -> None:
     args = _args()
-    starts: list[tuple[str, str, float]] = []
-    lock = threading.Lock()
 
     @cloaca.task(id="tick")
     def tick(context: cloaca.Context) -> None:
-        body = time.time()
-        with lock:
-            starts.append((context["schedule_id"], context["scheduled_time"], body))
+        context.set("body_started", time.time())
 
     cloaca.workflow("w7_tick", [tick])
     config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=args.concurrency)
     with tempfile.TemporaryDirectory() as tmp, open_runner(tmp, "w7", config) as runner:
+        workers = _start_workers(runner, args.runners - 1, args.concurrency)
         ids = [
             runner.register_workflow_instance(
                 "w7_tick", f"every-second-{i}", "* * * * * *", "UTC", {"i": i}
@@ -69,6 +109,9 @@ def main() -> None:
         ):
             time.sleep(0.05)
         created = _claimed_times(runner, ids)
+        starts = _body_starts(runner, args.schedules * int(args.seconds + 5))
+        for worker in workers:
+            worker.communicate("stop\n", timeout=60)
 
     last = (stopped - timedelta(seconds=1)).replace(microsecond=0)
     window = int((last - first).total_seconds()) + 1
@@ -88,7 +131,7 @@ def main() -> None:
         {
             "schedules": args.schedules,
             "seconds": args.seconds,
-            "runners": 1,
+            "runners": args.runners,
             "max_concurrent_tasks": args.concurrency,
         },
         {
@@ -101,6 +144,17 @@ def main() -> None:
             "duplicates": sum(n - 1 for n in fired.values() if n > 1),
         },
     )
+
+
+def _body_starts(runner: cloaca.DefaultRunner, limit: int) -> list[tuple[str, str, float]]:
+    """(schedule id, scheduled time, body start as epoch seconds) of every execution that
+    ran, whichever process ran it."""
+    starts = []
+    for row in runner.list_executions("w7_tick", limit=limit):
+        final = runner.get_execution(row["id"]).final_context
+        if "body_started" in final:
+            starts.append((final["schedule_id"], final["scheduled_time"], final["body_started"]))
+    return starts
 
 
 def _claimed_times(runner: cloaca.DefaultRunner, ids: list[str]) -> list[tuple[str, float]]:
