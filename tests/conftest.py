@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from cloaca import DefaultRunner, triggers
-from cloaca import workflow as workflow_module
 from cloaca.testing import Harness
+from cloaca.workflow import _listeners as workflow_listeners
 from cloaca.workflow import clear_registry
 from pg_support import drop_schema, fresh_database, require_postgres
 
@@ -51,7 +51,7 @@ def db_url(backend: str, tmp_path) -> Iterator[str]:
 def _shut_down_leaked_runners(url: str) -> None:
     """A runner a test left open would keep writing (workflow registrations reach every live
     runner) into a database that is about to be dropped: shut it down first."""
-    for listener in list(workflow_module._listeners):
+    for listener in list(workflow_listeners):
         runner = getattr(listener, "__self__", None)
         if isinstance(runner, DefaultRunner) and runner.database_url == url:
             runner.shutdown(timeout=1)
