@@ -98,8 +98,11 @@ class TriggerRecorder:
     def record(self, runs: Sequence[PollRun], now: datetime) -> list[Recorded]:
         """Record finished (or timed-out) polls: fires one transaction each, everything else
         in one shared transaction. Returns the schedule state after each."""
+        # Split before recording: a fire that cannot be prepared turns into an error run
+        # (no longer ``fires``) and comes back in ``plain``; it must not be counted twice.
+        others = [r for r in runs if not r.fires]
         out, plain = self.record_fires([r for r in runs if r.fires], now)
-        plain.extend(r for r in runs if not r.fires)
+        plain.extend(others)
         if plain:
             try:
                 with self._store.write() as tx:
