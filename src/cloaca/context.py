@@ -40,19 +40,24 @@ class _TooDeep(Exception):
     """Internal: raised by `_clean` when a value nests more than MAX_CONTEXT_DEPTH levels."""
 
 
+#: Exact types copied as they are (immutable, always JSON); floats still need a check.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _clean(value: Any, level: int = 0) -> Any:
     """Return a deep JSON copy of `value`; raise _NotJson or _TooDeep if it is not acceptable.
 
     ``level`` counts the lists and dicts around `value`. Exact built-in types take the fast
-    path; subclasses (StrEnum, IntEnum, OrderedDict, ...) are converted to the plain type, as
-    ``json.dumps`` would.
+    path (plain items of a container are copied without a call); subclasses (StrEnum,
+    IntEnum, OrderedDict, ...) are converted to the plain type, as ``json.dumps`` would.
     """
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind in _PLAIN:
         return value
     if kind is dict:
         if level >= MAX_CONTEXT_DEPTH:
             raise _TooDeep
+        inner = level + 1
         out = {}
         for key, item in value.items():
             if type(key) is not str:
@@ -61,12 +66,13 @@ def _clean(value: Any, level: int = 0) -> Any:
                         f"nested dict key {key!r} of type {type(key).__name__} (keys must be str)"
                     )
                 key = str.__str__(key)
-            out[key] = _clean(item, level + 1)
+            out[key] = item if type(item) in _PLAIN else _clean(item, inner)
         return out
     if kind is list or kind is tuple:
         if level >= MAX_CONTEXT_DEPTH:
             raise _TooDeep
-        return [_clean(item, level + 1) for item in value]
+        inner = level + 1
+        return [item if type(item) in _PLAIN else _clean(item, inner) for item in value]
     if kind is float:
         if _isfinite(value):
             return value
