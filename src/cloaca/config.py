@@ -30,6 +30,8 @@ _FIELDS: dict[str, tuple[Any, str, float]] = {
     "heartbeat_interval_seconds": (10, "seconds", 0.01),
     "stale_claim_threshold_seconds": (60, "seconds", 0.01),
     "stale_claim_sweep_interval_seconds": (30, "seconds", 0.01),
+    # The smallest context, "{}", is 2 bytes.
+    "max_context_bytes": (16 * 1024 * 1024, "int", 2),
 }
 
 
@@ -56,6 +58,11 @@ class DefaultRunnerConfig:
     Unknown names and invalid values raise ``ValueError`` naming the field and what is
     accepted. ``trigger_base_poll_interval`` and ``trigger_poll_timeout`` are seconds and
     also accept a ``timedelta``.
+
+    ``max_context_bytes`` (default 16 MiB, at least 2) caps the size of every context, as
+    encoded JSON: an execution's input at ``start``/``execute`` (``ValueError``), a trigger
+    fire (recorded as an error evaluation), a cron instance's ``params`` (``ValueError`` at
+    registration) and a task's output (the attempt fails, without retry).
     """
 
     __slots__ = tuple(_FIELDS)
@@ -82,6 +89,7 @@ class DefaultRunnerConfig:
     heartbeat_interval_seconds: float
     stale_claim_threshold_seconds: float
     stale_claim_sweep_interval_seconds: float
+    max_context_bytes: int
 
     def __init__(self, **kwargs: Any) -> None:
         for name, (default, _, _) in _FIELDS.items():

@@ -6,7 +6,9 @@ int, float, bool, None), so a task can never change another task's data by alias
 Validation and copying happen in one recursive walk over the value. It is measured 2-10x
 faster than a ``json.loads(json.dumps(...))`` round trip (immutable strings and numbers are
 shared instead of being re-encoded and re-decoded), and it knows which key it is in, so an
-error can name the key without a second pass.
+error can name the key without a second pass. The walk also counts how deeply lists and
+dicts nest, so a value deeper than `MAX_CONTEXT_DEPTH` is refused at the door rather than
+failing later in the engine's merge or JSON code.
 """
 
 from __future__ import annotations
@@ -16,25 +18,46 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["Context"]
+__all__ = ["MAX_CONTEXT_DEPTH", "Context", "ContextLimitError", "check_context_size"]
 
 _isfinite = math.isfinite
+
+#: How deeply a value may nest lists and dicts (``{"k": [[1]]}``: the value of "k" nests 2
+#: levels). Far more than data needs, and far below what recursive JSON code (the standard
+#: library's encoder and decoder, a user's own walk) handles without a RecursionError.
+MAX_CONTEXT_DEPTH = 100
+
+
+class ContextLimitError(ValueError):
+    """A context is too deeply nested or too large (``max_context_bytes``)."""
 
 
 class _NotJson(Exception):
     """Internal: raised by `_clean` with a description of the offending part."""
 
 
-def _clean(value: Any) -> Any:
-    """Return a deep JSON copy of `value`; raise _NotJson (or RecursionError) if it is not JSON.
+class _TooDeep(Exception):
+    """Internal: raised by `_clean` when a value nests more than MAX_CONTEXT_DEPTH levels."""
 
-    Exact built-in types take the fast path; subclasses (StrEnum, IntEnum, OrderedDict, ...)
-    are converted to the plain type, as ``json.dumps`` would.
+
+#: Exact types copied as they are (immutable, always JSON); floats still need a check.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _clean(value: Any, level: int = 0) -> Any:
+    """Return a deep JSON copy of `value`; raise _NotJson or _TooDeep if it is not acceptable.
+
+    ``level`` counts the lists and dicts around `value`. Exact built-in types take the fast
+    path (plain items of a container are copied without a call); subclasses (StrEnum,
+    IntEnum, OrderedDict, ...) are converted to the plain type, as ``json.dumps`` would.
     """
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind in _PLAIN:
         return value
     if kind is dict:
+        if level >= MAX_CONTEXT_DEPTH:
+            raise _TooDeep
+        inner = level + 1
         out = {}
         for key, item in value.items():
             if type(key) is not str:
@@ -43,30 +66,85 @@ def _clean(value: Any) -> Any:
                         f"nested dict key {key!r} of type {type(key).__name__} (keys must be str)"
                     )
                 key = str.__str__(key)
-            out[key] = _clean(item)
+            out[key] = item if type(item) in _PLAIN else _clean(item, inner)
         return out
     if kind is list or kind is tuple:
-        return [_clean(item) for item in value]
+        if level >= MAX_CONTEXT_DEPTH:
+            raise _TooDeep
+        inner = level + 1
+        return [item if type(item) in _PLAIN else _clean(item, inner) for item in value]
     if kind is float:
         if _isfinite(value):
             return value
         raise _NotJson(f"float {value!r} (NaN and Infinity are not JSON)")
-    return _clean_subclass(value)
+    return _clean_subclass(value, level)
 
 
-def _clean_subclass(value: Any) -> Any:
+def _clean_subclass(value: Any, level: int) -> Any:
     """Slow path of `_clean` for subclasses of the JSON types, and the error for the rest."""
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, int):
         return int.__index__(value)
     if isinstance(value, float):
-        return _clean(float.__float__(value))
+        return _clean(float.__float__(value), level)
     if isinstance(value, dict):
-        return _clean(dict(value))
+        return _clean(dict(value), level)
     if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
+        return _clean(list(value), level)
     raise _NotJson(f"value of type {type(value).__name__}")
+
+
+def _is_circular(value: Any) -> bool:
+    """True if a list or dict in `value` contains itself (only asked once `_clean` found the
+    value too deep: a circular value looks infinitely deep)."""
+    stack: list[tuple[Any, frozenset[int]]] = [(value, frozenset())]
+    while stack:
+        item, ancestors = stack.pop()
+        if not isinstance(item, dict | list | tuple):
+            continue
+        if id(item) in ancestors:
+            return True
+        if len(ancestors) > MAX_CONTEXT_DEPTH:
+            continue  # deeper than anything accepted: nothing more to learn here
+        inner = ancestors | {id(item)}
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, inner) for child in children)
+    return False
+
+
+def _too_deep(value: Any, level: int = 0) -> bool:
+    """True if `value` (already plain JSON) nests more than MAX_CONTEXT_DEPTH levels."""
+    kind = type(value)
+    if kind is dict:
+        children: Any = value.values()
+    elif kind is list:
+        children = value
+    else:
+        return False
+    if level >= MAX_CONTEXT_DEPTH:
+        return True
+    return any(_too_deep(child, level + 1) for child in children)
+
+
+def _depth_error(key: str) -> ContextLimitError:
+    return ContextLimitError(
+        f"Context value for key {key!r} is nested more than {MAX_CONTEXT_DEPTH} levels deep "
+        f"(lists and dicts inside each other); the limit is {MAX_CONTEXT_DEPTH} levels"
+    )
+
+
+def check_context_size(text: str, limit: int, what: str) -> str:
+    """Return the encoded context `text` if it is at most `limit` bytes of UTF-8, else raise
+    ContextLimitError naming `what`, the size and the limit (``max_context_bytes``)."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    if size > limit:
+        raise ContextLimitError(
+            f"{what} is {size} bytes of JSON, over the limit of {limit} bytes "
+            f"(DefaultRunnerConfig.max_context_bytes); keep large data outside the context "
+            f"and pass a reference to it"
+        )
+    return text
 
 
 def _copy(value: Any) -> Any:
@@ -86,13 +164,16 @@ def _check_key(key: Any) -> None:
 
 
 def _clean_value(key: str, value: Any) -> Any:
-    """Return a private JSON copy of `value`, or raise TypeError naming `key`."""
+    """Return a private JSON copy of `value`; raise TypeError (not JSON) or ContextLimitError
+    (nested too deep), naming `key`."""
     try:
         return _clean(value)
     except _NotJson as exc:
         what = str(exc)
-    except RecursionError:
-        what = "nesting too deep or a circular reference"
+    except _TooDeep:
+        if not _is_circular(value):
+            raise _depth_error(key) from None
+        what = "a circular reference (a list or dict that contains itself)"
     raise TypeError(
         f"Context value for key {key!r} is not JSON-serialisable: {what} "
         f"(accepted: dict, list, tuple, str, int, float, bool, None)"
@@ -112,6 +193,20 @@ def _clean_dict(data: Any) -> dict[str, Any]:
     return out
 
 
+def _check_depth(text: str | bytes | bytearray, data: dict[str, Any]) -> None:
+    """Raise ContextLimitError if a value of decoded `data` nests too deeply."""
+    if isinstance(text, str):
+        brackets = text.count("[") + text.count("{")
+    else:
+        brackets = text.count(b"[") + text.count(b"{")
+    # No more brackets in the whole text than the limit: no value can be too deep, no walk.
+    if brackets <= MAX_CONTEXT_DEPTH:
+        return
+    for key, value in data.items():
+        if _too_deep(value, 0):
+            raise _depth_error(key)
+
+
 def _reject_constant(name: str) -> Any:
     """json.loads hook: NaN and Infinity are not valid JSON."""
     raise ValueError(f"invalid JSON constant {name!r} (NaN/Infinity are not JSON)")
@@ -122,7 +217,9 @@ class Context:
 
     Values are deep-copied on the way in and on the way out, so callers never share
     mutable state with the context. Keys must be `str`; values must be JSON-serialisable
-    (dict, list, tuple, str, int, float, bool, None; NaN and Infinity are rejected).
+    (dict, list, tuple, str, int, float, bool, None; NaN and Infinity are rejected) and nest
+    at most `MAX_CONTEXT_DEPTH` lists and dicts deep (deeper: `ContextLimitError`, a
+    ValueError naming the key, from construction, set/insert/update and `from_json`).
     """
 
     __slots__ = ("_data",)
@@ -208,6 +305,7 @@ class Context:
             raise ValueError(
                 f"Context JSON must be an object, got {type(data).__name__}: {text!r:.80}"
             )
+        _check_depth(text, data)
         return cls._adopt(data)
 
     def __len__(self) -> int:

@@ -167,13 +167,23 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def _merge_into(target: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``override`` into ``target`` at the top level (nested dicts via deep_merge)."""
-    for key, value in override.items():
-        current = target.get(key)
-        if isinstance(current, dict) and isinstance(value, dict):
-            target[key] = deep_merge(current, value)
-        else:
-            target[key] = value
+    """Merge ``override`` into ``target`` in place: override wins, nested dicts merge.
+
+    Iterative (a stack of dict pairs still to merge), so no nesting depth can exhaust the
+    interpreter's recursion limit. A nested dict merged here is a fresh copy of the
+    target's, so the inputs' nested dicts are never mutated.
+    """
+    pending: list[tuple[dict[str, Any], Mapping[str, Any]]] = [(target, override)]
+    while pending:
+        into, source = pending.pop()
+        for key, value in source.items():
+            current = into.get(key)
+            if isinstance(current, dict) and isinstance(value, dict):
+                merged = dict(current)
+                into[key] = merged
+                pending.append((merged, value))
+            else:
+                into[key] = value
     return target
 
 

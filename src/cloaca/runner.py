@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 import uuid
@@ -15,13 +14,14 @@ from typing import Any
 
 from cloaca.clock import Clock, SystemClock
 from cloaca.config import DefaultRunnerConfig
-from cloaca.context import Context
+from cloaca.context import Context, check_context_size
 from cloaca.engine import planner
 from cloaca.engine.aio import AsyncBridge
 from cloaca.engine.executor import Executor
 from cloaca.engine.loop import Loop, Part
 from cloaca.engine.planner import Shape, terminate
 from cloaca.engine.recovery import Recovery
+from cloaca.names import check_name, check_schema_name
 from cloaca.paging import check_count
 from cloaca.results import WorkflowResult
 from cloaca.runner_cron import CronManagement
@@ -40,8 +40,6 @@ from cloaca.workflow import (
 )
 
 log = logging.getLogger(__name__)
-
-_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def open_store(database_url: str, schema: str | None = None, pool_size: int = 10) -> Store:
@@ -152,13 +150,11 @@ class DefaultRunner(TriggerManagement, CronManagement):
         cls, database_url: str, schema: str, config: DefaultRunnerConfig | None = None
     ) -> DefaultRunner:
         """Create a runner whose tables live in a PostgreSQL schema (created if missing);
-        several applications can share one database this way. PostgreSQL only."""
-        if not isinstance(schema, str) or not schema:
-            raise ValueError("Schema name cannot be empty")
-        if not _SCHEMA_NAME.match(schema):
-            raise ValueError(
-                f"Schema name must contain only alphanumeric characters and underscores: {schema!r}"
-            )
+        several applications can share one database this way. PostgreSQL only.
+
+        ``schema`` is ASCII letters, digits and underscores, at most 63 bytes (PostgreSQL's
+        identifier limit); anything else is a ``ValueError`` before anything is created."""
+        check_schema_name(schema)
         if parse_database_url(database_url).dialect != "postgres":
             raise ValueError(
                 f"with_schema requires PostgreSQL; {database_url!r} is not a postgres:// URL"
@@ -207,8 +203,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
             event.set()
 
     def _shape(self, workflow_name: str) -> Shape:
-        if not isinstance(workflow_name, str) or not workflow_name:
-            raise ValueError(f"workflow name {workflow_name!r} must be a non-empty string")
+        check_name("workflow name", workflow_name)
         wf = get_workflow(workflow_name)
         if wf is not None:
             return self._executor.shape_of(wf)
@@ -234,10 +229,18 @@ class DefaultRunner(TriggerManagement, CronManagement):
     # -- executions -------------------------------------------------------------------------
 
     def start(self, workflow_name: str, context: Context | Mapping[str, Any] | None = None) -> str:
-        """Start an execution and return its id without waiting."""
+        """Start an execution and return its id without waiting.
+
+        ``ValueError`` for an invalid or unknown workflow name, or an input context whose
+        JSON is over ``config.max_context_bytes`` (the message names its size and the limit).
+        """
         self._check_open()
         shape = self._shape(workflow_name)
-        text = context_json(context)
+        text = check_context_size(
+            context_json(context),
+            self.config.max_context_bytes,
+            f"the input context of workflow {workflow_name!r}",
+        )
         with self._store.write() as tx:
             execution_id = self._create_execution(tx, shape, text, self._clock.now())
         self._wake()

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
+from cloaca.context import Context, check_context_size
 from cloaca.cron import CronSchedule, validate_cron
 from cloaca.engine.cron_scheduler import RESERVED_KEYS, CronScheduler
+from cloaca.names import check_name
 from cloaca.paging import check_count
 from cloaca.store.cron_records import CatchupPolicy, CronExecutionRecord, CronScheduleRecord
 from cloaca.store.store import Store
@@ -105,14 +107,13 @@ class CronManagement:
         The instance is identified by ``(workflow_name, instance_name)``: registering it
         again updates its expression, timezone, params and policy in place.
         """
-        if not isinstance(instance_name, str) or not instance_name.strip():
-            raise ValueError(f"instance_name {instance_name!r} must be a non-empty string")
+        check_name("instance_name", instance_name)
         return self._register(
             workflow_name,
             instance_name,
             cron_expression,
             timezone,
-            _check_params(params),
+            _check_params(params, self.config.max_context_bytes),
             catchup_policy,
         )
 
@@ -298,7 +299,7 @@ def _check_policy(value: object) -> CatchupPolicy:
     raise ValueError(f"Invalid catchup_policy {value!r}: accepted values are {_POLICIES}")
 
 
-def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _check_params(params: Mapping[str, Any] | None, max_bytes: int) -> dict[str, Any] | None:
     if params is None:
         return None
     if not isinstance(params, Mapping):
@@ -319,6 +320,12 @@ def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
                 f"params[{key!r}] = {value!r} is not JSON-serialisable; params must hold "
                 f"JSON values (str, int, float, bool, None, lists and dicts of them)"
             ) from None
+    try:
+        # The same limits as every context: params become each fired execution's input.
+        data = Context(data).to_dict()
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    check_context_size(json.dumps(data), max_bytes, "the cron instance params")
     return data
 
 

@@ -17,6 +17,7 @@ from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
 from cloaca.engine.trigger_fire import TriggerRecorder
 from cloaca.engine.trigger_scheduler import TriggerScheduler
+from cloaca.names import check_name
 from cloaca.paging import check_count
 from cloaca.store.trigger_records import (
     TriggerEvaluationRecord,
@@ -216,9 +217,14 @@ class TriggerManagement:
             spec = get_trigger(trigger_or_name)
             if spec is not None:
                 return spec, None
-            existing = (
-                self._store.get_trigger_schedule(trigger_or_name) if trigger_or_name else None
-            )
+            try:
+                # Checked before the database sees it (PostgreSQL refuses a NUL outright).
+                check_name("trigger name", trigger_or_name)
+            except ValueError as exc:
+                raise ValueError(
+                    f"Trigger {trigger_or_name!r} is not registered and cannot be: {exc}"
+                ) from None
+            existing = self._store.get_trigger_schedule(trigger_or_name)
             if existing is None:
                 raise ValueError(
                     f"Trigger {trigger_or_name!r} is not registered in this process and has no "

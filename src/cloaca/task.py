@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from cloaca import rules
+from cloaca.names import check_name
 from cloaca.retry import RetryCondition, RetryPolicy
 
 TASK_ATTR = "__cloaca_task__"
@@ -36,9 +37,7 @@ class TaskSpec:
 def task_id_of(ref: object) -> str:
     """Resolve a dependency reference (a task id or a decorated function) to a task id."""
     if isinstance(ref, str):
-        if not ref:
-            raise ValueError("a task dependency cannot be an empty string")
-        return ref
+        return check_name("task dependency", ref)
     spec = getattr(ref, TASK_ATTR, None)
     if isinstance(spec, TaskSpec):
         return spec.id
@@ -128,14 +127,14 @@ def task(
     for name, cb in (("on_success", on_success), ("on_failure", on_failure)):
         if cb is not None and not callable(cb):
             raise ValueError(f"{name} {cb!r} must be callable")
-    if id is not None and (not isinstance(id, str) or not id):
-        raise ValueError(f"task id {id!r} must be a non-empty string")
+    if id is not None:
+        check_name("task id", id)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(fn):
             raise ValueError(f"@task must decorate a function, got {fn!r}")
         spec = TaskSpec(
-            id=id or fn.__name__,
+            id=id if id is not None else check_name("task id", getattr(fn, "__name__", None)),
             fn=fn,
             dependencies=deps,
             retry=policy,

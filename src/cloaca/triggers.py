@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
+from cloaca.names import check_name
 from cloaca.trigger_results import (
     NO_CONTEXT_HASH,
     TriggerError,
@@ -236,11 +237,13 @@ def _build_spec(
     workflow: str | None,
     source: object,
 ) -> TriggerSpec:
-    if not isinstance(name, str) or not name.strip():
+    try:
+        check_name("trigger name", name)
+    except ValueError as exc:
         raise ValueError(
-            f"{desc} has no valid name (got {name!r}); set a non-empty string 'name' "
-            "(class attribute, instance attribute, property or Trigger(name=...))"
-        )
+            f"{desc} has no valid name: {exc}. Set 'name' as a class attribute, instance "
+            "attribute, property or Trigger(name=...)"
+        ) from None
     desc = f"trigger {name!r}"
     interval = parse_interval(poll_interval, what=f"poll_interval of {desc}")
     if not isinstance(allow_concurrent, bool):
@@ -288,10 +291,11 @@ def _store(spec: TriggerSpec) -> TriggerSpec:
 def register_trigger(trigger: Trigger | Callable[..., Any]) -> TriggerSpec:
     """Validate ``trigger`` and make it known to runners in this process.
 
-    Reads ``name``, ``poll_interval`` and ``allow_concurrent`` once, now. A missing or empty
-    name, an invalid interval, a non-bool ``allow_concurrent`` or a missing ``poll()`` raise
-    ``ValueError``. Re-registering a name replaces the earlier trigger. A function already
-    decorated with :func:`trigger` may be passed too; its registration is refreshed.
+    Reads ``name``, ``poll_interval`` and ``allow_concurrent`` once, now. A missing or invalid
+    name (see :func:`cloaca.names.check_name`), an invalid interval, a non-bool
+    ``allow_concurrent`` or a missing ``poll()`` raise ``ValueError``. Re-registering a name
+    replaces the earlier trigger. A function already decorated with :func:`trigger` may be
+    passed too; its registration is refreshed.
     """
     if not isinstance(trigger, Trigger):
         with _lock:
@@ -349,8 +353,8 @@ def trigger(
     the function's ``__name__``; with ``on="<workflow>"`` runners create the trigger
     schedule for that workflow. Registers at decoration time; returns the function unchanged.
     """
-    if on is not None and (not isinstance(on, str) or not on.strip()):
-        raise ValueError(f"@trigger(on=...) must be a non-empty workflow name, got {on!r}")
+    if on is not None:
+        check_name("@trigger(on=...) workflow name", on)
 
     def decorate(fn: _F) -> _F:
         if not callable(fn):

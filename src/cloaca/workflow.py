@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cloaca import dag, rules
+from cloaca.names import check_name
 from cloaca.task import TASK_ATTR, TaskSpec
 
 _lock = threading.RLock()
@@ -29,9 +30,7 @@ class Workflow:
         description: str | None = None,
         tags: dict[str, str] | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"workflow name {name!r} must be a non-empty string")
-        self.name = name
+        self.name = check_name("workflow name", name)
         self.description = description
         self.tags = dict(tags or {})
         self.tasks: dict[str, TaskSpec] = {}
@@ -116,9 +115,7 @@ class WorkflowBuilder:
         package: str | None = None,
         workflow: str | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"workflow name {name!r} must be a non-empty string")
-        self.name = name
+        self.name = check_name("workflow name", name)
         self.tenant = tenant
         self.package = package
         self._description: str | None = None
@@ -220,6 +217,7 @@ def register_workflow_constructor(name: str, constructor: Callable[[], Any]) -> 
     The constructor runs now; a ``WorkflowBuilder`` or ``Workflow`` it returns is registered
     under ``name``.
     """
+    check_name("workflow name", name)
     if not callable(constructor):
         raise ValueError(f"workflow constructor for {name!r} must be callable, got {constructor!r}")
     with _lock:

@@ -20,7 +20,7 @@ from typing import Any
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
-from cloaca.context import Context
+from cloaca.context import Context, ContextLimitError, check_context_size
 from cloaca.engine.aio import AsyncBridge, bounded
 from cloaca.engine.planner import Shape, advance, load_input
 from cloaca.engine.workers import DaemonWorkers
@@ -252,12 +252,16 @@ class Executor:
                 attempt.deadline = time.monotonic() + timeout
                 self._wake()  # let the loop learn the new deadline
                 result = spec.fn(*args)
-            output = _output_of(spec.id, result, ctx)
+            output = _output_of(spec.id, result, ctx, self._config.max_context_bytes)
             self._finish(attempt, output, None, timed_out=False, ctx=ctx)
         except TaskTimedOut as exc:
             self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx)
         except BadTaskResult as exc:
             self._finish(attempt, None, f"TypeError: {exc}", timed_out=False, ctx=ctx, final=True)
+        except ContextLimitError as exc:
+            # Too large or too deep: the same code would build the same data again.
+            error = f"{type(exc).__name__}: {exc}"
+            self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True)
         except Exception as exc:  # the user's error is the attempt's outcome
             self._finish(attempt, None, f"{type(exc).__name__}: {exc}", timed_out=False, ctx=ctx)
 
@@ -357,14 +361,16 @@ class BadTaskResult(TypeError):
     """A task body returned something the engine cannot use; retrying cannot fix that."""
 
 
-def _output_of(task_id: str, result: Any, ctx: Context) -> str:
+def _output_of(task_id: str, result: Any, ctx: Context, max_bytes: int) -> str:
     if result is None:
         result = ctx
     if not isinstance(result, Context):
         raise BadTaskResult(
             f"task {task_id!r} returned {type(result).__name__}; return a Context or None"
         )
-    return json.dumps(result._raw())
+    return check_context_size(
+        json.dumps(result._raw()), max_bytes, f"the context returned by task {task_id!r}"
+    )
 
 
 def _callback(spec: TaskSpec, error: str | None, ctx: Context | None) -> None:

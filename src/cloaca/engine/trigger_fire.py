@@ -21,7 +21,7 @@ from typing import Any
 
 from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
-from cloaca.context import Context
+from cloaca.context import Context, ContextLimitError, check_context_size
 from cloaca.engine.planner import Shape
 from cloaca.engine.trigger_polls import PollRun, describe_error
 from cloaca.store.db import Tx
@@ -98,8 +98,11 @@ class TriggerRecorder:
     def record(self, runs: Sequence[PollRun], now: datetime) -> list[Recorded]:
         """Record finished (or timed-out) polls: fires one transaction each, everything else
         in one shared transaction. Returns the schedule state after each."""
+        # Split before recording: a fire that cannot be prepared turns into an error run
+        # (no longer ``fires``) and comes back in ``plain``; it must not be counted twice.
+        others = [r for r in runs if not r.fires]
         out, plain = self.record_fires([r for r in runs if r.fires], now)
-        plain.extend(r for r in runs if not r.fires)
+        plain.extend(others)
         if plain:
             try:
                 with self._store.write() as tx:
@@ -204,7 +207,7 @@ class TriggerRecorder:
         name = run.name
         try:
             shape = self._shape(run.claim.workflow_name)
-            prepared = _prepare(run.result.contexts, name, now)
+            prepared = _prepare(run.result.contexts, name, now, self._max_bytes)
         except Exception as exc:
             run.error = describe_error(exc)
             run.result = None
@@ -250,8 +253,13 @@ class TriggerRecorder:
         """Fire ``schedule``'s workflow with ``context`` now, through dedup, with an
         evaluation recorded (``scheduled_at`` empty, message "manual fire")."""
         shape = self._shape(schedule.workflow_name)
-        prepared = _prepare([context], schedule.trigger_name, now)
         started = time.perf_counter()
+        try:
+            prepared = _prepare([context], schedule.trigger_name, now, self._max_bytes)
+        except ContextLimitError as exc:
+            # Refused, but on the record: the evaluation log shows what was asked and why.
+            self._record_manual_error(schedule, f"manual fire: {exc}", started, now)
+            raise
         with self._store.write() as tx:
             fire = self._fire_in_tx(
                 tx,
@@ -284,11 +292,42 @@ class TriggerRecorder:
             self._wake()
         return fire
 
+    def _record_manual_error(
+        self, schedule: TriggerScheduleRecord, message: str, started: float, now: datetime
+    ) -> None:
+        with self._store.write() as tx:
+            self._store.insert_trigger_evaluations(
+                tx,
+                self._runner_id,
+                [
+                    NewEvaluation(
+                        trigger_name=schedule.trigger_name,
+                        scheduled_at=None,
+                        evaluated_at=now,
+                        duration_ms=(time.perf_counter() - started) * 1000,
+                        outcome=EvaluationOutcome.ERROR,
+                        message=message,
+                        execution_ids=(),
+                    )
+                ],
+            )
+            self._prune(tx, [schedule.trigger_name])
+        log.warning(
+            "trigger %r %s",
+            schedule.trigger_name,
+            message,
+            extra={"trigger_name": schedule.trigger_name},
+        )
+
     # -- shared -----------------------------------------------------------------------------
 
     @property
     def _max_errors(self) -> int:
         return self._config.trigger_max_consecutive_errors
+
+    @property
+    def _max_bytes(self) -> int:
+        return self._config.max_context_bytes
 
     def _fire_in_tx(
         self,
@@ -365,13 +404,20 @@ def _recorded(
     return Recorded(run, state[0], state[2], fired)
 
 
-def _prepare(contexts: Sequence[Context | None], name: str, now: datetime) -> list[tuple[str, str]]:
-    """``(dedup hash, execution input JSON)`` per fired context; raises for non-JSON."""
+def _prepare(
+    contexts: Sequence[Context | None], name: str, now: datetime, max_bytes: int
+) -> list[tuple[str, str]]:
+    """``(dedup hash, execution input JSON)`` per fired context; raises for non-JSON, and
+    ContextLimitError for an input over ``max_bytes`` (then none of them fires)."""
     stamp = rfc3339(now)
     out = []
-    for ctx in contexts:
+    for i, ctx in enumerate(contexts):
         data: dict[str, Any] = with_trigger_metadata(ctx, name, stamp or "")
-        out.append((context_hash(ctx), json.dumps(data, allow_nan=False)))
+        what = f"the context fired by trigger {name!r}"
+        if len(contexts) > 1:
+            what = f"context {i} of the {len(contexts)} fired by trigger {name!r}"
+        text = check_context_size(json.dumps(data, allow_nan=False), max_bytes, what)
+        out.append((context_hash(ctx), text))
     return out
 
 

@@ -8,15 +8,48 @@ schema (``DefaultRunner.with_schema``): every pooled connection sets its ``searc
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from cloaca.names import MAX_IDENTIFIER_BYTES, check_schema_name
 from cloaca.store.db import CursorTx, Params, Row, StoreError, load_queries
 
 log = logging.getLogger(__name__)
+
+_CHANNEL_PREFIX = "cloaca"
+_CHANNEL_DIGEST_CHARS = 12
+
+
+def notification_channel(schema: str | None) -> str:
+    """The LISTEN/NOTIFY channel of a database (``cloaca``) or of one schema of it
+    (``cloaca_<schema>``): notifications are per database, so each schema keeps its own.
+
+    This is the one place the channel is derived, and the one place its length is checked.
+    PostgreSQL truncates a longer LISTEN identifier but rejects a longer ``pg_notify``
+    channel, so a channel over the identifier limit would never deliver anything. When
+    ``cloaca_<schema>`` would be too long, its tail is replaced by a digest of the whole
+    schema name: every valid schema name gets a distinct channel that fits. Raises
+    ``ValueError`` (naming the schema, its length and the limit) for a schema name that is
+    itself not a valid identifier.
+    """
+    if not schema:  # as everywhere in this driver: no schema means the default one
+        return _CHANNEL_PREFIX
+    check_schema_name(schema)
+    channel = f"{_CHANNEL_PREFIX}_{schema}"
+    if len(channel.encode()) > MAX_IDENTIFIER_BYTES:
+        digest = hashlib.sha256(schema.encode()).hexdigest()[:_CHANNEL_DIGEST_CHARS]
+        keep = MAX_IDENTIFIER_BYTES - len(_CHANNEL_PREFIX) - len(digest) - 2
+        channel = f"{_CHANNEL_PREFIX}_{schema[:keep]}_{digest}"
+    if len(channel.encode()) > MAX_IDENTIFIER_BYTES:  # a guard on the derivation above
+        raise ValueError(
+            f"Schema name {schema!r} ({len(schema)} bytes) derives the notification channel "
+            f"{channel!r}, over PostgreSQL's identifier limit of {MAX_IDENTIFIER_BYTES} bytes"
+        )
+    return channel
 
 
 def _import_psycopg() -> Any:
@@ -61,8 +94,7 @@ class PostgresDatabase:
 
         self.path = url
         self.schema = schema
-        # Notifications are per database; a schema keeps its own channel.
-        self.channel = f"cloaca_{schema}" if schema else "cloaca"
+        self.channel = notification_channel(schema)
         self._listening = threading.Event()
         self._psycopg = psycopg
         self._queries = load_queries("postgres")
