@@ -65,6 +65,8 @@ def _start_workers(runner: cloaca.DefaultRunner, count: int, concurrency: int) -
     """``count`` worker processes on the runner's PostgreSQL schema, each up and running."""
     from _common import POSTGRES_URL
 
+    if count == 0:
+        return []
     schema = runner._store.db.schema
     workers = [
         subprocess.Popen(
