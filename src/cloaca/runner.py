@@ -391,6 +391,10 @@ class DefaultRunner(TriggerManagement, CronManagement):
         self._stopping.set()
         self._loop.stop()
         self._executor.shutdown(timeout)
+        if len(self._executor.unrecorded):
+            # A last try for outcomes the database refused so far: what is still unrecorded
+            # stays claimed by this runner, which peers re-queue once its row is gone.
+            self._executor.unrecorded.retry_due(self._clock.now(), all_of_them=True)
         # Beat until the in-flight attempts are settled: their claims stay ours till then.
         self._heartbeat.stop()
         self._closed = True

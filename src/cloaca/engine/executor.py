@@ -88,7 +88,8 @@ class Executor:
         self._next_ready: datetime | None = None
         self._shapes: dict[tuple[str, str], Shape] = {}
         self._workers = DaemonWorkers("cloaca-task")
-        self._unrecorded = Unrecorded(store, runner_id)
+        # Outcomes the database refused even after retries, offered again each round.
+        self.unrecorded = Unrecorded(store, runner_id)
 
     # -- the loop's view ----------------------------------------------------------------------
 
@@ -331,7 +332,7 @@ class Executor:
             )
         except Exception as exc:
             log.exception("recording task outcome failed", extra={"task_execution": claimed.id})
-            self._unrecorded.add(result, exc)
+            self.unrecorded.add(result, exc)
         finally:
             handle = attempt.handle
             if handle is None or handle._slot_held:
@@ -358,7 +359,7 @@ class Executor:
 
     def _record_unrecorded(self, now: datetime) -> datetime | None:
         """Offer outcomes the database refused earlier once more; returns when to try next."""
-        recorded, next_try = self._unrecorded.retry_due(now)
+        recorded, next_try = self.unrecorded.retry_due(now)
         for outcome, written in recorded:
             self._dirty = True  # it may have made dependants Ready
             self._written(outcome.claimed, written)

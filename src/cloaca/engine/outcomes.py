@@ -130,13 +130,18 @@ class Unrecorded:
         with self._lock:
             return len(self._waiting)
 
-    def retry_due(self, now: datetime) -> tuple[list[tuple[Outcome, Written]], datetime | None]:
-        """Try each waiting outcome that is due once (no backoff pause here: the loop
-        comes back at the returned ``next_due``). Returns what was recorded."""
+    def retry_due(
+        self, now: datetime, *, all_of_them: bool = False
+    ) -> tuple[list[tuple[Outcome, Written]], datetime | None]:
+        """Try each waiting outcome that is due (or every one) once, without a backoff
+        pause here: the loop comes back at the returned ``next_due``. Returns what was
+        recorded and when the next try is due."""
         with self._lock:
             if not self._waiting:
                 return [], None
-            due = [w for w in self._waiting if w.next_try is None or w.next_try <= now]
+            due = [
+                w for w in self._waiting if all_of_them or w.next_try is None or w.next_try <= now
+            ]
         written: list[tuple[Outcome, Written]] = []
         for waiting in due:
             try:
