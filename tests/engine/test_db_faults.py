@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -73,7 +74,17 @@ def pg_url() -> Iterator[tuple[str, str]]:
     terminates only its own runner's backends (the server is shared)."""
     app = f"cloaca_fault_{uuid.uuid4().hex[:10]}"
     with fresh_database() as url:
-        yield f"{url}&application_name={app}", app
+        yield _with_params(url, application_name=app), app
+
+
+def _with_params(url: str, **params: str) -> str:
+    """``url`` with connection parameters added (``options`` are appended to any already
+    there, such as the test schema's search_path)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for key, value in params.items():
+        query[key] = f"{query[key]} {value}" if key == "options" and key in query else value
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def _terminate(url: str, app: str) -> int:
@@ -155,7 +166,7 @@ def lock_url(backend: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
             functools.partial(SqliteDatabase, busy_timeout_ms=LOCK_WAIT_MS),
         )
         return db_url
-    return f"{db_url}%20-clock_timeout%3D{LOCK_WAIT_MS}"
+    return _with_params(db_url, options=f"-c lock_timeout={LOCK_WAIT_MS}")
 
 
 @contextmanager
