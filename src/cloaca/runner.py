@@ -18,6 +18,7 @@ from cloaca.context import Context, check_context_size
 from cloaca.engine import planner
 from cloaca.engine.aio import AsyncBridge
 from cloaca.engine.executor import Executor
+from cloaca.engine.heartbeat import Heartbeat
 from cloaca.engine.loop import Loop, Part
 from cloaca.engine.planner import Shape, terminate
 from cloaca.engine.recovery import Recovery
@@ -114,7 +115,8 @@ class DefaultRunner(TriggerManagement, CronManagement):
             self.config,
             on_requeued=self._executor.poke,
             end_execution=self._end_execution,
-            heartbeat_wakes=not _manual,
+            shape_for=self._executor.shape_for,
+            on_repaired=self._repaired,
         )
         parts: list[Part] = [self._recovery, self._executor]
         parts.extend(self._init_triggers())
@@ -128,14 +130,26 @@ class DefaultRunner(TriggerManagement, CronManagement):
             self._stopping,
         )
         self._loop.on_external_change = self._executor.external_change
+        self._heartbeat = Heartbeat(
+            self._store,
+            self.runner_id,
+            self.config,
+            self._clock,
+            register=self._recovery.register,
+            stuck_for=self._loop.stuck_for,
+        )
+        if _manual:
+            # Under the Harness the heartbeat is refreshed when the harness ticks.
+            self._loop.parts.insert(0, self._heartbeat)
         listen = getattr(self._store.db, "listen", None)
         if listen is not None and not _manual:
-            listen(self._notified)
+            listen(self._notified, on_reconnect=self._listener_reconnected)
         self._recovery.register(self._clock.now())
         for wf in registered_workflows():
             self._record_workflow(wf)
         add_workflow_listener(self._record_workflow)
         if not _manual:
+            self._heartbeat.start()
             self._loop.start()
 
     # -- construction helpers (compat) ------------------------------------------------------
@@ -195,6 +209,22 @@ class DefaultRunner(TriggerManagement, CronManagement):
         else:
             self._executor.external_change()
             self._loop.wake()
+
+    def _listener_reconnected(self) -> None:
+        """The LISTEN connection was lost and is back: notifications sent meanwhile are
+        gone, so look at the database once (new work) and let every waiter re-read."""
+        self._executor.external_change()
+        self._loop.wake()
+        with self._waiters_lock:
+            waiters = [e for events in self._waiters.values() for e in events]
+        for event in waiters:
+            event.set()
+
+    def _repaired(self, execution_id: str, ended: ExecutionStatus | None) -> None:
+        """The recovery sweep re-planned a stalled execution."""
+        if ended is not None:
+            self._execution_finished(execution_id, ended)
+        self._wake()
 
     def _execution_finished(self, execution_id: str, status: ExecutionStatus | None = None) -> None:
         with self._waiters_lock:
@@ -263,8 +293,14 @@ class DefaultRunner(TriggerManagement, CronManagement):
             event = threading.Event()
             with self._waiters_lock:
                 self._waiters.setdefault(execution_id, []).append(event)
-            record = self._store.get_execution(execution_id)
+            try:
+                # Retries transient database errors (a dropped connection) with backoff.
+                record = self._store.get_execution(execution_id)
+            except BaseException:
+                self._drop_waiter(execution_id, event)
+                raise
             if record is None:
+                self._drop_waiter(execution_id, event)
                 raise ValueError(f"Execution {execution_id!r} not found")
             if record.status.is_terminal:
                 self._drop_waiter(execution_id, event)
@@ -355,6 +391,12 @@ class DefaultRunner(TriggerManagement, CronManagement):
         self._stopping.set()
         self._loop.stop()
         self._executor.shutdown(timeout)
+        if len(self._executor.unrecorded):
+            # A last try for outcomes the database refused so far: what is still unrecorded
+            # stays claimed by this runner, which peers re-queue once its row is gone.
+            self._executor.unrecorded.retry_due(self._clock.now(), all_of_them=True)
+        # Beat until the in-flight attempts are settled: their claims stay ours till then.
+        self._heartbeat.stop()
         self._closed = True
         try:
             self._store.remove_runner(self.runner_id)

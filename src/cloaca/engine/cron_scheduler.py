@@ -27,6 +27,7 @@ runners have the workflow registered.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -244,11 +245,13 @@ class CronScheduler:
             return 0
         shapes = self._shapes(names)
         try:
-            with self._store.write() as tx:
-                fired = sum(
+            fired = self._store.write_retrying(
+                lambda tx: sum(
                     self._fire(tx, record, now, alive_since, shapes)
                     for record in self._store.cron_due(tx, now, FIRE_BATCH)
-                )
+                ),
+                "firing cron slots",
+            )
         except Exception:
             log.exception("firing cron slots failed; retrying schedule by schedule")
             fired = self._fire_one_by_one(now, alive_since, shapes)
@@ -325,26 +328,34 @@ class CronScheduler:
         """Isolate a failing schedule: fire each due schedule in its own transaction; one
         that still fails has its slots claimed without an execution (recovery retries
         them), and one that cannot even be planned is retried a poll interval later."""
-        with self._store.read() as tx:
-            due = self._store.cron_due(tx, now, FIRE_BATCH)
+        due = self._store.read_retrying(
+            lambda tx: self._store.cron_due(tx, now, FIRE_BATCH), "reading due cron schedules"
+        )
         fired = 0
         for record in due:
+            fire = functools.partial(
+                self._fire, record=record, now=now, alive_since=alive_since, shapes=shapes
+            )
             try:
-                with self._store.write() as tx:
-                    fired += self._fire(tx, record, now, alive_since, shapes)
+                fired += self._store.write_retrying(fire, "firing a cron schedule")
                 continue
             except Exception:
                 log.exception("firing cron schedule failed", extra={"schedule_id": record.id})
             try:
-                with self._store.write() as tx:
-                    fired += self._fire(tx, record, now, alive_since, shapes, hand_off=False)
+                claim = functools.partial(fire, hand_off=False)
+                fired += self._store.write_retrying(claim, "claiming cron slots")
                 continue
             except Exception:
                 log.exception("claiming cron slots failed", extra={"schedule_id": record.id})
-            retry = now + timedelta(seconds=self._config.cron_poll_interval_seconds)
+            postpone = functools.partial(
+                self._store.cron_advance,
+                schedule_id=record.id,
+                expected=record.next_run_at,
+                next_run_at=now + timedelta(seconds=self._config.cron_poll_interval_seconds),
+                last_run_at=None,
+            )
             try:
-                with self._store.write() as tx:
-                    self._store.cron_advance(tx, record.id, record.next_run_at, retry, None)
+                self._store.write_retrying(postpone, "postponing a cron schedule")
             except Exception:
                 log.exception("postponing cron schedule failed", extra={"schedule_id": record.id})
         return fired

@@ -21,8 +21,10 @@ from typing import Any
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError, check_context_size
+from cloaca.engine import outcomes
 from cloaca.engine.aio import AsyncBridge, bounded
-from cloaca.engine.planner import Shape, advance, load_input
+from cloaca.engine.outcomes import Outcome, Unrecorded
+from cloaca.engine.planner import Shape, load_input
 from cloaca.engine.workers import DaemonWorkers
 from cloaca.retry import is_transient_message
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
@@ -86,6 +88,8 @@ class Executor:
         self._next_ready: datetime | None = None
         self._shapes: dict[tuple[str, str], Shape] = {}
         self._workers = DaemonWorkers("cloaca-task")
+        # Outcomes the database refused even after retries, offered again each round.
+        self.unrecorded = Unrecorded(store, runner_id)
 
     # -- the loop's view ----------------------------------------------------------------------
 
@@ -135,6 +139,7 @@ class Executor:
     def tick(self, now: datetime) -> tuple[bool, datetime | None]:
         """Claim and dispatch what fits in the free slots; returns (did_work, next_due)."""
         timeout_due = self._expire_timeouts()
+        unrecorded_due = self._record_unrecorded(now)
         if self._check_ended:
             self._check_ended = False
             self._cancel_ended_elsewhere()
@@ -156,7 +161,8 @@ class Executor:
         resumed = self._inline and self._recheck_deferred()
         # With no free slot the next ready time is moot: a finishing attempt wakes the loop.
         ready_due = self._next_ready if free > len(claimed) else None
-        next_due = min((t for t in (ready_due, timeout_due) if t is not None), default=None)
+        dues = (ready_due, timeout_due, unrecorded_due)
+        next_due = min((t for t in dues if t is not None), default=None)
         return bool(claimed) or resumed, next_due
 
     def _recheck_deferred(self) -> bool:
@@ -314,30 +320,19 @@ class Executor:
                 retry_at = now + timedelta(seconds=policy.calculate_delay(claimed.attempt))
             else:
                 status = TaskStatus.FAILED
-        outcome = None
+        result = Outcome(claimed, attempt.shape, status, now, output, error, retry_at)
+        written = None
         try:
-            with self._store.write() as tx:
-                if status is TaskStatus.READY:
-                    # No retry once the execution has ended (cancelled, timed out) meanwhile.
-                    state = self._store.execution_status(tx, claimed.execution_id)
-                    if state is None or state.is_terminal:
-                        status, retry_at = TaskStatus.FAILED, None
-                owned = self._store.finish_attempt(
-                    tx,
-                    claimed,
-                    self._runner_id,
-                    status=status,
-                    now=now,
-                    output_json=output,
-                    error=error,
-                    retry_at=retry_at,
-                )
-                if owned and status.is_terminal and attempt.shape is not None:
-                    outcome = advance(
-                        self._store, tx, attempt.shape, claimed.execution_id, claimed.task_id, now
-                    )
-        except Exception:
+            # The whole transaction is retried on transient database errors; an outcome
+            # the database still refuses is kept and offered again on later rounds (see
+            # engine/outcomes.py): never dropped, so the task is never stranded Running.
+            written = self._store.write_retrying(
+                lambda tx: outcomes.write(self._store, tx, self._runner_id, result),
+                "recording task outcome",
+            )
+        except Exception as exc:
             log.exception("recording task outcome failed", extra={"task_execution": claimed.id})
+            self.unrecorded.add(result, exc)
         finally:
             handle = attempt.handle
             if handle is None or handle._slot_held:
@@ -346,15 +341,29 @@ class Executor:
                 handle._end()
             self._inflight.pop((claimed.id, claimed.attempt), None)
         try:
-            if retry_at is not None and (self._next_ready is None or retry_at < self._next_ready):
-                self._next_ready = retry_at
-            if outcome is not None:
-                self._on_finished(claimed.execution_id, outcome)
+            if written is not None:
+                self._written(claimed, written)
             if spec is not None:
                 _callback(spec, error, ctx)
         finally:
             attempt.settled.set()
             self._wake()
+
+    def _written(self, claimed: ClaimedTask, written: outcomes.Written) -> None:
+        """An outcome reached the database: learn its retry time, report an ended execution."""
+        retry_at = written.retry_at
+        if retry_at is not None and (self._next_ready is None or retry_at < self._next_ready):
+            self._next_ready = retry_at
+        if written.ended is not None:
+            self._on_finished(claimed.execution_id, written.ended)
+
+    def _record_unrecorded(self, now: datetime) -> datetime | None:
+        """Offer outcomes the database refused earlier once more; returns when to try next."""
+        recorded, next_try = self.unrecorded.retry_due(now)
+        for outcome, written in recorded:
+            self._dirty = True  # it may have made dependants Ready
+            self._written(outcome.claimed, written)
+        return next_try
 
 
 class BadTaskResult(TypeError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -45,6 +46,17 @@ class Loop:
         self._woken = False
         self._thread: threading.Thread | None = None
         self.on_external_change: Callable[[], None] = lambda: None
+        # Progress, read by the heartbeat thread: ``rounds`` counts finished rounds, and
+        # ``_busy_since`` is the monotonic instant the part now ticking began (None while
+        # the loop waits, which is not being stuck however long it lasts).
+        self.rounds = 0
+        self._busy_since: float | None = None
+
+    def stuck_for(self) -> float:
+        """Seconds the loop has spent in one step (one part's tick, or the check for
+        other processes' commits) without finishing it; 0 while it waits or is stopped."""
+        since = self._busy_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     def wake(self) -> None:
         """Ask the loop to tick again now."""
@@ -57,6 +69,7 @@ class Loop:
         did = False
         next_due: datetime | None = None
         for part in self.parts:
+            self._busy_since = time.monotonic()  # each part that returns is progress
             try:
                 part_did, part_due = part.tick(now)
             except Exception:
@@ -65,6 +78,7 @@ class Loop:
             did = did or part_did
             if part_due is not None and (next_due is None or part_due < next_due):
                 next_due = part_due
+        self._busy_since = None
         return did, next_due
 
     def start(self) -> None:
@@ -79,9 +93,16 @@ class Loop:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        try:
+            self._rounds()
+        finally:
+            self._busy_since = None
+
+    def _rounds(self) -> None:
         while not self._stopping.is_set():
             now = self._clock.now()
             did, next_due = self.tick_all(now)
+            self.rounds += 1
             if did:
                 continue
             wait = self._fallback
@@ -92,8 +113,10 @@ class Loop:
                     self._cond.wait(wait)
                 woken, self._woken = self._woken, False
             if not woken:
+                self._busy_since = time.monotonic()
                 try:
                     if self._external_change():
                         self.on_external_change()
                 except Exception:
                     log.exception("checking for external changes failed")
+                self._busy_since = None

@@ -267,6 +267,35 @@ def advance(
     return _finish(store, tx, shape, execution_id, now)
 
 
+def repair(
+    store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
+) -> tuple[bool, ExecutionStatus | None]:
+    """Last resort for an active execution that nothing moves on (no task Ready or Running):
+    plan every NotStarted task whose dependencies are all finished, recount the unfinished
+    tasks, and end the execution when none is left. Returns ``(changed, ended_status)``;
+    an execution that is terminal, or has work Ready or Running, is left alone."""
+    state = store.lock_execution(tx, execution_id)
+    if state is None or state.is_terminal:
+        return False, None
+    statuses = store.task_statuses(tx, execution_id)
+    if any(s in (TaskStatus.READY, TaskStatus.RUNNING) for s in statuses.values()):
+        return False, None  # it moves on by itself
+
+    def load(task_ids: set[str]) -> None:
+        statuses.update(store.task_statuses(tx, execution_id, task_ids))
+
+    def context_for(tid: str) -> Mapping[str, Any]:
+        return load_input(store, tx, shape, execution_id, tid, statuses)
+
+    waiting = [t for t in shape.order if statuses.get(t) is TaskStatus.NOT_STARTED]
+    decisions = _cascade(shape, waiting, statuses, load, context_for)
+    for tid, status, reason in decisions:
+        store.set_task_status(tx, execution_id, tid, status, now, reason)
+    if store.recount_remaining(tx, execution_id) > 0:
+        return bool(decisions), None
+    return True, _finish(store, tx, shape, execution_id, now)
+
+
 def _finish(
     store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
 ) -> ExecutionStatus:

@@ -1,7 +1,10 @@
-"""Recovery: this runner's heartbeat, taking over stale claims, workflow timeouts."""
+"""Recovery: taking over stale claims, repairing stalled executions, workflow timeouts.
+
+(The heartbeat that keeps this runner's own claims alive is ``engine/heartbeat.py``.)"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -9,14 +12,20 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from cloaca.config import DefaultRunnerConfig
+from cloaca.engine import planner
+from cloaca.engine.planner import Shape
 from cloaca.store.records import ExecutionStatus
 from cloaca.store.store import Store
 
 log = logging.getLogger(__name__)
 
+#: Stalled executions repaired per sweep (the rest wait for the next one).
+REPAIR_BATCH = 50
+
 
 class Recovery:
-    """Keeps this runner's heartbeat fresh and re-queues work of runners that went silent."""
+    """Re-queues work of runners that went silent, repairs executions nothing moves on,
+    and fails executions past their workflow timeout."""
 
     def __init__(
         self,
@@ -25,15 +34,16 @@ class Recovery:
         config: DefaultRunnerConfig,
         on_requeued: Callable[[], None],
         end_execution: Callable[[str, ExecutionStatus, str], bool],
-        heartbeat_wakes: bool = True,
+        shape_for: Callable[[str, str], Shape | None],
+        on_repaired: Callable[[str, ExecutionStatus | None], None],
     ) -> None:
         self._store = store
         self._runner_id = runner_id
         self._config = config
         self._on_requeued = on_requeued
         self._end_execution = end_execution
-        self._next_heartbeat: datetime | None = None
-        self._heartbeat_wakes = heartbeat_wakes
+        self._shape_for = shape_for
+        self._on_repaired = on_repaired
         self._next_sweep: datetime | None = None
         self._next_timeout_check: datetime | None = None
         self._timeout_wakes = False
@@ -43,29 +53,19 @@ class Recovery:
         self._store.register_runner(self._runner_id, socket.gethostname(), os.getpid(), now)
 
     def tick(self, now: datetime) -> tuple[bool, datetime | None]:
-        """Heartbeat, stale-claim sweep and workflow timeouts when due; returns
-        (did_work, next_due)."""
+        """Stale-claim sweep (with the stalled-execution repair) and workflow timeouts when
+        due; returns (did_work, next_due)."""
         did = False
         cfg = self._config
-        if self._next_heartbeat is None or now >= self._next_heartbeat:
-            if not self._store.heartbeat(self._runner_id, now):
-                log.warning(
-                    "runner was declared dead by a peer; registering again",
-                    extra={"runner_id": self._runner_id},
-                )
-                self.register(now)
-            self._next_heartbeat = now + timedelta(seconds=cfg.heartbeat_interval_seconds)
         if cfg.enable_recovery and (self._next_sweep is None or now >= self._next_sweep):
             did = self.sweep(now)
+            did = self.repair_stalled(now) or did
             self._next_sweep = now + timedelta(seconds=cfg.stale_claim_sweep_interval_seconds)
         if self._next_timeout_check is None or now >= self._next_timeout_check:
             did = self.expire_workflows(now) or did
-        # Under a fake clock nobody else watches this runner's heartbeat in real time, so it
-        # need not be a reason to stop time; it is refreshed whenever the runner ticks.
-        heartbeat_due = self._next_heartbeat if self._heartbeat_wakes else None
         sweep_due = self._next_sweep if cfg.enable_recovery else None
         timeout_due = self._next_timeout_check if self._timeout_wakes else None
-        nexts = [t for t in (heartbeat_due, sweep_due, timeout_due) if t is not None]
+        nexts = [t for t in (sweep_due, timeout_due) if t is not None]
         return did, min(nexts) if nexts else None
 
     def execution_created(self, created_at: datetime) -> None:
@@ -85,6 +85,45 @@ class Recovery:
             )
             self._on_requeued()
         return bool(requeued)
+
+    def repair_stalled(self, now: datetime) -> bool:
+        """Last resort: re-plan active executions that made no progress for the stale
+        threshold although nothing is Ready or Running in them (a task could run, or every
+        task is finished but the execution was never ended). Each is repaired in its own
+        transaction, logged with a WARNING; returns True if one changed."""
+        quiet_since = now - timedelta(seconds=self._config.stale_claim_threshold_seconds)
+        repaired = False
+        for execution_id, name, version in self._store.stalled_executions(
+            quiet_since, REPAIR_BATCH
+        ):
+            try:
+                shape = self._shape_for(name, version)
+                if shape is None:
+                    log.debug(
+                        "stalled execution of an unknown workflow version left alone",
+                        extra={"execution_id": execution_id, "workflow": name},
+                    )
+                    continue
+                changed, ended = self._store.write_retrying(
+                    functools.partial(
+                        planner.repair, self._store, shape=shape, now=now, execution_id=execution_id
+                    ),
+                    "repairing a stalled execution",
+                )
+            except Exception:
+                log.exception(
+                    "repairing a stalled execution failed", extra={"execution_id": execution_id}
+                )
+                continue
+            if changed:
+                repaired = True
+                log.warning(
+                    "repaired stalled execution %s (no task was Ready or Running)",
+                    execution_id,
+                    extra={"execution_id": execution_id, "ended": str(ended) if ended else None},
+                )
+                self._on_repaired(execution_id, ended)
+        return repaired
 
     def expire_workflows(self, now: datetime) -> bool:
         """Fail executions older than ``workflow_timeout_seconds``; plan the next check for

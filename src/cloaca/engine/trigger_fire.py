@@ -105,8 +105,11 @@ class TriggerRecorder:
         plain.extend(others)
         if plain:
             try:
-                with self._store.write() as tx:
-                    out.extend(self.record_plain(tx, plain, now))
+                out.extend(
+                    self._store.write_retrying(
+                        lambda tx: self.record_plain(tx, plain, now), "recording trigger polls"
+                    )
+                )
             except Exception:
                 log.exception("recording trigger polls failed", extra={"count": len(plain)})
                 out.extend(Recorded(run, None, None) for run in plain)
@@ -212,38 +215,52 @@ class TriggerRecorder:
             run.error = describe_error(exc)
             run.result = None
             return None
+        recorded, fire = self._store.write_retrying(
+            lambda tx: self._fire_tx(tx, run, shape, prepared, now), "recording a trigger fire"
+        )
+        if fire is not None:
+            _log_fire(name, fire)
+        return recorded
+
+    def _fire_tx(
+        self,
+        tx: Tx,
+        run: PollRun,
+        shape: Shape,
+        prepared: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> tuple[Recorded, FireResult | None]:
+        """The fire transaction of one poll (run again as a whole on transient errors)."""
+        assert run.result is not None
+        name = run.name
         cursor = run.result.cursor
         schedule_id = run.claim.schedule_id
-        with self._store.write() as tx:
-            state = self._store.trigger_schedule_state(tx, schedule_id)
-            if state is None or not state[0] or state[1] != self._runner_id:
-                # Disabled (or re-leased) while the poll ran: the fire is discarded and the
-                # cursor stays where it was, so nothing the poll saw is skipped for good.
-                why = "disabled" if state is None or not state[0] else "claimed by another runner"
-                ended = self._store.end_polls(
-                    tx, [(schedule_id, PollEnd(False))], self._runner_id, self._max_errors
-                )
-                message = f"fire discarded: the trigger was {why} while its poll ran"
-                self._store.insert_trigger_evaluations(
-                    tx, self._runner_id, [_evaluation(run, EvaluationOutcome.SKIPPED, message)]
-                )
-                self._prune(tx, [name])
-                log.info("trigger %r %s", name, message, extra={"trigger_name": name})
-                return _recorded(run, ended.get(schedule_id))
-            fire = self._fire_in_tx(
-                tx, schedule_id, name, run.claim.allow_concurrent, shape, prepared, now
-            )
-            end = PollEnd(False, set_cursor=cursor is not None, cursor=cursor)
+        state = self._store.trigger_schedule_state(tx, schedule_id)
+        if state is None or not state[0] or state[1] != self._runner_id:
+            # Disabled (or re-leased) while the poll ran: the fire is discarded and the
+            # cursor stays where it was, so nothing the poll saw is skipped for good.
+            why = "disabled" if state is None or not state[0] else "claimed by another runner"
             ended = self._store.end_polls(
-                tx, [(schedule_id, end)], self._runner_id, self._max_errors
+                tx, [(schedule_id, PollEnd(False))], self._runner_id, self._max_errors
             )
-            outcome, note = _fire_outcome(fire)
+            message = f"fire discarded: the trigger was {why} while its poll ran"
             self._store.insert_trigger_evaluations(
-                tx, self._runner_id, [_evaluation(run, outcome, note, fire.execution_ids)]
+                tx, self._runner_id, [_evaluation(run, EvaluationOutcome.SKIPPED, message)]
             )
             self._prune(tx, [name])
-        _log_fire(name, fire)
-        return _recorded(run, ended.get(schedule_id), fired=bool(fire.execution_ids))
+            log.info("trigger %r %s", name, message, extra={"trigger_name": name})
+            return _recorded(run, ended.get(schedule_id)), None
+        fire = self._fire_in_tx(
+            tx, schedule_id, name, run.claim.allow_concurrent, shape, prepared, now
+        )
+        end = PollEnd(False, set_cursor=cursor is not None, cursor=cursor)
+        ended = self._store.end_polls(tx, [(schedule_id, end)], self._runner_id, self._max_errors)
+        outcome, note = _fire_outcome(fire)
+        self._store.insert_trigger_evaluations(
+            tx, self._runner_id, [_evaluation(run, outcome, note, fire.execution_ids)]
+        )
+        self._prune(tx, [name])
+        return _recorded(run, ended.get(schedule_id), fired=bool(fire.execution_ids)), fire
 
     # -- manual fire ------------------------------------------------------------------------
 
@@ -260,7 +277,8 @@ class TriggerRecorder:
             # Refused, but on the record: the evaluation log shows what was asked and why.
             self._record_manual_error(schedule, f"manual fire: {exc}", started, now)
             raise
-        with self._store.write() as tx:
+
+        def fire_tx(tx: Tx) -> FireResult:
             fire = self._fire_in_tx(
                 tx,
                 schedule.id,
@@ -287,6 +305,9 @@ class TriggerRecorder:
                 ],
             )
             self._prune(tx, [schedule.trigger_name])
+            return fire
+
+        fire = self._store.write_retrying(fire_tx, "recording a manual trigger fire")
         _log_fire(schedule.trigger_name, fire)
         if fire.execution_ids:
             self._wake()

@@ -32,6 +32,12 @@ class StoreError(Exception):
     """A persistence failure the engine cannot interpret further."""
 
 
+class TransientStoreError(StoreError):
+    """A failure that may pass if the whole transaction is tried again: a lost connection,
+    a serialization failure or deadlock, a database locked by another writer. Drivers raise
+    it; :func:`cloaca.store.retry.retrying` retries it."""
+
+
 class NotACloacaDatabase(StoreError, ValueError):
     """The database holds tables but none of cloaca's schema bookkeeping."""
 

@@ -16,9 +16,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from cloaca.names import MAX_IDENTIFIER_BYTES, check_schema_name
-from cloaca.store.db import CursorTx, Params, Row, StoreError, load_queries
+from cloaca.store.db import CursorTx, Params, Row, StoreError, TransientStoreError, load_queries
+from cloaca.store.retry import Backoff
 
 log = logging.getLogger(__name__)
+
+#: Pauses between attempts to re-open a lost LISTEN connection (it never gives up).
+LISTEN_BACKOFF = Backoff(first_delay=0.05, max_delay=2.0)
 
 _CHANNEL_PREFIX = "cloaca"
 _CHANNEL_DIGEST_CHARS = 12
@@ -96,6 +100,8 @@ class PostgresDatabase:
         self.schema = schema
         self.channel = notification_channel(schema)
         self._listening = threading.Event()
+        self._closed = threading.Event()
+        self.listen_reconnects = 0  # observability: how often the listener had to reconnect
         self._psycopg = psycopg
         self._queries = load_queries("postgres")
         self.write_transactions = 0
@@ -112,6 +118,9 @@ class PostgresDatabase:
             max_size=max(1, pool_size),
             kwargs={"autocommit": True, "row_factory": dict_row},
             configure=configure,
+            # A connection the server dropped (restart, failover, pg_terminate_backend)
+            # is found out and replaced before it is handed out, not by the transaction.
+            check=ConnectionPool.check_connection,
             open=True,
             name="cloaca",
         )
@@ -135,6 +144,10 @@ class PostgresDatabase:
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield _PgTx(cur, self._queries, "postgres")
+        except self._psycopg.OperationalError as exc:
+            # Lost connections, pool timeouts, serialization failures, deadlocks, lock
+            # timeouts, admin shutdowns: the whole transaction may succeed if tried again.
+            raise TransientStoreError(f"postgres error: {exc}") from exc
         except self._psycopg.Error as exc:
             raise StoreError(f"postgres error: {exc}") from exc
 
@@ -154,28 +167,95 @@ class PostgresDatabase:
             row = tx._cur.fetchone()
         return int(row["v"]) if row else 0
 
-    def listen(self, callback: Callable[[str], None]) -> None:
+    def listen(
+        self, callback: Callable[[str], None], on_reconnect: Callable[[], None] | None = None
+    ) -> None:
         """Call ``callback(payload)`` for every notification other transactions send on this
-        database's channel (on a daemon thread with its own connection)."""
-        conn = self._psycopg.connect(self.path, autocommit=True)
-        conn.execute(f'LISTEN "{self.channel}"')
+        database's channel (on a daemon thread with its own connection).
+
+        A lost connection is re-opened with backoff until :meth:`close`; notifications sent
+        meanwhile are lost, so ``on_reconnect()`` is called after each reconnection to let
+        the caller look at the database once. The first connection is opened here: an
+        unreachable database raises at once."""
+        conn = self._listen_connection()
         self._listening.set()
+        threading.Thread(
+            target=self._listen_loop,
+            args=(conn, callback, on_reconnect),
+            name="cloaca-listen",
+            daemon=True,
+        ).start()
 
-        def run() -> None:
-            try:
-                while self._listening.is_set():
+    def _listen_connection(self) -> Any:
+        conn = self._psycopg.connect(self.path, autocommit=True)
+        try:
+            conn.execute(f'LISTEN "{self.channel}"')
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _listen_loop(
+        self,
+        conn: Any,
+        callback: Callable[[str], None],
+        on_reconnect: Callable[[], None] | None,
+    ) -> None:
+        failures = 0
+        try:
+            while self._listening.is_set():
+                if conn is None:
+                    try:
+                        conn = self._listen_connection()
+                    except self._psycopg.Error as exc:
+                        failures += 1
+                        delay = LISTEN_BACKOFF.delay(failures)
+                        log.warning(
+                            "re-opening the LISTEN connection failed; next try in %.2fs: %s",
+                            delay,
+                            exc,
+                            extra={"channel": self.channel, "failures": failures},
+                        )
+                        self._closed.wait(delay)
+                        continue
+                    failures = 0
+                    self.listen_reconnects += 1
+                    log.info("LISTEN connection re-opened", extra={"channel": self.channel})
+                    if on_reconnect is not None:
+                        _call_quietly(on_reconnect)
+                try:
                     for note in conn.notifies(timeout=0.5):
-                        callback(note.payload)
-            except self._psycopg.Error:
-                pass  # the connection went away: the loop's fallback poll still works
-            except Exception:
-                log.exception("handling a PostgreSQL notification failed")
-            finally:
-                conn.close()
-
-        threading.Thread(target=run, name="cloaca-listen", daemon=True).start()
+                        _call_quietly(callback, note.payload)
+                except self._psycopg.Error as exc:
+                    log.warning(
+                        "LISTEN connection lost; reconnecting: %s",
+                        exc,
+                        extra={"channel": self.channel},
+                    )
+                    _close_quietly(conn)
+                    conn = None
+                    failures += 1
+                    self._closed.wait(LISTEN_BACKOFF.delay(failures))
+        finally:
+            if conn is not None:
+                _close_quietly(conn)
 
     def close(self) -> None:
         """Stop listening and close every pooled connection."""
         self._listening.clear()
+        self._closed.set()
         self._pool.close()
+
+
+def _call_quietly(fn: Callable[..., None], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("handling a PostgreSQL notification failed")
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # pragma: no cover - closing a broken connection
+        log.debug("closing a broken LISTEN connection failed", exc_info=True)

@@ -14,7 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cloaca.store.db import CursorTx, Params, Row, StoreError, load_queries
+from cloaca.store.db import (
+    CursorTx,
+    Params,
+    Row,
+    StoreError,
+    TransientStoreError,
+    load_queries,
+)
 from cloaca.store.migrate import VERSION_TABLE
 
 _BUSY_TIMEOUT_MS = 30_000
@@ -43,18 +50,31 @@ class SqliteDatabase:
 
     dialect = "sqlite"
 
-    def __init__(self, path: str, uri: bool = False) -> None:
+    def __init__(
+        self, path: str, uri: bool = False, busy_timeout_ms: int = _BUSY_TIMEOUT_MS
+    ) -> None:
+        if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int):
+            raise ValueError(f"busy_timeout_ms={busy_timeout_ms!r} is invalid: expected an int")
+        if busy_timeout_ms < 0:
+            raise ValueError(f"busy_timeout_ms={busy_timeout_ms!r} is invalid: expected >= 0")
         self.path = path
+        # How long a statement waits for another connection's write lock before failing
+        # with "database is locked" (a TransientStoreError the engine retries).
+        self.busy_timeout_ms = busy_timeout_ms
         self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(
-                path, uri=uri, isolation_level=None, check_same_thread=False, timeout=30
+                path,
+                uri=uri,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout_ms / 1000,
             )
         except sqlite3.Error as exc:
             raise ValueError(f"cannot open SQLite database {path!r}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             tables = {
                 row[0]
                 for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -78,14 +98,13 @@ class SqliteDatabase:
         # Switching a new file to WAL needs a moment of exclusive access, and SQLite's busy
         # handler does not cover it: processes that open the same new file at once would see
         # "database is locked". Retry until one of them has done it (it is permanent).
-        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
         while True:
             try:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 return
             except sqlite3.OperationalError as exc:
-                locked = "locked" in str(exc) or "busy" in str(exc)
-                if not locked or time.monotonic() > deadline:
+                if not _is_locked(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.005)
 
@@ -119,6 +138,12 @@ class SqliteDatabase:
         try:
             with inner as tx:
                 yield tx
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                # Another connection held the write lock past the busy timeout: trying the
+                # transaction again later may well succeed.
+                raise TransientStoreError(f"sqlite error: {exc}") from exc
+            raise StoreError(f"sqlite error: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite error: {exc}") from exc
 
@@ -131,3 +156,13 @@ class SqliteDatabase:
         """Close the connection."""
         with self._lock:
             self._conn.close()
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds a lock we need."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    # Extended result codes (e.g. SQLITE_BUSY_SNAPSHOT) keep the primary code in the low byte.
+    if isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return True
+    text = str(exc)
+    return "locked" in text or "busy" in text

@@ -11,10 +11,10 @@ context is encoded once per hop).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cloaca.clock import from_db_time, to_db_time
 from cloaca.store.cron_store import CronStore
@@ -28,7 +28,10 @@ from cloaca.store.records import (
     TaskExecutionRecord,
     TaskStatus,
 )
+from cloaca.store.retry import retrying
 from cloaca.store.trigger_store import TriggerStore
+
+T = TypeVar("T")
 
 
 class Store(TriggerStore, CronStore):
@@ -59,6 +62,27 @@ class Store(TriggerStore, CronStore):
     def read(self) -> AbstractContextManager[Tx]:
         """Open a read transaction for composed reads."""
         return self.db.read()
+
+    def write_retrying(self, fn: Callable[[Tx], T], what: str) -> T:
+        """Run ``fn(tx)`` in a write transaction and return its result; when the database
+        fails transiently (:class:`~cloaca.store.db.TransientStoreError`) the WHOLE
+        transaction is run again, with backoff, on a fresh connection. ``fn`` must be safe
+        to run again after a rollback (engine writes are conditional, so they are)."""
+
+        def once() -> T:
+            with self.db.write() as tx:
+                return fn(tx)
+
+        return retrying(once, what)
+
+    def read_retrying(self, fn: Callable[[Tx], T], what: str) -> T:
+        """Like :meth:`write_retrying`, for a read transaction."""
+
+        def once() -> T:
+            with self.db.read() as tx:
+                return fn(tx)
+
+        return retrying(once, what)
 
     def close(self) -> None:
         """Close the database."""
@@ -359,18 +383,38 @@ class Store(TriggerStore, CronStore):
         return {r["id"]: ExecutionStatus(r["status"]) for r in rows}
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
-        """One execution, or None."""
-        with self.db.read() as tx:
-            row = tx.one("execution_get", {"id": execution_id})
+        """One execution, or None (transient database errors are retried)."""
+        row = self.read_retrying(
+            lambda tx: tx.one("execution_get", {"id": execution_id}), "reading an execution"
+        )
         return ExecutionRecord.from_row(row) if row else None
 
     def list_task_executions(self, execution_id: str) -> list[TaskExecutionRecord]:
-        """The task executions of an execution in topological position order."""
+        """The task executions of an execution in topological position order (transient
+        database errors are retried)."""
+        rows = self.read_retrying(
+            lambda tx: tx.all("task_list", {"execution_id": execution_id}),
+            "reading task executions",
+        )
+        return [TaskExecutionRecord.from_row(r) for r in rows]
+
+    # -- last-resort repair -----------------------------------------------------------------
+
+    def stalled_executions(self, quiet_since: datetime, limit: int) -> list[tuple[str, str, str]]:
+        """``(id, workflow name, version)`` of up to ``limit`` active executions created
+        before ``quiet_since`` with no Running or Ready task execution and no task started
+        or finished since then: nothing will move them on by itself."""
         with self.db.read() as tx:
-            return [
-                TaskExecutionRecord.from_row(r)
-                for r in tx.all("task_list", {"execution_id": execution_id})
-            ]
+            rows = tx.all(
+                "execution_stalled", {"threshold": to_db_time(quiet_since), "limit": limit}
+            )
+        return [(r["id"], r["workflow_name"], r["workflow_version"]) for r in rows]
+
+    def recount_remaining(self, tx: Tx, execution_id: str) -> int:
+        """Reset an execution's count of unfinished tasks from its task executions' actual
+        statuses; returns it."""
+        row = tx.one("execution_recount_remaining", {"id": execution_id})
+        return int(row["remaining_tasks"]) if row else 0
 
     def list_executions(
         self, workflow_name: str | None, status: str | None, limit: int, offset: int

@@ -206,3 +206,23 @@ SELECT pg_advisory_xact_lock(823117)
 
 -- name: notify
 SELECT pg_notify(%(channel)s, %(payload)s)
+
+-- name: execution_stalled
+-- Active executions nothing will move on: no task Ready or Running, none started or
+-- finished since threshold (the active-status index keeps this cheap).
+SELECT e.id, e.workflow_name, e.workflow_version FROM cloaca_executions e
+WHERE e.status IN ('Pending', 'Running') AND e.created_at <= %(threshold)s
+  AND NOT EXISTS (
+    SELECT 1 FROM cloaca_task_executions t
+    WHERE t.execution_id = e.id
+      AND (t.status IN ('Ready', 'Running')
+           OR t.started_at > %(threshold)s OR t.completed_at > %(threshold)s))
+ORDER BY e.created_at
+LIMIT %(limit)s
+
+-- name: execution_recount_remaining
+UPDATE cloaca_executions SET remaining_tasks = (
+    SELECT COUNT(*) FROM cloaca_task_executions
+    WHERE execution_id = %(id)s AND status NOT IN ('Completed', 'Failed', 'Skipped'))
+WHERE id = %(id)s
+RETURNING remaining_tasks

@@ -187,3 +187,23 @@ SELECT 1
 
 -- name: notify
 SELECT :channel AS channel, :payload AS payload
+
+-- name: execution_stalled
+-- Active executions nothing will move on: no task Ready or Running, none started or
+-- finished since :threshold (the active-status index keeps this cheap).
+SELECT e.id, e.workflow_name, e.workflow_version FROM cloaca_executions e
+WHERE e.status IN ('Pending', 'Running') AND e.created_at <= :threshold
+  AND NOT EXISTS (
+    SELECT 1 FROM cloaca_task_executions t
+    WHERE t.execution_id = e.id
+      AND (t.status IN ('Ready', 'Running')
+           OR t.started_at > :threshold OR t.completed_at > :threshold))
+ORDER BY e.created_at
+LIMIT :limit
+
+-- name: execution_recount_remaining
+UPDATE cloaca_executions SET remaining_tasks = (
+    SELECT COUNT(*) FROM cloaca_task_executions
+    WHERE execution_id = :id AND status NOT IN ('Completed', 'Failed', 'Skipped'))
+WHERE id = :id
+RETURNING remaining_tasks

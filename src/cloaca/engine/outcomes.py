@@ -1,0 +1,171 @@
+"""Recording an attempt's outcome, and what happens when the database will not take it.
+
+An outcome is recorded in ONE transaction with what it unblocks (``planner.advance``),
+through :meth:`Store.write_retrying`: a transient failure (lost connection, lock held too
+long) retries the whole transaction with backoff. If it still fails, the outcome is NOT
+dropped (the task execution would stay Running under a live runner forever, and no peer
+takes over the claims of a runner whose heartbeat is fresh). Instead:
+
+* after a *transient* failure the outcome waits in :class:`Unrecorded` and the executor
+  tries it again on later loop rounds until the database takes it. The body ran once and
+  its result is kept; the claim stays with this runner (so no one else runs the body)
+  while its heartbeat proves it alive. If this runner dies meanwhile, its heartbeat goes
+  stale and peers re-queue the claim as for any crash.
+* after a *permanent* failure (an error retrying cannot fix) the outcome is replaced by a
+  release of the claim (:func:`release_of`): the task execution becomes Ready again when
+  it has attempts left (so the body runs at most ``max_attempts`` times in all), else
+  Failed with the reason. The release itself is retried like any outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from cloaca.engine.planner import Shape, advance
+from cloaca.store.db import TransientStoreError, Tx
+from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
+from cloaca.store.retry import DEFAULT_BACKOFF, Backoff
+from cloaca.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to, ready to be written."""
+
+    claimed: ClaimedTask
+    shape: Shape | None
+    status: TaskStatus
+    now: datetime
+    output: str | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What recording an outcome did: ``owned`` is False when the claim had been lost
+    (timed out, taken over, cancelled); ``ended`` is the execution's final status if this
+    outcome ended it; ``retry_at`` when a retry was scheduled."""
+
+    owned: bool
+    ended: ExecutionStatus | None
+    retry_at: datetime | None
+
+
+def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
+    """Record ``outcome`` inside ``tx`` (safe to run again after a rollback)."""
+    claimed = outcome.claimed
+    status, retry_at = outcome.status, outcome.retry_at
+    if status is TaskStatus.READY:
+        # No retry once the execution has ended (cancelled, timed out) meanwhile.
+        state = store.execution_status(tx, claimed.execution_id)
+        if state is None or state.is_terminal:
+            status, retry_at = TaskStatus.FAILED, None
+    owned = store.finish_attempt(
+        tx,
+        claimed,
+        runner_id,
+        status=status,
+        now=outcome.now,
+        output_json=outcome.output,
+        error=outcome.error,
+        retry_at=retry_at,
+    )
+    ended = None
+    if owned and status.is_terminal and outcome.shape is not None:
+        ended = advance(
+            store, tx, outcome.shape, claimed.execution_id, claimed.task_id, outcome.now
+        )
+    return Written(owned, ended, retry_at)
+
+
+def release_of(outcome: Outcome, exc: BaseException) -> Outcome:
+    """The outcome to record instead of one that can never be recorded: the claim is
+    released for another attempt if one is left, else the attempt fails with the reason."""
+    claimed = outcome.claimed
+    reason = f"the outcome of attempt {claimed.attempt} could not be recorded: {exc}"
+    if claimed.attempt < claimed.max_attempts:
+        return replace(
+            outcome, status=TaskStatus.READY, output=None, error=reason, retry_at=outcome.now
+        )
+    return replace(outcome, status=TaskStatus.FAILED, output=None, error=reason, retry_at=None)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    outcome: Outcome
+    failures: int = 1
+    next_try: datetime | None = None  # None: at the next round
+
+
+@dataclass
+class Unrecorded:
+    """Outcomes the database did not take yet; the executor offers them again each round."""
+
+    store: Store
+    runner_id: str
+    backoff: Backoff = DEFAULT_BACKOFF
+    _waiting: list[_Waiting] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, outcome: Outcome, exc: BaseException) -> None:
+        """Keep an outcome whose recording failed with ``exc`` (a permanent failure turns
+        it into a release of the claim first)."""
+        if not isinstance(exc, TransientStoreError):
+            outcome = release_of(outcome, exc)
+        log.error(
+            "task outcome kept for a later try: %s",
+            exc,
+            extra={"task_execution": outcome.claimed.id, "status": str(outcome.status)},
+        )
+        with self._lock:
+            self._waiting.append(_Waiting(outcome))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def retry_due(
+        self, now: datetime, *, all_of_them: bool = False
+    ) -> tuple[list[tuple[Outcome, Written]], datetime | None]:
+        """Try each waiting outcome that is due (or every one) once, without a backoff
+        pause here: the loop comes back at the returned ``next_due``. Returns what was
+        recorded and when the next try is due."""
+        with self._lock:
+            if not self._waiting:
+                return [], None
+            due = [
+                w for w in self._waiting if all_of_them or w.next_try is None or w.next_try <= now
+            ]
+        written: list[tuple[Outcome, Written]] = []
+        for waiting in due:
+            try:
+                with self.store.write() as tx:
+                    result = write(self.store, tx, self.runner_id, waiting.outcome)
+            except Exception as exc:
+                if not isinstance(exc, TransientStoreError):
+                    waiting.outcome = release_of(waiting.outcome, exc)
+                delay = self.backoff.delay(waiting.failures)
+                waiting.failures += 1
+                waiting.next_try = now + timedelta(seconds=delay)
+                log.warning(
+                    "recording a kept task outcome failed again: %s",
+                    exc,
+                    extra={"task_execution": waiting.outcome.claimed.id, "tries": waiting.failures},
+                )
+                continue
+            log.warning(
+                "kept task outcome recorded",
+                extra={"task_execution": waiting.outcome.claimed.id, "owned": result.owned},
+            )
+            written.append((waiting.outcome, result))
+            with self._lock:
+                self._waiting.remove(waiting)
+        with self._lock:
+            nexts = [w.next_try or now for w in self._waiting]
+        return written, min(nexts) if nexts else None
