@@ -17,7 +17,7 @@ from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
 from cloaca.engine import planner
 from cloaca.engine.aio import AsyncBridge
-from cloaca.engine.executor import Executor
+from cloaca.engine.executor import Claim, Executor
 from cloaca.engine.heartbeat import Heartbeat
 from cloaca.engine.loop import Loop, Part
 from cloaca.engine.planner import Shape, terminate
@@ -92,6 +92,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
         self._waiters: dict[str, list[threading.Event]] = {}
         self._waiters_lock = threading.Lock()
         self._store = open_store(database_url, _schema, self.config.db_pool_size)
+        self._store.origin = self.runner_id
         try:
             self._store.migrate()
         except Exception:
@@ -105,7 +106,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
             self.config,
             self._aio,
             on_finished=self._execution_finished,
-            wake=self._wake,
+            wake=self._wake_loop,
             stopping=self._stopping,
             inline=_manual,
         )
@@ -184,7 +185,12 @@ class DefaultRunner(TriggerManagement, CronManagement):
     # -- engine plumbing --------------------------------------------------------------------
 
     def _wake(self) -> None:
+        """Something in this process may have made work Ready: claim on the next round."""
         self._executor.poke()
+        self._loop.wake()
+
+    def _wake_loop(self) -> None:
+        """Tick again now (the executor decides itself whether to claim)."""
         self._loop.wake()
 
     def _external_change(self) -> bool:
@@ -206,7 +212,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
         """Another process committed something we care about (PostgreSQL NOTIFY)."""
         if payload.startswith("finished:"):
             self._execution_finished(payload.removeprefix("finished:"))
-        else:
+        elif payload != f"ready:{self.runner_id}":  # work this runner made Ready, it knows of
             self._executor.external_change()
             self._loop.wake()
 
@@ -271,9 +277,24 @@ class DefaultRunner(TriggerManagement, CronManagement):
             self.config.max_context_bytes,
             f"the input context of workflow {workflow_name!r}",
         )
-        with self._store.write() as tx:
-            execution_id = self._create_execution(tx, shape, text, self._clock.now())
-        self._wake()
+        # When this process runs the workflow and has free slots, the transaction that
+        # creates the execution also claims its roots: a one-task execution then costs two
+        # commits in all (this one and its outcome's).
+        wf = get_workflow(shape.name)
+        roots = sum(1 for tid in shape.order if not shape.deps[tid])
+        local = wf is not None and wf.version == shape.version
+        reserved = self._executor.reserve(roots) if local else 0
+        claimed: list[Claim] = []
+        try:
+            with self._store.write() as tx:
+                now = self._clock.now()
+                execution_id = self._create_execution(tx, shape, text, now)
+                if reserved:
+                    claimed = self._executor.claim_in(tx, [shape.name], reserved, now, execution_id)
+        finally:
+            self._executor.adopt(claimed, reserved)
+        if reserved < roots:
+            self._wake()  # roots left Ready: the loop claims them as slots free up
         return execution_id
 
     def execute(

@@ -4,6 +4,15 @@ A claim is a conditional UPDATE in the database; the outcome write is conditiona
 same (task execution, attempt, runner), so a late result of an attempt that timed out or
 was taken over by another runner changes nothing. Recording an outcome and planning what it
 unblocks happen in one transaction (``planner.advance``).
+
+Commits are the latency budget, so work rides on transactions that happen anyway:
+
+* outcomes are recorded by group commit: the worker thread that finishes first writes
+  every outcome waiting at that moment in ONE transaction, and claims new work for the
+  slots they free (and any idle ones) in the same transaction, with the claimed tasks'
+  inputs. A chain costs one transaction per hop; a busy runner less than one per task.
+* a claim reads its tasks' inputs in its own transaction, so a body starts without
+  another round trip.
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ from cloaca.engine import outcomes
 from cloaca.engine.aio import AsyncBridge, bounded
 from cloaca.engine.outcomes import Outcome, Unrecorded
 from cloaca.engine.planner import Shape, load_input
+from cloaca.engine.slots import Slots
 from cloaca.engine.workers import DaemonWorkers
 from cloaca.retry import is_transient_message
+from cloaca.store.db import TransientStoreError, Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
 from cloaca.store.store import Store
 from cloaca.task import TaskHandle, TaskSpec
@@ -50,6 +61,22 @@ class _Attempt:
     settled: threading.Event = field(default_factory=threading.Event)
     recheck: threading.Event = field(default_factory=threading.Event)
     waiting: bool = False
+    #: The input context, when the claim read it in its own transaction.
+    input: dict[str, Any] | None = None
+
+
+#: A claimed task execution and its input (None: read it when the attempt starts).
+Claim = tuple[ClaimedTask, dict[str, Any] | None]
+
+
+@dataclass(slots=True)
+class _Done:
+    """A finished attempt waiting to be recorded; ``holds_slot`` when its slot is handed
+    on to whatever the recording transaction claims."""
+
+    attempt: _Attempt
+    outcome: Outcome
+    holds_slot: bool
 
 
 class TaskTimedOut(Exception):
@@ -80,8 +107,10 @@ class Executor:
         self._wake = wake
         self._stopping = stopping
         self._inline = inline
-        self._slots = threading.Condition()
-        self._free = config.max_concurrent_tasks
+        self._slots = Slots(config.max_concurrent_tasks)
+        self._pending: list[_Done] = []
+        self._pending_lock = threading.Lock()
+        self._flushing = False
         self._inflight: dict[tuple[int, int], _Attempt] = {}
         self._dirty = True
         self._check_ended = False
@@ -143,24 +172,27 @@ class Executor:
         if self._check_ended:
             self._check_ended = False
             self._cancel_ended_elsewhere()
-        claimed: list[ClaimedTask] = []
-        with self._slots:
-            free = self._free
+        claimed: list[Claim] = []
         due = self._dirty or (self._next_ready is not None and now >= self._next_ready)
-        if free > 0 and due:
+        reserved = self._slots.reserve(self._config.max_concurrent_tasks) if due else 0
+        if reserved:
             names = [wf.name for wf in registered_workflows()]
             self._dirty = False
-            if names:
-                claimed = self._store.claim_ready(self._runner_id, names, free, now)
-                if len(claimed) < free:
-                    self._next_ready = self._store.next_ready_at(names)
-                else:
-                    self._dirty = True
-            for c in claimed:
-                self._dispatch(c)
+            try:
+                if names:
+                    with self._store.write() as tx:
+                        claimed = self.claim_in(tx, names, reserved, now)
+                    if len(claimed) < reserved:
+                        self._next_ready = self._store.next_ready_at(names)
+                    else:
+                        self._dirty = True
+            finally:
+                self._slots.give_back(reserved - len(claimed))
+            for claim in claimed:
+                self._dispatch(*claim)
         resumed = self._inline and self._recheck_deferred()
         # With no free slot the next ready time is moot: a finishing attempt wakes the loop.
-        ready_due = self._next_ready if free > len(claimed) else None
+        ready_due = self._next_ready if self._slots.free > 0 else None
         dues = (ready_due, timeout_due, unrecorded_due)
         next_due = min((t for t in dues if t is not None), default=None)
         return bool(claimed) or resumed, next_due
@@ -204,27 +236,66 @@ class Executor:
     # -- slots (also lent to TaskHandle) ---------------------------------------------------
 
     def release_slot(self) -> None:
-        with self._slots:
-            self._free += 1
-            self._slots.notify()
+        self._slots.give_back(1)
         self._dirty = True
         self._wake()
 
     def acquire_slot(self) -> None:
-        with self._slots:
-            while self._free <= 0 and not self._stopping.is_set():
-                self._slots.wait(0.5)
-            self._free -= 1
+        self._slots.wait_for_one(self._stopping)
+
+    # -- claims riding on other transactions ----------------------------------------------
+
+    def reserve(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` free slots for a claim in a transaction opened elsewhere
+        (0 under the Harness, which runs attempts only from its own rounds)."""
+        if self._inline or self._stopping.is_set():
+            return 0
+        return self._slots.reserve(wanted)
+
+    def claim_in(
+        self,
+        tx: Tx,
+        names: list[str],
+        limit: int,
+        now: datetime,
+        execution_id: str | None = None,
+    ) -> list[Claim]:
+        """Claim up to ``limit`` Ready task executions inside ``tx`` (slots reserved by the
+        caller) and read their inputs in the same transaction."""
+        claimed = self._store.claim_ready_in(tx, self._runner_id, names, limit, now, execution_id)
+        inputs: dict[str, str] = {}  # execution input, read once for several roots
+        result: list[Claim] = []
+        for c in claimed:
+            shape = self.shape_for(c.workflow_name, c.workflow_version)
+            data = None
+            if shape is not None and c.task_id in shape.deps:
+                if shape.deps[c.task_id]:
+                    data = load_input(self._store, tx, shape, c.execution_id, c.task_id)
+                else:
+                    text = inputs.get(c.execution_id)
+                    if text is None:
+                        text = inputs[c.execution_id] = self._store.execution_context(
+                            tx, c.execution_id
+                        )
+                    data = json.loads(text)
+            result.append((c, data))
+        return result
+
+    def adopt(self, claimed: list[Claim], reserved: int) -> None:
+        """Run what a transaction opened elsewhere claimed (it committed) and give back the
+        reserved slots it did not use."""
+        self._slots.give_back(reserved - len(claimed))
+        for claim in claimed:
+            self._dispatch(*claim)
 
     # -- running one attempt ---------------------------------------------------------------
 
-    def _dispatch(self, claimed: ClaimedTask) -> None:
+    def _dispatch(self, claimed: ClaimedTask, data: dict[str, Any] | None = None) -> None:
+        """Run a claimed task execution on a worker thread (its slot is already reserved)."""
         wf = get_workflow(claimed.workflow_name)
         spec = wf.tasks.get(claimed.task_id) if wf else None
         shape = self.shape_for(claimed.workflow_name, claimed.workflow_version)
-        attempt = _Attempt(claimed, spec, shape)
-        with self._slots:
-            self._free -= 1
+        attempt = _Attempt(claimed, spec, shape, input=data)
         self._inflight[(claimed.id, claimed.attempt)] = attempt
         self._workers.submit(self._run, attempt)
         if self._inline:
@@ -240,8 +311,11 @@ class Executor:
             return
         ctx: Context | None = None
         try:
-            with self._store.read() as tx:
-                data = load_input(self._store, tx, shape, claimed.execution_id, claimed.task_id)
+            data = attempt.input
+            if data is None:
+                with self._store.read() as tx:
+                    data = load_input(self._store, tx, shape, claimed.execution_id, claimed.task_id)
+            attempt.input = None  # the Context owns it now
             ctx = Context._adopt(data)
             timeout = spec.timeout or float(self._config.task_timeout_seconds)
             attempt.handle = TaskHandle(spec.id, _Control(self, attempt))
@@ -321,33 +395,105 @@ class Executor:
             else:
                 status = TaskStatus.FAILED
         result = Outcome(claimed, attempt.shape, status, now, output, error, retry_at)
-        written = None
+        handle = attempt.handle
+        holds_slot = handle is None or handle._slot_held
+        if handle is not None:
+            handle._end()
+        with self._pending_lock:
+            self._pending.append(_Done(attempt, result, holds_slot))
         try:
-            # The whole transaction is retried on transient database errors; an outcome
-            # the database still refuses is kept and offered again on later rounds (see
-            # engine/outcomes.py): never dropped, so the task is never stranded Running.
-            written = self._store.write_retrying(
-                lambda tx: outcomes.write(self._store, tx, self._runner_id, result),
-                "recording task outcome",
-            )
-        except Exception as exc:
-            log.exception("recording task outcome failed", extra={"task_execution": claimed.id})
-            self.unrecorded.add(result, exc)
-        finally:
-            handle = attempt.handle
-            if handle is None or handle._slot_held:
-                self.release_slot()
-            if handle is not None:
-                handle._end()
-            self._inflight.pop((claimed.id, claimed.attempt), None)
-        try:
-            if written is not None:
-                self._written(claimed, written)
+            self._flush()
             if spec is not None:
                 _callback(spec, error, ctx)
         finally:
             attempt.settled.set()
             self._wake()
+
+    def _flush(self) -> None:
+        """Group commit: record every waiting outcome in one transaction. One thread at a
+        time writes; outcomes arriving meanwhile are written by it in the next round."""
+        while True:
+            with self._pending_lock:
+                if self._flushing or not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+                self._flushing = True
+            try:
+                self._write_batch(batch)
+            finally:
+                with self._pending_lock:
+                    self._flushing = False
+
+    def _write_batch(self, batch: list[_Done]) -> None:
+        """Record ``batch`` and, in the same transaction, claim work for the slots it frees
+        (and any idle ones); then run what was claimed."""
+        held = sum(1 for done in batch if done.holds_slot)
+        names = [wf.name for wf in registered_workflows()]
+        extra = self.reserve(self._config.max_concurrent_tasks) if names else 0
+        # Under the Harness (attempts run one at a time from its rounds) or when stopping,
+        # the loop claims instead, if at all.
+        claims = bool(names) and not self._inline and not self._stopping.is_set()
+        limit = held + extra if claims else 0
+        now = self._clock.now()
+
+        def record(tx: Tx) -> tuple[list[outcomes.Written], list[Claim]]:
+            written = [outcomes.write(self._store, tx, self._runner_id, d.outcome) for d in batch]
+            claimed = self.claim_in(tx, names, limit, now) if limit else []
+            return written, claimed
+
+        results: list[outcomes.Written | None]
+        claimed: list[Claim] = []
+        failed = False
+        try:
+            # The whole transaction is retried on transient database errors; an outcome
+            # the database still refuses is kept and offered again on later rounds (see
+            # engine/outcomes.py): never dropped, so the task is never stranded Running.
+            written, claimed = self._store.write_retrying(record, "recording task outcomes")
+            results = list(written)
+        except Exception as exc:
+            failed = True
+            results = self._write_one_by_one(batch, exc)
+        finally:
+            for done in batch:
+                key = (done.outcome.claimed.id, done.outcome.claimed.attempt)
+                self._inflight.pop(key, None)
+            self._slots.give_back(held + extra - len(claimed))
+        if failed or not limit or len(claimed) == limit:
+            self._dirty = True  # the loop claims (again): this round could not or did not finish
+        for claim in claimed:
+            self._dispatch(*claim)
+        for done, result in zip(batch, results, strict=True):
+            if result is not None:
+                self._written(done.outcome.claimed, result)
+
+    def _write_one(self, outcome: Outcome) -> outcomes.Written:
+        return self._store.write_retrying(
+            lambda tx: outcomes.write(self._store, tx, self._runner_id, outcome),
+            "recording task outcome",
+        )
+
+    def _write_one_by_one(
+        self, batch: list[_Done], exc: BaseException
+    ) -> list[outcomes.Written | None]:
+        """The batch's transaction failed for good: keep every outcome for a later try when
+        the database is unreachable, else isolate the one it refuses."""
+        if len(batch) == 1 or isinstance(exc, TransientStoreError):
+            log.error("recording task outcomes failed", exc_info=exc, extra={"count": len(batch)})
+            for done in batch:
+                self.unrecorded.add(done.outcome, exc)
+            return [None] * len(batch)
+        results: list[outcomes.Written | None] = []
+        for done in batch:
+            single = done.outcome
+            try:
+                results.append(self._write_one(single))
+            except Exception as one_exc:
+                log.exception(
+                    "recording task outcome failed", extra={"task_execution": single.claimed.id}
+                )
+                self.unrecorded.add(single, one_exc)
+                results.append(None)
+        return results
 
     def _written(self, claimed: ClaimedTask, written: outcomes.Written) -> None:
         """An outcome reached the database: learn its retry time, report an ended execution."""

@@ -43,9 +43,15 @@ class Store(TriggerStore, CronStore):
         # (LISTEN/NOTIFY); SQLite processes notice each other's commits by data_version.
         self._notifies = db.dialect == "postgres"
 
+    #: Who writes through this Store (a runner id): ``ready`` notifications carry it, so a
+    #: runner's own listener can ignore the work it made Ready itself.
+    origin = ""
+
     def notify(self, tx: Tx, payload: str) -> None:
-        """Tell other processes, when ``tx`` commits: ``ready`` (new claimable work) or
-        ``finished:<execution id>``. A no-op on SQLite."""
+        """Tell other processes, when ``tx`` commits: ``ready:<origin>`` (new claimable
+        work) or ``finished:<execution id>``. A no-op on SQLite."""
+        if payload == "ready":
+            payload = f"ready:{self.origin}"
         if self._notifies:
             tx.one("notify", {"channel": getattr(self.db, "channel", "cloaca"), "payload": payload})
 
@@ -203,18 +209,33 @@ class Store(TriggerStore, CronStore):
         """Atomically claim up to ``limit`` Ready task executions (ready_at <= now) of the
         given workflows for ``runner_id``: each becomes Running with its attempt counted, and
         its execution becomes Running if it was Pending."""
-        names = json.dumps(sorted(workflow_names))
-        stamp = to_db_time(now)
         with self.db.write() as tx:
-            rows = tx.all(
-                "task_claim_ready",
-                {"runner_id": runner_id, "workflows": names, "limit": limit, "now": stamp},
-            )
-            # RETURNING has no order on PostgreSQL: dispatch the oldest rows first.
-            claimed = sorted((ClaimedTask.from_row(r) for r in rows), key=lambda c: c.id)
-            if claimed:
-                ids = json.dumps(sorted({c.execution_id for c in claimed}))
-                tx.run("execution_mark_running", {"ids": ids, "now": stamp})
+            return self.claim_ready_in(tx, runner_id, workflow_names, limit, now)
+
+    def claim_ready_in(
+        self,
+        tx: Tx,
+        runner_id: str,
+        workflow_names: Iterable[str],
+        limit: int,
+        now: datetime,
+        execution_id: str | None = None,
+    ) -> list[ClaimedTask]:
+        """:meth:`claim_ready` inside ``tx``, so a claim can ride on the transaction that
+        made the work Ready (a start, an outcome); ``execution_id`` limits it to one
+        execution's task executions. Oldest rows first."""
+        stamp = to_db_time(now)
+        params = {"runner_id": runner_id, "limit": limit, "now": stamp}
+        if execution_id is None:
+            params["workflows"] = json.dumps(sorted(workflow_names))
+            rows = tx.all("task_claim_ready", params)
+        else:
+            rows = tx.all("task_claim_execution", {**params, "execution_id": execution_id})
+        # RETURNING has no order on PostgreSQL: dispatch the oldest rows first.
+        claimed = sorted((ClaimedTask.from_row(r) for r in rows), key=lambda c: c.id)
+        if claimed:
+            ids = json.dumps(sorted({c.execution_id for c in claimed}))
+            tx.run("execution_mark_running", {"ids": ids, "now": stamp})
         return claimed
 
     def next_ready_at(self, workflow_names: Iterable[str]) -> datetime | None:

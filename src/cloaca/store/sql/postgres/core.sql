@@ -89,6 +89,21 @@ WHERE id IN (
 )
 RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
 
+-- name: task_claim_execution
+-- The Ready task executions of one execution (its roots, claimed by the transaction that
+-- creates it, for slots free in the creating process).
+UPDATE cloaca_task_executions
+SET status = 'Running', claimed_by = %(runner_id)s, attempt = attempt + 1,
+    started_at = %(now)s, sub_status = NULL
+WHERE id IN (
+    SELECT id FROM cloaca_task_executions
+    WHERE execution_id = %(execution_id)s AND status = 'Ready' AND ready_at <= %(now)s
+    ORDER BY id
+    LIMIT NULLIF(GREATEST(CAST(%(limit)s AS BIGINT), -1), -1)
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
+
 -- name: execution_mark_running
 UPDATE cloaca_executions SET status = 'Running', started_at = %(now)s
 WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb))) AND status = 'Pending'

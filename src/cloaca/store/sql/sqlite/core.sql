@@ -81,6 +81,20 @@ WHERE id IN (
 )
 RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
 
+-- name: task_claim_execution
+-- The Ready task executions of one execution (its roots, claimed by the transaction that
+-- creates it, for slots free in the creating process).
+UPDATE cloaca_task_executions
+SET status = 'Running', claimed_by = :runner_id, attempt = attempt + 1,
+    started_at = :now, sub_status = NULL
+WHERE id IN (
+    SELECT id FROM cloaca_task_executions
+    WHERE execution_id = :execution_id AND status = 'Ready' AND ready_at <= :now
+    ORDER BY id
+    LIMIT :limit
+)
+RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
+
 -- name: execution_mark_running
 UPDATE cloaca_executions SET status = 'Running', started_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'Pending'
