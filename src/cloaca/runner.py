@@ -255,10 +255,30 @@ class DefaultRunner(TriggerManagement, CronManagement):
         if self._closed:
             raise RuntimeError("this DefaultRunner has been shut down")
 
-    def _create_execution(self, tx: Tx, shape: Shape, context_text: str, now: datetime) -> str:
-        """Insert an execution of ``shape`` and plan its roots, inside ``tx``."""
-        execution_id = str(uuid.uuid4())
-        planner.create(self._store, tx, shape, execution_id, context_text, now)
+    def _create_execution(
+        self,
+        tx: Tx,
+        shape: Shape,
+        context_text: str,
+        now: datetime,
+        execution_id: str | None = None,
+        *,
+        notify_ready: bool = True,
+        running: bool = False,
+    ) -> str:
+        """Insert an execution of ``shape`` and plan its roots, inside ``tx`` (``running``:
+        the caller claims its Ready roots in ``tx``)."""
+        execution_id = execution_id or str(uuid.uuid4())
+        planner.create(
+            self._store,
+            tx,
+            shape,
+            execution_id,
+            context_text,
+            now,
+            notify_ready=notify_ready,
+            running=running,
+        )
         self._recovery.execution_created(now)
         return execution_id
 
@@ -270,6 +290,11 @@ class DefaultRunner(TriggerManagement, CronManagement):
         ``ValueError`` for an invalid or unknown workflow name, or an input context whose
         JSON is over ``config.max_context_bytes`` (the message names its size and the limit).
         """
+        return self._start(workflow_name, context, str(uuid.uuid4()))
+
+    def _start(
+        self, workflow_name: str, context: Context | Mapping[str, Any] | None, execution_id: str
+    ) -> str:
         self._check_open()
         shape = self._shape(workflow_name)
         text = check_context_size(
@@ -288,9 +313,20 @@ class DefaultRunner(TriggerManagement, CronManagement):
         try:
             with self._store.write() as tx:
                 now = self._clock.now()
-                execution_id = self._create_execution(tx, shape, text, now)
+                # Roots this transaction claims need no notification to other runners.
+                self._create_execution(
+                    tx,
+                    shape,
+                    text,
+                    now,
+                    execution_id,
+                    notify_ready=reserved < roots,
+                    running=reserved > 0,
+                )
                 if reserved:
-                    claimed = self._executor.claim_in(tx, [shape.name], reserved, now, execution_id)
+                    claimed = self._executor.claim_in(
+                        tx, [shape.name], reserved, now, execution_id, {execution_id: text}
+                    )
         finally:
             self._executor.adopt(claimed, reserved)
         if reserved < roots:
@@ -301,7 +337,19 @@ class DefaultRunner(TriggerManagement, CronManagement):
         self, workflow_name: str, context: Context | Mapping[str, Any] | None = None
     ) -> WorkflowResult:
         """Run a workflow and block until its execution is terminal."""
-        return self.wait(self.start(workflow_name, context))
+        # Waiting starts before the execution exists, so an execution that finishes in
+        # this process is reported without a first look at the database.
+        execution_id = str(uuid.uuid4())
+        event = threading.Event()
+        with self._waiters_lock:
+            self._waiters.setdefault(execution_id, []).append(event)
+        try:
+            self._start(workflow_name, context, execution_id)
+            if not self._manual:
+                event.wait(self.config.scheduler_poll_interval_ms / 1000)
+        finally:
+            self._drop_waiter(execution_id, event)
+        return self.wait(execution_id)
 
     def wait(self, execution_id: str, timeout: float | None = None) -> WorkflowResult:
         """Block until the execution is terminal (``TimeoutError`` after ``timeout`` s)."""

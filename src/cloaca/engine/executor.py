@@ -63,6 +63,8 @@ class _Attempt:
     waiting: bool = False
     #: The input context, when the claim read it in its own transaction.
     input: dict[str, Any] | None = None
+    #: Its execution ended while the attempt ran (see Executor.cancel_attempts).
+    cancel_requested: bool = False
 
 
 #: A claimed task execution and its input (None: read it when the attempt starts).
@@ -230,8 +232,14 @@ class Executor:
         """The execution ended early: cancel its ``async def`` bodies running here (a plain
         ``def`` body cannot be interrupted; its result is recorded but plans nothing)."""
         for attempt in list(self._inflight.values()):
-            if attempt.claimed.execution_id == execution_id and attempt.future is not None:
-                attempt.future.cancel()
+            if attempt.claimed.execution_id == execution_id:
+                # Flagged under the attempt's lock: a body submitted a moment later (the
+                # claim and the cancel can both come before the worker thread runs) sees it.
+                with attempt.lock:
+                    attempt.cancel_requested = True
+                    future = attempt.future
+                if future is not None:
+                    future.cancel()
 
     # -- slots (also lent to TaskHandle) ---------------------------------------------------
 
@@ -259,11 +267,16 @@ class Executor:
         limit: int,
         now: datetime,
         execution_id: str | None = None,
+        inputs: dict[str, str] | None = None,
     ) -> list[Claim]:
         """Claim up to ``limit`` Ready task executions inside ``tx`` (slots reserved by the
-        caller) and read their inputs in the same transaction."""
-        claimed = self._store.claim_ready_in(tx, self._runner_id, names, limit, now, execution_id)
-        inputs: dict[str, str] = {}  # execution input, read once for several roots
+        caller) and read their inputs in the same transaction (``inputs``: execution id ->
+        input context JSON the caller already knows)."""
+        # An execution claimed by the transaction that creates it was inserted Running.
+        claimed = self._store.claim_ready_in(
+            tx, self._runner_id, names, limit, now, execution_id, mark_running=execution_id is None
+        )
+        inputs = dict(inputs or {})  # execution input, read once for several roots
         result: list[Claim] = []
         for c in claimed:
             shape = self.shape_for(c.workflow_name, c.workflow_version)
@@ -321,9 +334,13 @@ class Executor:
             attempt.handle = TaskHandle(spec.id, _Control(self, attempt))
             args: tuple[Any, ...] = (ctx, attempt.handle) if spec.wants_handle else (ctx,)
             if spec.is_async:
-                attempt.future = self._aio.submit(bounded(spec.fn(*args), timeout))
+                future = self._aio.submit(bounded(spec.fn(*args), timeout))
+                with attempt.lock:
+                    attempt.future = future
+                    if attempt.cancel_requested:
+                        future.cancel()
                 try:
-                    result = attempt.future.result()
+                    result = future.result()
                 except TimeoutError:
                     raise TaskTimedOut(f"Task {spec.id!r} timed out after {timeout:g}s") from None
                 except concurrent.futures.CancelledError:
@@ -438,8 +455,12 @@ class Executor:
 
         def record(tx: Tx) -> tuple[list[outcomes.Written], list[Claim]]:
             written = [outcomes.write(self._store, tx, self._runner_id, d.outcome) for d in batch]
-            claimed = self.claim_in(tx, names, limit, now) if limit else []
-            return written, claimed
+            retry_due = self._next_ready is not None and now >= self._next_ready
+            # Claim only when something may be Ready: an empty claim is a round trip.
+            if limit and (self._dirty or retry_due or any(w.may_ready for w in written)):
+                self._dirty = False
+                return written, self.claim_in(tx, names, limit, now)
+            return written, []
 
         results: list[outcomes.Written | None]
         claimed: list[Claim] = []
@@ -458,7 +479,7 @@ class Executor:
                 key = (done.outcome.claimed.id, done.outcome.claimed.attempt)
                 self._inflight.pop(key, None)
             self._slots.give_back(held + extra - len(claimed))
-        if failed or not limit or len(claimed) == limit:
+        if failed or not limit or len(claimed) == limit > 0:
             self._dirty = True  # the loop claims (again): this round could not or did not finish
         for claim in claimed:
             self._dispatch(*claim)

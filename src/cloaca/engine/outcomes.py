@@ -50,11 +50,13 @@ class Outcome:
 class Written:
     """What recording an outcome did: ``owned`` is False when the claim had been lost
     (timed out, taken over, cancelled); ``ended`` is the execution's final status if this
-    outcome ended it; ``retry_at`` when a retry was scheduled."""
+    outcome ended it; ``retry_at`` when a retry was scheduled; ``may_ready`` when it can
+    have made work Ready (dependants planned, or a retry due at once)."""
 
     owned: bool
     ended: ExecutionStatus | None
     retry_at: datetime | None
+    may_ready: bool = False
 
 
 def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
@@ -81,7 +83,14 @@ def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
         ended = advance(
             store, tx, outcome.shape, claimed.execution_id, claimed.task_id, outcome.now
         )
-    return Written(owned, ended, retry_at)
+    shape = outcome.shape
+    may_ready = owned and (
+        (retry_at is not None and retry_at <= outcome.now)
+        or (
+            status.is_terminal and shape is not None and bool(shape.dependents.get(claimed.task_id))
+        )
+    )
+    return Written(owned, ended, retry_at, may_ready)
 
 
 def release_of(outcome: Outcome, exc: BaseException) -> Outcome:

@@ -199,9 +199,18 @@ def load_input(
 
 
 def create(
-    store: Store, tx: Tx, shape: Shape, execution_id: str, context_text: str, now: datetime
+    store: Store,
+    tx: Tx,
+    shape: Shape,
+    execution_id: str,
+    context_text: str,
+    now: datetime,
+    *,
+    notify_ready: bool = True,
+    running: bool = False,
 ) -> ExecutionStatus | None:
-    """Insert an execution with its roots already planned (Ready or Skipped), in ``tx``.
+    """Insert an execution with its roots already planned (Ready or Skipped), in ``tx``
+    (``notify_ready=False``: the caller claims every Ready root in ``tx`` itself).
 
     Returns the terminal status when nothing at all can run (every task skipped)."""
     statuses = {tid: TaskStatus.NOT_STARTED for tid in shape.order}
@@ -234,6 +243,8 @@ def create(
         tasks=tasks,
         remaining=remaining,
         now=now,
+        notify_ready=notify_ready,
+        running=running,
     )
     if remaining == 0:
         return _finish(store, tx, shape, execution_id, now)
@@ -245,9 +256,10 @@ def advance(
 ) -> ExecutionStatus | None:
     """``finished_task`` just became Completed or Failed: plan its dependants and end the
     execution when no task is left unfinished. Returns the terminal status if it ended."""
-    state = store.lock_execution(tx, execution_id)
-    if state is None or state.is_terminal:
+    locked = store.lock_counting_finished(tx, execution_id, 1)
+    if locked is None or locked[0].is_terminal:
         return None
+    remaining = locked[1]
     statuses: dict[str, TaskStatus] = {}
 
     def load(task_ids: set[str]) -> None:
@@ -261,8 +273,10 @@ def advance(
     )
     for tid, status, reason in decisions:
         store.set_task_status(tx, execution_id, tid, status, now, reason)
-    done = 1 + sum(1 for _, status, _ in decisions if status is TaskStatus.SKIPPED)
-    if store.count_finished_tasks(tx, execution_id, done) > 0:
+    skipped = sum(1 for _, status, _ in decisions if status is TaskStatus.SKIPPED)
+    if skipped:
+        remaining = store.count_finished_tasks(tx, execution_id, skipped)
+    if remaining > 0:
         return None
     return _finish(store, tx, shape, execution_id, now)
 
@@ -299,16 +313,20 @@ def repair(
 def _finish(
     store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
 ) -> ExecutionStatus:
-    statuses = store.task_statuses(tx, execution_id)
-    completed = [t for t in shape.order if statuses.get(t) is TaskStatus.COMPLETED]
-    outputs = store.task_outputs(tx, execution_id, completed)
+    results = store.task_results(tx, execution_id)
     parts = [json.loads(store.execution_context(tx, execution_id))]
-    parts.extend(json.loads(out) for t in completed if (out := outputs.get(t)))
-    failed = TaskStatus.FAILED in statuses.values()
+    first_error: str | None = None
+    for tid in shape.order:
+        status, output, task_error = results.get(tid, (None, None, None))
+        if status is TaskStatus.COMPLETED and output:
+            parts.append(json.loads(output))
+        elif status is TaskStatus.FAILED and first_error is None:
+            first_error = f"Task {tid!r} failed: {task_error}"
+    # A task id recorded for this execution but unknown to ``shape`` cannot fail it silently.
+    failed = first_error is not None or any(r[0] is TaskStatus.FAILED for r in results.values())
     outcome = ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED
-    error = store.first_task_error(tx, execution_id) if failed else None
     store.finish_execution(
-        tx, execution_id, outcome, now, json.dumps(dag.merge_outputs(parts)), error
+        tx, execution_id, outcome, now, json.dumps(dag.merge_outputs(parts)), first_error
     )
     return outcome
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: Pauses between attempts to re-open a lost LISTEN connection (it never gives up).
 LISTEN_BACKOFF = Backoff(first_delay=0.05, max_delay=2.0)
+
+#: A pooled connection unused for longer than this is pinged before it is lent out.
+_PING_AFTER_IDLE_S = 2.0
 
 _CHANNEL_PREFIX = "cloaca"
 _CHANNEL_DIGEST_CHARS = 12
@@ -105,6 +109,7 @@ class PostgresDatabase:
         self._psycopg = psycopg
         self._queries = load_queries("postgres")
         self.write_transactions = 0
+        self._returned_at: dict[int, float] = {}
         if schema:
             self._create_schema(url, schema)
 
@@ -120,7 +125,10 @@ class PostgresDatabase:
             configure=configure,
             # A connection the server dropped (restart, failover, pg_terminate_backend)
             # is found out and replaced before it is handed out, not by the transaction.
-            check=ConnectionPool.check_connection,
+            # Only connections that sat idle are pinged: a ping is a round trip, and one
+            # in constant use would have failed (and been discarded) in use already.
+            check=self._check_idle,
+            reset=self._note_returned,
             open=True,
             name="cloaca",
         )
@@ -129,6 +137,17 @@ class PostgresDatabase:
         except PoolTimeout as exc:
             self._pool.close()
             raise ValueError(f"cannot connect to PostgreSQL at {url!r} within 10 s") from exc
+
+    def _note_returned(self, conn: Any) -> None:
+        """Pool callback: a connection came back; remember when (see ``_check_idle``)."""
+        self._returned_at[id(conn)] = time.monotonic()
+
+    def _check_idle(self, conn: Any) -> None:
+        """Pool callback: ping a connection that sat unused for a while before lending it
+        (raises if it is broken, and the pool replaces it)."""
+        returned = self._returned_at.get(id(conn))
+        if returned is None or time.monotonic() - returned > _PING_AFTER_IDLE_S:
+            type(self._pool).check_connection(conn)
 
     def _create_schema(self, url: str, schema: str) -> None:
         try:

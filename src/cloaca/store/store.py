@@ -166,6 +166,8 @@ class Store(TriggerStore, CronStore):
         tasks: Sequence[NewTask],
         now: datetime,
         remaining: int | None = None,
+        notify_ready: bool = True,
+        running: bool = False,
     ) -> None:
         """Create a Pending execution and its task executions in the given initial statuses
         (Ready ones become claimable at ``now``). ``remaining`` is how many tasks are not
@@ -180,6 +182,9 @@ class Store(TriggerStore, CronStore):
                 "context": context_json,
                 "remaining": len(tasks) if remaining is None else remaining,
                 "now": stamp,
+                # Running from the start when the creating transaction claims its roots.
+                "status": str(ExecutionStatus.RUNNING if running else ExecutionStatus.PENDING),
+                "started_at": stamp if running else None,
             },
         )
         tx.run_many(
@@ -200,7 +205,7 @@ class Store(TriggerStore, CronStore):
                 for t in tasks
             ],
         )
-        if any(t.status is TaskStatus.READY for t in tasks):
+        if notify_ready and any(t.status is TaskStatus.READY for t in tasks):
             self.notify(tx, "ready")
 
     def claim_ready(
@@ -220,6 +225,8 @@ class Store(TriggerStore, CronStore):
         limit: int,
         now: datetime,
         execution_id: str | None = None,
+        *,
+        mark_running: bool = True,
     ) -> list[ClaimedTask]:
         """:meth:`claim_ready` inside ``tx``, so a claim can ride on the transaction that
         made the work Ready (a start, an outcome); ``execution_id`` limits it to one
@@ -233,7 +240,7 @@ class Store(TriggerStore, CronStore):
             rows = tx.all("task_claim_execution", {**params, "execution_id": execution_id})
         # RETURNING has no order on PostgreSQL: dispatch the oldest rows first.
         claimed = sorted((ClaimedTask.from_row(r) for r in rows), key=lambda c: c.id)
-        if claimed:
+        if claimed and mark_running:
             ids = json.dumps(sorted({c.execution_id for c in claimed}))
             tx.run("execution_mark_running", {"ids": ids, "now": stamp})
         return claimed
@@ -273,10 +280,28 @@ class Store(TriggerStore, CronStore):
         row = tx.one("execution_context", {"id": execution_id})
         return row["context"] if row else "{}"
 
+    def lock_counting_finished(
+        self, tx: Tx, execution_id: str, finished: int
+    ) -> tuple[ExecutionStatus, int] | None:
+        """:meth:`lock_execution` and :meth:`count_finished_tasks` in one statement: returns
+        the execution's status and how many tasks remain unfinished (None if it does not
+        exist). The count of a terminal execution no longer matters."""
+        row = tx.one("execution_lock_count_finished", {"id": execution_id, "finished": finished})
+        return (ExecutionStatus(row["status"]), int(row["remaining_tasks"])) if row else None
+
     def count_finished_tasks(self, tx: Tx, execution_id: str, finished: int) -> int:
         """Record that ``finished`` more tasks reached a final status; returns how many remain."""
         row = tx.one("execution_count_finished", {"id": execution_id, "finished": finished})
         return int(row["remaining_tasks"]) if row else 0
+
+    def task_results(
+        self, tx: Tx, execution_id: str
+    ) -> dict[str, tuple[TaskStatus, str | None, str | None]]:
+        """task id -> (status, output JSON, error) for every task execution of an execution."""
+        return {
+            r["task_id"]: (TaskStatus(r["status"]), r["output"], r["error"])
+            for r in tx.all("task_results", {"execution_id": execution_id})
+        }
 
     def first_task_error(self, tx: Tx, execution_id: str) -> str | None:
         """ "Task 'x' failed: <error>" for the first Failed task (topological order)."""

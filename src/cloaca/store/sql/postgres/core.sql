@@ -64,8 +64,10 @@ WHERE status = 'Running'
 
 -- name: execution_insert
 INSERT INTO cloaca_executions
-    (id, workflow_name, workflow_version, status, context, remaining_tasks, created_at)
-VALUES (%(id)s, %(workflow_name)s, %(version)s, 'Pending', %(context)s, %(remaining)s, %(now)s)
+    (id, workflow_name, workflow_version, status, context, remaining_tasks, created_at,
+     started_at)
+VALUES (%(id)s, %(workflow_name)s, %(version)s, %(status)s, %(context)s, %(remaining)s, %(now)s,
+        %(started_at)s)
 
 -- name: task_insert
 INSERT INTO cloaca_task_executions
@@ -120,6 +122,13 @@ SELECT task_id, status FROM cloaca_task_executions WHERE execution_id = %(execut
 SELECT task_id, status FROM cloaca_task_executions
 WHERE execution_id = %(execution_id)s
   AND task_id IN (SELECT jsonb_array_elements_text(CAST(%(task_ids)s AS jsonb)))
+
+-- name: execution_lock_count_finished
+-- A task finished: count it and lock the execution for the planning step that follows
+-- (one statement for both; see execution_lock for why planning steps are serialised).
+UPDATE cloaca_executions SET remaining_tasks = remaining_tasks - %(finished)s
+WHERE id = %(id)s
+RETURNING status, remaining_tasks
 
 -- name: execution_count_finished
 UPDATE cloaca_executions SET remaining_tasks = remaining_tasks - %(finished)s
@@ -209,6 +218,11 @@ WHERE status IN ('Pending', 'Running')
 UPDATE cloaca_trigger_executions
 SET holds_dedup = NULL, completed_at = %(now)s
 WHERE workflow_execution_id = %(execution_id)s AND completed_at IS NULL
+
+-- name: task_results
+-- Everything finishing an execution needs of its task executions, in one read.
+SELECT task_id, status, output, error FROM cloaca_task_executions
+WHERE execution_id = %(execution_id)s
 
 -- name: task_first_error
 SELECT task_id, error FROM cloaca_task_executions

@@ -58,8 +58,10 @@ WHERE status = 'Running'
 
 -- name: execution_insert
 INSERT INTO cloaca_executions
-    (id, workflow_name, workflow_version, status, context, remaining_tasks, created_at)
-VALUES (:id, :workflow_name, :version, 'Pending', :context, :remaining, :now)
+    (id, workflow_name, workflow_version, status, context, remaining_tasks, created_at,
+     started_at)
+VALUES (:id, :workflow_name, :version, :status, :context, :remaining, :now,
+        :started_at)
 
 -- name: task_insert
 INSERT INTO cloaca_task_executions
@@ -109,6 +111,13 @@ SELECT task_id, status FROM cloaca_task_executions WHERE execution_id = :executi
 -- name: task_statuses_of
 SELECT task_id, status FROM cloaca_task_executions
 WHERE execution_id = :execution_id AND task_id IN (SELECT value FROM json_each(:task_ids))
+
+-- name: execution_lock_count_finished
+-- A task finished: count it and lock the execution for the planning step that follows
+-- (one statement for both; see execution_lock for why planning steps are serialised).
+UPDATE cloaca_executions SET remaining_tasks = remaining_tasks - :finished
+WHERE id = :id
+RETURNING status, remaining_tasks
 
 -- name: execution_count_finished
 UPDATE cloaca_executions SET remaining_tasks = remaining_tasks - :finished
@@ -189,6 +198,11 @@ WHERE status IN ('Pending', 'Running')
 UPDATE cloaca_trigger_executions
 SET holds_dedup = NULL, completed_at = :now
 WHERE workflow_execution_id = :execution_id AND completed_at IS NULL
+
+-- name: task_results
+-- Everything finishing an execution needs of its task executions, in one read.
+SELECT task_id, status, output, error FROM cloaca_task_executions
+WHERE execution_id = :execution_id
 
 -- name: task_first_error
 SELECT task_id, error FROM cloaca_task_executions
