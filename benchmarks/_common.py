@@ -62,6 +62,26 @@ def backend() -> str:
     return "sqlite"
 
 
+def spawn_workers(script: str, args: list[str], count: int) -> list[Any]:
+    """Start ``count`` worker processes running ``script`` (``python -c``) with ``args``;
+    each must print ``up`` once its runner is running, and stop when a line arrives on its
+    standard input. Returns them once every one is up."""
+    import subprocess
+
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "up"
+    return workers
+
+
 @contextmanager
 def open_runner(tmp: str, name: str, config: Any = None) -> Iterator[Any]:
     """A runner on a fresh database of the chosen backend: a SQLite file in ``tmp``, or a

@@ -10,12 +10,11 @@ write transactions per task; the scaling table is the list of those rows.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 import uuid
 
 import cloaca
-from _common import POSTGRES_URL, emit, quick
+from _common import POSTGRES_URL, emit, quick, spawn_workers
 from cloaca.workflow import clear_registry
 
 WORKER = """
@@ -53,17 +52,7 @@ def run(workers: int, n: int) -> dict[str, float]:
             # The client submits but must not run anything: it forgets the workflow's code.
             clear_registry()
             ids = [client.start("w1_mp") for _ in range(n)]
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-c", WORKER, POSTGRES_URL, schema],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-                for _ in range(workers)
-            ]
-            for proc in procs:
-                assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+            procs = spawn_workers(WORKER, [POSTGRES_URL, schema], workers)
             t0 = time.perf_counter()
             for execution_id in ids:
                 assert client.wait(execution_id, timeout=600).status == "Completed"

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import cloaca
-from _common import backend, emit, open_runner, percentile, quick
+from _common import backend, emit, open_runner, percentile, quick, spawn_workers
 
 
 def main() -> None:
@@ -70,8 +70,6 @@ with cloaca.DefaultRunner.with_schema(sys.argv[1], sys.argv[2]) as runner:
 
 def cross_process(runs: int, warmup: int) -> dict[str, float]:
     """start() here, the body runs in a worker process: submit -> body start p50/p99."""
-    import subprocess
-    import sys
     import uuid
 
     import psycopg
@@ -80,14 +78,8 @@ def cross_process(runs: int, warmup: int) -> dict[str, float]:
     from cloaca.workflow import clear_registry
 
     schema = f"bench_w2x_{uuid.uuid4().hex[:8]}"
-    worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, POSTGRES_URL, schema],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    [worker] = spawn_workers(WORKER, [POSTGRES_URL, schema], 1)
     try:
-        assert worker.stdout is not None and worker.stdout.readline().strip() == "up"
         clear_registry()  # this process only submits
         latencies: list[float] = []
         with cloaca.DefaultRunner.with_schema(POSTGRES_URL, schema) as client:

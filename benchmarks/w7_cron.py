@@ -19,8 +19,6 @@ worker processes share the schedules; default 3).
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -28,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cloaca
-from _common import backend, emit, open_runner, percentile, quick
+from _common import backend, emit, open_runner, percentile, quick, spawn_workers
 
 
 def _args() -> argparse.Namespace:
@@ -68,18 +66,7 @@ def _start_workers(runner: cloaca.DefaultRunner, count: int, concurrency: int) -
     if count == 0:
         return []
     schema = runner._store.db.schema
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, POSTGRES_URL, schema, str(concurrency)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
-    for worker in workers:
-        assert worker.stdout is not None and worker.stdout.readline().strip() == "up"
-    return workers
+    return spawn_workers(WORKER, [POSTGRES_URL, schema, str(concurrency)], count)
 
 
 def main() -> None:

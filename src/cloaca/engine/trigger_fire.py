@@ -289,22 +289,8 @@ class TriggerRecorder:
                 now,
             )
             outcome, message = _fire_outcome(fire)
-            self._store.insert_trigger_evaluations(
-                tx,
-                self._runner_id,
-                [
-                    NewEvaluation(
-                        trigger_name=schedule.trigger_name,
-                        scheduled_at=None,
-                        evaluated_at=now,
-                        duration_ms=(time.perf_counter() - started) * 1000,
-                        outcome=outcome,
-                        message=f"manual fire: {message}" if message else "manual fire",
-                        execution_ids=fire.execution_ids,
-                    )
-                ],
-            )
-            self._prune(tx, [schedule.trigger_name])
+            message = f"manual fire: {message}" if message else "manual fire"
+            self._record_manual(tx, schedule, started, now, outcome, message, fire.execution_ids)
             return fire
 
         fire = self._store.write_retrying(fire_tx, "recording a manual trigger fire")
@@ -316,23 +302,40 @@ class TriggerRecorder:
     def _record_manual_error(
         self, schedule: TriggerScheduleRecord, message: str, started: float, now: datetime
     ) -> None:
-        with self._store.write() as tx:
-            self._store.insert_trigger_evaluations(
-                tx,
-                self._runner_id,
-                [
-                    NewEvaluation(
-                        trigger_name=schedule.trigger_name,
-                        scheduled_at=None,
-                        evaluated_at=now,
-                        duration_ms=(time.perf_counter() - started) * 1000,
-                        outcome=EvaluationOutcome.ERROR,
-                        message=message,
-                        execution_ids=(),
-                    )
-                ],
-            )
-            self._prune(tx, [schedule.trigger_name])
+        self._store.write_retrying(
+            lambda tx: self._record_manual(
+                tx, schedule, started, now, EvaluationOutcome.ERROR, message, ()
+            ),
+            "recording a failed manual trigger fire",
+        )
+
+    def _record_manual(
+        self,
+        tx: Tx,
+        schedule: TriggerScheduleRecord,
+        started: float,
+        now: datetime,
+        outcome: EvaluationOutcome,
+        message: str,
+        execution_ids: Sequence[str],
+    ) -> None:
+        """The evaluation row of a manual fire (``fire_trigger``), inside ``tx``."""
+        self._store.insert_trigger_evaluations(
+            tx,
+            self._runner_id,
+            [
+                NewEvaluation(
+                    trigger_name=schedule.trigger_name,
+                    scheduled_at=None,
+                    evaluated_at=now,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    outcome=outcome,
+                    message=message,
+                    execution_ids=tuple(execution_ids),
+                )
+            ],
+        )
+        self._prune(tx, [schedule.trigger_name])
         log.warning(
             "trigger %r %s",
             schedule.trigger_name,
