@@ -31,7 +31,7 @@ from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError, check_context_size
 from cloaca.engine import outcomes
-from cloaca.engine.aio import AsyncBridge, bounded
+from cloaca.engine.aio import AsyncBridge, bounded, describe
 from cloaca.engine.outcomes import Outcome, Unrecorded
 from cloaca.engine.planner import Shape, load_input
 from cloaca.engine.slots import Slots
@@ -359,8 +359,11 @@ class Executor:
             # Too large or too deep: the same code would build the same data again.
             error = f"{type(exc).__name__}: {exc}"
             self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True)
-        except Exception as exc:  # the user's error is the attempt's outcome
-            self._finish(attempt, None, f"{type(exc).__name__}: {exc}", timed_out=False, ctx=ctx)
+        except BaseException as exc:
+            # The user's error is the attempt's outcome, SystemExit and KeyboardInterrupt
+            # included (signals only reach the main thread: on this worker thread they come
+            # from user code; from an async body they arrive as EscapedBaseException).
+            self._finish(attempt, None, describe(exc), timed_out=False, ctx=ctx)
 
     def _expire_timeouts(self) -> datetime | None:
         now_mono = time.monotonic()
@@ -555,7 +558,7 @@ def _callback(spec: TaskSpec, error: str | None, ctx: Context | None) -> None:
             spec.on_success(spec.id, ctx)
         elif error is not None and spec.on_failure is not None:
             spec.on_failure(spec.id, error, ctx)
-    except Exception:
+    except BaseException:  # user code: even SystemExit must not stop the worker thread
         log.exception("task callback raised", extra={"task": spec.id})
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cloaca.clock import Clock
+from cloaca.engine.aio import describe, raised_by_user
 from cloaca.store.trigger_records import ClaimedPoll
 from cloaca.trigger_results import TriggerError, TriggerResult, normalize_poll_result
 from cloaca.triggers import TriggerSpec
@@ -26,7 +27,7 @@ def describe_error(exc: BaseException) -> str:
     """The message recorded for a failed poll (a ``TriggerError`` speaks for itself)."""
     if isinstance(exc, TriggerError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    return describe(exc)
 
 
 @dataclass(eq=False)
@@ -90,7 +91,7 @@ def run_sync(run: PollRun, clock: Clock) -> PollOutcome:
         spec = run.spec
         value = spec.poll(run.claim.cursor) if spec.takes_cursor else spec.poll()
         outcome.result = normalize_poll_result(value, spec.name)
-    except Exception as exc:  # the user's error is the poll's outcome
+    except BaseException as exc:  # the user's error is the poll's outcome, even SystemExit
         outcome.error = describe_error(exc)
     outcome.duration_ms = (time.perf_counter() - started) * 1000
     return outcome
@@ -101,6 +102,7 @@ async def run_async(run: PollRun, clock: Clock, timeout: float) -> PollOutcome:
     outcome = PollOutcome(clock.now())
     started = time.perf_counter()
     spec = run.spec
+    task = asyncio.current_task()
     try:
         async with asyncio.timeout(timeout) as scope:
             value = await (spec.poll(run.claim.cursor) if spec.takes_cursor else spec.poll())
@@ -111,7 +113,11 @@ async def run_async(run: PollRun, clock: Clock, timeout: float) -> PollOutcome:
             outcome.error = timeout_message(timeout)
         else:
             outcome.error = describe_error(exc)
-    except Exception as exc:
+    except BaseException as exc:
+        # SystemExit or KeyboardInterrupt leaving this task would stop the event loop that
+        # every async task and poll of the runner shares: it is this poll's error instead.
+        if not raised_by_user(exc, task):
+            raise
         outcome.error = describe_error(exc)
     outcome.duration_ms = (time.perf_counter() - started) * 1000
     return outcome

@@ -73,7 +73,10 @@ class DaemonWorkers:
             fn, args = job
             try:
                 fn(*args)
-            except Exception:  # callers record their own failures: this is a bug
+            except BaseException:
+                # Callers record their own failures, so this is a bug. Even a SystemExit
+                # must not end the thread: the pool would lose a worker for good, and
+                # nothing asks a daemon thread to exit that way.
                 log.exception("worker job failed", extra={"pool": self._name})
             with self._lock:
                 if self._surplus > 0:  # a stuck job came free: one thread too many now
