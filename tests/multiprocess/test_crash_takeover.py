@@ -5,19 +5,16 @@ completes. Real processes, SIGKILL, and bounded waits with deadlines."""
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from proc_support import WAIT, read_lines, reap, spawn
 
 import cloaca
-
-WAIT = 15.0
 
 # Run in the worker process (as a script) and in the test process (via exec), so both
 # register the very same workflow structure. Only the victim blocks in "long".
@@ -57,40 +54,12 @@ threading.Event().wait()
 )
 
 
-def read_lines(proc: subprocess.Popen[str], wanted: set[str], deadline: float) -> dict[str, str]:
-    """Read stdout lines until each word in ``wanted`` started a line; word -> rest."""
-    assert proc.stdout is not None
-    found: dict[str, str] = {}
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while wanted - found.keys():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                raise AssertionError(f"victim printed only {found} before the deadline")
-            line = proc.stdout.readline()
-            if not line:
-                raise AssertionError(
-                    f"victim exited early: {proc.stderr.read() if proc.stderr else ''}"
-                )
-            word, _, rest = line.strip().partition(" ")
-            found[word] = rest
-    return found
-
-
 @pytest.fixture
 def victim(db_url: str) -> Iterator[subprocess.Popen[str]]:
     """The worker process that will be killed (killed at teardown at the latest)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", VICTIM, db_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CRASH_ROLE": "victim"},
-    )
+    proc = spawn(VICTIM, db_url, env={"CRASH_ROLE": "victim"})
     yield proc
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate(timeout=WAIT)
+    reap(proc)
 
 
 def test_a_killed_runners_task_is_taken_over_and_the_execution_completes(
