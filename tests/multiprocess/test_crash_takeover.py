@@ -30,7 +30,8 @@ with cloaca.WorkflowBuilder("crashy"):
     def first(context):
         context.set("first_pid", os.getpid())
 
-    @cloaca.task(dependencies=[first], retry_attempts=1)
+    # The killed runner's attempt counts: a second one is left for the rescuer.
+    @cloaca.task(dependencies=[first], retry_attempts=2)
     def long(context):
         if os.environ.get("CRASH_ROLE") == "victim":
             print("running", flush=True)

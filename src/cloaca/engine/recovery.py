@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from cloaca.config import DefaultRunnerConfig
 from cloaca.engine import planner
 from cloaca.engine.planner import Shape
-from cloaca.store.records import ExecutionStatus
+from cloaca.store.db import Tx
+from cloaca.store.records import ClaimedTask, ExecutionStatus
 from cloaca.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -75,16 +76,61 @@ class Recovery:
             self._next_timeout_check, self._timeout_wakes = created_at + limit, True
 
     def sweep(self, now: datetime) -> bool:
-        """Take over the task executions of runners whose heartbeat went stale."""
+        """Take over the task executions of runners whose heartbeat went stale.
+
+        The dead runner's attempt counts, so a task that kills its runner (``os._exit``, out
+        of memory) runs at most ``max_attempts`` times: on its last attempt it ends Failed
+        and its execution is planned on (dependants skipped, the execution ended when
+        nothing is left) in the same transaction, as a failure reported by a live runner
+        would be."""
         threshold = now - timedelta(seconds=self._config.stale_claim_threshold_seconds)
-        requeued = self._store.requeue_stale(self._runner_id, threshold, now)
-        if requeued:
+        failed: list[ClaimedTask] = []
+        ended: dict[str, ExecutionStatus] = {}
+
+        def plan_failed(tx: Tx, tasks: list[ClaimedTask]) -> None:
+            failed[:] = tasks
+            ended.clear()  # should the store run the transaction again
+            shapes: dict[tuple[str, str], Shape | None] = {}
+            for task in tasks:
+                key = (task.workflow_name, task.workflow_version)
+                if key not in shapes:
+                    # Read in this transaction (SQLite has one connection per runner).
+                    definition = self._store.workflow_version_definition(tx, *key)
+                    shapes[key] = Shape.from_definition(definition) if definition else None
+                shape = shapes[key]
+                if shape is not None:
+                    status = planner.advance(
+                        self._store, tx, shape, task.execution_id, task.task_id, now
+                    )
+                else:  # never recorded: nothing to plan by, so the execution ends here
+                    reason = f"Task {task.task_id!r} failed: runner died during the attempt"
+                    status = ExecutionStatus.FAILED
+                    if not planner.terminate(
+                        self._store, tx, task.execution_id, status, now, reason
+                    ):
+                        status = None
+                if status is not None:
+                    ended[task.execution_id] = status
+
+        taken = self._store.requeue_stale(self._runner_id, threshold, now, plan_failed)
+        if taken:
             log.warning(
                 "took over task executions of silent runners",
-                extra={"count": requeued, "runner_id": self._runner_id},
+                extra={"count": taken, "runner_id": self._runner_id},
             )
-            self._on_requeued()
-        return bool(requeued)
+        if failed:
+            log.error(
+                "task executions failed: their runner died during their last attempt",
+                extra={
+                    "runner_id": self._runner_id,
+                    "task_executions": [(t.execution_id, t.task_id, t.attempt) for t in failed],
+                },
+            )
+        for execution_id, status in ended.items():
+            self._on_repaired(execution_id, status)  # wakes whoever waits on it
+        if taken:
+            self._on_requeued()  # requeued tasks, or dependants a failure made Ready
+        return bool(taken)
 
     def repair_stalled(self, now: datetime) -> bool:
         """Last resort: re-plan active executions that made no progress for the stale

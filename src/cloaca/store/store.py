@@ -121,6 +121,11 @@ class Store(TriggerStore, CronStore):
                 row = tx.one("workflow_version_get", {"name": name, "version": version})
         return json.loads(row["definition"]) if row else None
 
+    def workflow_version_definition(self, tx: Tx, name: str, version: str) -> dict[str, Any] | None:
+        """The recorded definition of version ``version`` of ``name``, or None (in ``tx``)."""
+        row = tx.one("workflow_version_get", {"name": name, "version": version})
+        return json.loads(row["definition"]) if row else None
+
     # -- runners and heartbeats -------------------------------------------------------------
 
     def register_runner(self, runner_id: str, hostname: str, pid: int, now: datetime) -> None:
@@ -141,17 +146,34 @@ class Store(TriggerStore, CronStore):
         with self.db.write() as tx:
             tx.run("runner_delete", {"id": runner_id})
 
-    def requeue_stale(self, self_id: str, threshold: datetime, now: datetime) -> int:
-        """Declare runners silent since ``threshold`` dead and make their running task
-        executions Ready again; returns how many task executions were taken over."""
+    def requeue_stale(
+        self,
+        self_id: str,
+        threshold: datetime,
+        now: datetime,
+        plan_failed: Callable[[Tx, list[ClaimedTask]], None] | None = None,
+    ) -> int:
+        """Declare runners silent since ``threshold`` dead and take over their Running task
+        executions; returns how many were taken over.
+
+        The dead runner's attempt counts (its claim counted it): a task execution with
+        attempts left becomes Ready again; one whose attempt was its last ends Failed with
+        "runner died during the attempt (attempt n of m)", and ``plan_failed(tx, failed)``
+        plans on those in the same transaction (the store knows no workflows: without it
+        their executions stay unplanned). Work of executions that already ended is Skipped
+        as abandoned."""
         with self.db.write() as tx:
             tx.run("runners_stale_delete", {"threshold": to_db_time(threshold), "self_id": self_id})
             params = {"self_id": self_id, "now": to_db_time(now)}
+            rows = tx.all("task_fail_orphaned_exhausted", params)
+            failed = [ClaimedTask.from_row(r) for r in rows]
             requeued = tx.run("task_requeue_orphaned", params)
             tx.run("task_abandon_orphaned", params)  # what is left belongs to ended executions
+            if failed and plan_failed is not None:
+                plan_failed(tx, failed)
             if requeued:
                 self.notify(tx, "ready")
-            return requeued
+            return requeued + len(failed)
 
     # -- executions -------------------------------------------------------------------------
 

@@ -46,10 +46,25 @@ DELETE FROM cloaca_runners WHERE id = %(id)s
 -- name: runners_stale_delete
 DELETE FROM cloaca_runners WHERE heartbeat_at < %(threshold)s AND id != %(self_id)s
 
+-- name: task_fail_orphaned_exhausted
+-- A dead runner's attempt counts (the claim incremented attempt): one that was the last
+-- allowed fails instead of running once more. Returned for the caller to plan on.
+UPDATE cloaca_task_executions
+SET status = 'Failed', claimed_by = NULL, sub_status = NULL, completed_at = %(now)s,
+    error = 'runner died during the attempt (attempt ' || CAST(attempt AS TEXT) || ' of '
+        || CAST(max_attempts AS TEXT) || ')'
+WHERE status = 'Running'
+  AND attempt >= max_attempts
+  AND claimed_by != %(self_id)s
+  AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
+  AND execution_id IN (SELECT id FROM cloaca_executions WHERE status IN ('Pending', 'Running'))
+RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
+
 -- name: task_requeue_orphaned
 UPDATE cloaca_task_executions
 SET status = 'Ready', claimed_by = NULL, ready_at = %(now)s, sub_status = NULL
 WHERE status = 'Running'
+  AND attempt < max_attempts
   AND claimed_by != %(self_id)s
   AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
   AND execution_id IN (SELECT id FROM cloaca_executions WHERE status IN ('Pending', 'Running'))
