@@ -2,6 +2,9 @@
 custom subclass) fails that one attempt or poll, named, at once, and strands nothing: the
 event loop, the worker threads and the task slots keep serving later tasks and polls.
 
+And a runner dying during an attempt spends that attempt: when it was the last, the task
+ends Failed at takeover instead of running once more (real processes: test_poison.py).
+
 Tasks and polls run under the Harness (fake clock; a regression shows as a hung test:
 the attempt would never settle). Sync polls run on the poll threads only in a threaded
 runner, so that case also runs there, with bounded waits.
@@ -352,3 +355,43 @@ def test_a_sync_poll_raising_on_a_poll_thread_is_an_error_and_the_thread_polls_o
     assert (evaluations[0]["outcome"], evaluations[0]["message"]) == ("error", expected)
     assert {e["outcome"] for e in evaluations[1:]} == {"skipped"}
     assert schedule is not None and schedule["enabled"] is True
+
+
+# -- a runner dying during an attempt -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_a_dead_runners_claim_counts_as_an_attempt(harness: Harness, attempts: int) -> None:
+    calls: list[int] = []
+    with cloaca.WorkflowBuilder("taken_over"):
+
+        @cloaca.task(retry_attempts=attempts)
+        def work(context: Context) -> None:
+            calls.append(1)
+
+        @cloaca.task(dependencies=[work])
+        def after(context: Context) -> None:
+            context.set("after", True)
+
+    runner, store = harness.runner, harness.runner._store
+    execution_id = runner.start("taken_over")
+    now = harness.clock.now()
+    # Another runner claims the task, then goes silent (its process died).
+    store.register_runner("ghost", "elsewhere", 1, now)
+    [claim] = store.claim_ready("ghost", ["taken_over"], 10, now)
+    assert (claim.task_id, claim.attempt, claim.max_attempts) == ("work", 1, attempts)
+    harness.advance(120)  # past the stale threshold: this runner's sweep takes it over
+    result = runner.get_execution(execution_id)
+    work_result = result.task_results["work"]
+    if attempts == 2:  # an attempt was left: this runner made it
+        assert result.status == "Completed"
+        assert (work_result.attempts, calls) == (2, [1])
+        return
+    assert calls == []  # the dead runner's attempt was the only one allowed
+    assert (result.status, work_result.status, work_result.attempts) == ("Failed", "Failed", 1)
+    assert work_result.error == "runner died during the attempt (attempt 1 of 1)"
+    assert result.error_message == (
+        "Task 'work' failed: runner died during the attempt (attempt 1 of 1)"
+    )
+    after_result = result.task_results["after"]
+    assert (after_result.status, after_result.error) == ("Skipped", "upstream failed")
