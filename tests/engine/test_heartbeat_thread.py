@@ -54,7 +54,8 @@ def _held_task(name: str) -> tuple[threading.Event, threading.Event, list[int]]:
     started, release = threading.Event(), threading.Event()
     calls: list[int] = []
 
-    @cloaca.task(id="held", retry_attempts=1)
+    # Two attempts: a runner taken over has spent the first, the peer runs the second.
+    @cloaca.task(id="held", retry_attempts=2)
     def held(context: Context) -> None:
         calls.append(1)
         if len(calls) == 1:
