@@ -67,7 +67,7 @@ def test_a_poison_task_fails_after_its_attempts_and_kills_no_more_workers(
         # Three workers: the task may kill two (its two attempts); one is left to fail it.
         workers.extend(spawn(POISON_WORKER, db_url, str(runs)) for _ in range(3))
         for worker in workers:
-            read_lines(worker, {"ready"}, time.monotonic() + WAIT)
+            read_lines(worker, {"ready"}, time.monotonic() + 2 * WAIT)
         # This process does not register the workflow (it would run the poison): it
         # starts an execution from the definition the workers recorded, and watches.
         with cloaca.DefaultRunner(db_url) as watcher:
@@ -143,7 +143,6 @@ import sys
 import threading
 
 from cloaca.engine.executor import Executor
-from cloaca.store.store import Store
 
 url, point = sys.argv[1], sys.argv[2]
 
@@ -154,15 +153,14 @@ def pause():
 
 
 if point == "claimed":
-    claim_ready = Store.claim_ready
+    dispatch = Executor._dispatch
 
-    def claim_and_pause(self, *args, **kwargs):
-        claimed = claim_ready(self, *args, **kwargs)
-        if any(c.task_id == "work" for c in claimed):
+    def pause_and_dispatch(self, claimed, *args, **kwargs):
+        if claimed.task_id == "work":  # its claim committed; its body is not started
             pause()
-        return claimed
+        return dispatch(self, claimed, *args, **kwargs)
 
-    Store.claim_ready = claim_and_pause
+    Executor._dispatch = pause_and_dispatch
 elif point == "body":
     PAUSE_IN_BODY = True
 elif point == "returned":
@@ -194,7 +192,7 @@ def test_a_runner_killed_at_any_step_of_a_task_loses_nothing(
     workflow = fragile_workflow(attempts)
     victim_script = f"{workflow}\nFAST = {FAST!r}\n{VICTIM}"
     with reaped([spawn(victim_script, db_url, point)]) as (victim,):
-        seen = read_lines(victim, {"started", "paused"}, time.monotonic() + WAIT)
+        seen = read_lines(victim, {"started", "paused"}, time.monotonic() + 2 * WAIT)
         execution_id = seen["started"]
         os.kill(victim.pid, signal.SIGKILL)
         assert victim.wait(timeout=WAIT) == -signal.SIGKILL
@@ -207,7 +205,7 @@ def test_a_runner_killed_at_any_step_of_a_task_loses_nothing(
     namespace: dict[str, Any] = {}
     exec(workflow, namespace)  # the same workflow, without the victim's pause
     with cloaca.DefaultRunner(db_url, cloaca.DefaultRunnerConfig(**FAST)) as rescuer:
-        result = rescuer.wait(execution_id, timeout=WAIT)
+        result = rescuer.wait(execution_id, timeout=2 * WAIT)
         listed = rescuer.list_executions()
 
     work = result.task_results["work"]
