@@ -194,9 +194,7 @@ def test_our_cancellation_of_an_async_task_still_means_cancelled(harness: Harnes
 
     @cloaca.task(id="waits", retry_attempts=3)
     async def waits(context: Context) -> None:
-        # The harness thread waits for this attempt: cancel from another thread, once the
-        # attempt is surely known to be running (its future is set right after submission).
-        await asyncio.sleep(0.05)
+        # The harness thread waits for this attempt: cancel from another thread.
         threading.Thread(target=harness.runner.cancel_execution, args=(ids[0],)).start()
         try:
             await asyncio.sleep(WAIT)
