@@ -17,7 +17,8 @@ from proc_support import WAIT, read_lines, reap, spawn
 import cloaca
 
 # Run in the worker process (as a script) and in the test process (via exec), so both
-# register the very same workflow structure. Only the victim blocks in "long".
+# register the very same workflow structure. Only the victim blocks in "long". Lines are
+# printed in one write each (end=""), so the two threads' lines cannot interleave.
 WORKFLOW = """
 import os
 import threading
@@ -34,7 +35,7 @@ with cloaca.WorkflowBuilder("crashy"):
     @cloaca.task(dependencies=[first], retry_attempts=2)
     def long(context):
         if os.environ.get("CRASH_ROLE") == "victim":
-            print("running", flush=True)
+            print("running\\n", end="", flush=True)
             threading.Event().wait()  # until SIGKILL
         context.set("long_pid", os.getpid())
 
@@ -49,7 +50,7 @@ VICTIM = (
 import sys
 
 runner = cloaca.DefaultRunner(sys.argv[1])
-print("started", runner.start("crashy", {"input": 1}), flush=True)
+print(f"started {runner.start('crashy', {'input': 1})}\\n", end="", flush=True)
 threading.Event().wait()
 """
 )

@@ -54,7 +54,7 @@ with cloaca.WorkflowBuilder("poisoned"):
         context.set("after", True)
 
 runner = cloaca.DefaultRunner(sys.argv[1], cloaca.DefaultRunnerConfig(**{FAST!r}))
-print("ready", flush=True)
+print("ready\\n", end="", flush=True)
 threading.Event().wait()
 """
 
@@ -125,7 +125,7 @@ with cloaca.WorkflowBuilder("fragile"):
         with open(os.environ["RUNS_FILE"], "a") as out:
             out.write(f"{{os.getpid()}}\\n")
         if PAUSE_IN_BODY:
-            print("paused", flush=True)
+            print("paused\\n", end="", flush=True)
             threading.Event().wait()  # until SIGKILL
         context.set("work_pid", os.getpid())
 
@@ -134,6 +134,9 @@ with cloaca.WorkflowBuilder("fragile"):
         context.set("last_pid", os.getpid())
 """
 
+
+# Worker scripts print each line in ONE write (``end=""``): print() writes the newline
+# separately, and a line printed by another thread could land in between.
 
 # Pauses the victim at one step of ``work``'s life, by wrapping engine methods in this
 # script only: "claimed" (the claim committed, the body not started), "body" (mid-body),
@@ -148,7 +151,7 @@ url, point = sys.argv[1], sys.argv[2]
 
 
 def pause():
-    print("paused", flush=True)
+    print("paused\\n", end="", flush=True)
     threading.Event().wait()  # until SIGKILL
 
 
@@ -174,7 +177,7 @@ elif point == "returned":
     Executor._finish = pause_and_finish
 
 runner = cloaca.DefaultRunner(url, cloaca.DefaultRunnerConfig(**FAST))
-print("started", runner.start("fragile", {"input": 1}), flush=True)
+print(f"started {runner.start('fragile', {'input': 1})}\\n", end="", flush=True)
 threading.Event().wait()
 """
 
