@@ -161,8 +161,9 @@ class Store(TriggerStore, CronStore):
         "runner died during the attempt (attempt n of m)", and ``plan_failed(tx, failed)``
         plans on those in the same transaction (the store knows no workflows: without it
         their executions stay unplanned). Work of executions that already ended is Skipped
-        as abandoned."""
-        with self.db.write() as tx:
+        as abandoned. The whole transaction is retried on transient database errors."""
+
+        def take_over(tx: Tx) -> int:
             tx.run("runners_stale_delete", {"threshold": to_db_time(threshold), "self_id": self_id})
             params = {"self_id": self_id, "now": to_db_time(now)}
             rows = tx.all("task_fail_orphaned_exhausted", params)
@@ -174,6 +175,8 @@ class Store(TriggerStore, CronStore):
             if requeued:
                 self.notify(tx, "ready")
             return requeued + len(failed)
+
+        return self.write_retrying(take_over, "taking over the work of silent runners")
 
     # -- executions -------------------------------------------------------------------------
 
