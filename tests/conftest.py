@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
 
 import pytest
 
@@ -61,6 +63,22 @@ def _shut_down_leaked_runners(url: str) -> None:
 def sqlite_url(tmp_path) -> str:
     """A fresh SQLite database file, for tests of SQLite-only behaviour (files, locks)."""
     return f"sqlite://{tmp_path / 'cloaca.db'}"
+
+
+@pytest.fixture
+def new_harness(backend: str) -> Iterator[Callable[..., Harness]]:
+    """``new_harness(**kwargs)``: a ``Harness(**kwargs)`` on a fresh, empty database of this
+    test's backend at every call (in-memory SQLite, or a new PostgreSQL schema), as
+    ``Harness()`` alone gives on SQLite; everything is closed and dropped afterwards."""
+    with ExitStack() as stack:
+
+        def make(**kwargs: Any) -> Harness:
+            url = ":memory:" if backend == "sqlite" else stack.enter_context(fresh_database())
+            made = Harness(url, **kwargs)
+            stack.callback(made.close)
+            return made
+
+        yield make
 
 
 @pytest.fixture

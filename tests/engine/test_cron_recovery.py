@@ -5,7 +5,7 @@ counted in ``lost_executions``. The lost state is constructed directly in the da
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,9 +32,9 @@ def config(**overrides: Any) -> DefaultRunnerConfig:
 
 
 @pytest.fixture
-def h(fired: list[dict[str, Any]]) -> Iterator[Harness]:
+def h(fired: list[dict[str, Any]], new_harness: Callable[..., Harness]) -> Iterator[Harness]:
     """A harness with the ``report`` workflow and fast recovery."""
-    with Harness(config=config(), start=START) as harness:
+    with new_harness(config=config(), start=START) as harness:
         yield harness
 
 
@@ -124,8 +124,9 @@ def test_recovery_gives_up_after_max_attempts(h: Harness) -> None:
 
 def test_claims_older_than_the_max_recovery_age_are_left_alone(
     fired: list[dict[str, Any]],
+    new_harness: Callable[..., Harness],
 ) -> None:
-    with Harness(config=config(cron_max_recovery_age_seconds=3600), start=START) as h:
+    with new_harness(config=config(cron_max_recovery_age_seconds=3600), start=START) as h:
         sid = h.runner.register_cron_workflow("report", "0 0 1 1 *")
         claim_without_execution(h, sid, START - timedelta(hours=2), "too-old")
         h.advance(timedelta(minutes=30))
@@ -136,8 +137,10 @@ def test_claims_older_than_the_max_recovery_age_are_left_alone(
         assert h.runner.get_cron_execution_stats(START - timedelta(days=1))["lost_executions"] == 1
 
 
-def test_recovery_can_be_switched_off(fired: list[dict[str, Any]]) -> None:
-    with Harness(config=config(cron_enable_recovery=False), start=START) as h:
+def test_recovery_can_be_switched_off(
+    fired: list[dict[str, Any]], new_harness: Callable[..., Harness]
+) -> None:
+    with new_harness(config=config(cron_enable_recovery=False), start=START) as h:
         sid = h.runner.register_cron_workflow("report", "0 0 1 1 *")
         claim_without_execution(h, sid, LOST_SLOT, "lost-off")
         h.advance(timedelta(hours=1))

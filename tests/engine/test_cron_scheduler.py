@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,9 +21,9 @@ from cron_support import START, quiet
 
 
 @pytest.fixture
-def h(fired: list[dict[str, Any]]) -> Iterator[Harness]:
+def h(fired: list[dict[str, Any]], new_harness: Callable[..., Harness]) -> Iterator[Harness]:
     """A quiet harness on an in-memory database with the ``report`` workflow."""
-    with Harness(config=quiet(), start=START) as harness:
+    with new_harness(config=quiet(), start=START) as harness:
         yield harness
 
 
@@ -164,8 +164,9 @@ def test_dst_transitions_end_to_end(
     start: str,
     days: int,
     expected: list[str],
+    new_harness: Callable[..., Harness],
 ) -> None:
-    with Harness(config=quiet(), start=utc(start)) as h:
+    with new_harness(config=quiet(), start=utc(start)) as h:
         h.runner.register_cron_workflow("report", expression, zone)
         h.advance(timedelta(days=days))
     assert times(fired) == expected
@@ -237,9 +238,10 @@ def test_run_all_is_capped_by_cron_max_catchup_executions(
 
 def test_a_stalled_scheduler_counts_as_downtime_but_a_busy_one_does_not(
     fired: list[dict[str, Any]],
+    new_harness: Callable[..., Harness],
 ) -> None:
     # cron_poll_interval_seconds=30: a gap of more than 60 s between ticks is a stall.
-    with Harness(config=quiet(cron_poll_interval_seconds=30), start=START) as h:
+    with new_harness(config=quiet(cron_poll_interval_seconds=30), start=START) as h:
         h.runner.register_cron_workflow("report", "*/10 * * * * *")
         h.run_until_idle()
         h.clock.advance(35)  # late by up to 25 s while running: every slot still fires
@@ -366,8 +368,9 @@ def test_changes_from_another_runner_are_seen_within_the_poll_interval(
 
 def test_enable_cron_scheduling_false_fires_nothing_but_manages(
     fired: list[dict[str, Any]],
+    new_harness: Callable[..., Harness],
 ) -> None:
-    with Harness(config=quiet(enable_cron_scheduling=False), start=START) as h:
+    with new_harness(config=quiet(enable_cron_scheduling=False), start=START) as h:
         sid = h.runner.register_cron_workflow("report", "* * * * *")
         h.advance(600)
         assert fired == []

@@ -4,6 +4,7 @@ same workflow; each execution's context says which started it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from cloaca.testing import Harness
 START = datetime(2026, 1, 1, 22, 50, tzinfo=UTC)
 
 
-def test_cron_and_a_trigger_drive_the_same_workflow() -> None:
+def test_cron_and_a_trigger_drive_the_same_workflow(new_harness: Callable[..., Harness]) -> None:
     processed: list[dict[str, Any]] = []
     inbox: list[str] = []
 
@@ -31,7 +32,7 @@ def test_cron_and_a_trigger_drive_the_same_workflow() -> None:
         return TriggerResult.fire({"file": inbox.pop(0)})
 
     config = DefaultRunnerConfig(cron_poll_interval_seconds=3600)
-    with Harness(config=config, start=START) as h:
+    with new_harness(config=config, start=START) as h:
         # Time-based: sweep everything up at 00:00 in Berlin (23:00 UTC) ...
         cron_id = h.runner.register_cron_workflow("file_processing", "0 0 * * *", "Europe/Berlin")
         # ... and condition-based: process each file as soon as it appears.

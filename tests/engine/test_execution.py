@@ -727,9 +727,9 @@ def test_cancel_while_a_task_runs_stops_retries_and_dependants(harness: Harness)
     assert result.task_results["running"].status == "Failed"
 
 
-def test_workflow_timeout_fails_the_execution() -> None:
+def test_workflow_timeout_fails_the_execution(new_harness: Callable[..., Harness]) -> None:
     config = DefaultRunnerConfig(workflow_timeout_seconds=5, stale_claim_sweep_interval_seconds=1)
-    with Harness(config=config) as h:
+    with new_harness(config=config) as h:
         with cloaca.WorkflowBuilder("too_slow"):
 
             @cloaca.task(retry_attempts=5, retry_delay_ms=100_000, retry_jitter=False)
@@ -747,11 +747,13 @@ def test_workflow_timeout_fails_the_execution() -> None:
         assert result.task_results["waits"].attempts == 1
 
 
-def test_workflow_timeout_applies_without_stale_claim_recovery() -> None:
+def test_workflow_timeout_applies_without_stale_claim_recovery(
+    new_harness: Callable[..., Harness],
+) -> None:
     config = DefaultRunnerConfig(
         workflow_timeout_seconds=2, stale_claim_sweep_interval_seconds=1, enable_recovery=False
     )
-    with Harness(config=config) as h:
+    with new_harness(config=config) as h:
         with cloaca.WorkflowBuilder("too_slow"):
 
             @cloaca.task(retry_delay_ms=100_000)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -120,7 +121,9 @@ def test_the_timeout_still_applies_after_defer_until_returns(db_url: str) -> Non
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_defer_until_under_the_harness_is_rechecked_each_round(kind: str) -> None:
+def test_defer_until_under_the_harness_is_rechecked_each_round(
+    kind: str, new_harness: Callable[..., Harness]
+) -> None:
     gate = {"open": False}
     looks: list[int] = []
 
@@ -143,7 +146,7 @@ def test_defer_until_under_the_harness_is_rechecked_each_round(kind: str) -> Non
             context.set("after", True)
 
     cloaca.workflow("gated", [waits])
-    with Harness() as h:
+    with new_harness() as h:
         result = h.execute("gated")  # returns: the task waits on a condition, not on time
         assert result.status == "Running"
         assert result.task_results["waits"].sub_status == "Deferred"
@@ -200,7 +203,9 @@ def test_cancelling_an_async_task_frees_its_slot_and_the_process_exits(tmp_path)
     assert "cancelled" in error
 
 
-def test_a_workflow_times_out_at_its_limit_not_at_the_next_sweep() -> None:
+def test_a_workflow_times_out_at_its_limit_not_at_the_next_sweep(
+    new_harness: Callable[..., Harness],
+) -> None:
     config = DefaultRunnerConfig(
         workflow_timeout_seconds=5, stale_claim_sweep_interval_seconds=3600
     )
@@ -210,7 +215,7 @@ def test_a_workflow_times_out_at_its_limit_not_at_the_next_sweep() -> None:
         raise RuntimeError("not yet")
 
     cloaca.workflow("stalling", [stalls])
-    with Harness(config=config) as h:
+    with new_harness(config=config) as h:
         h.advance(100)  # idle for a while first
         execution_id = h.runner.start("stalling")
         h.advance(4.9)

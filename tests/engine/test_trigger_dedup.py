@@ -4,6 +4,7 @@ same rules for manual fires."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -189,9 +190,16 @@ _CONTEXTS = st.sampled_from([None, {}, {"f": "a"}, {"f": "b"}, {"f": "a", "n": 1
 _OPS = st.lists(st.tuples(st.sampled_from(["fire", "end"]), _CONTEXTS), min_size=1, max_size=25)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    # new_harness gives every example a fresh database, so sharing the fixture is safe.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(ops=_OPS)
-def test_dedup_matches_a_model_of_active_holds(ops: list[tuple[str, Any]]) -> None:
+def test_dedup_matches_a_model_of_active_holds(
+    ops: list[tuple[str, Any]], new_harness: Callable[..., Harness]
+) -> None:
     """Whatever the order of fires and execution ends, a fire is refused exactly when an
     execution with the same context hash is still active."""
 
@@ -206,7 +214,7 @@ def test_dedup_matches_a_model_of_active_holds(ops: list[tuple[str, Any]]) -> No
         return False
 
     active: dict[str, str] = {}
-    with Harness() as h:
+    with new_harness() as h:
         h.runner.register_trigger(model, "model_wf")
         for op, ctx in ops:
             key = context_hash(ctx)

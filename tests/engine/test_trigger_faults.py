@@ -130,6 +130,7 @@ def test_non_finite_numbers_are_not_json_either(harness: Harness, bad: float) ->
 
 def test_an_async_poll_hanging_past_the_timeout_times_out(
     caplog: pytest.LogCaptureFixture,
+    new_harness: Callable[..., Harness],
 ) -> None:
     class Hangs(cloaca.Trigger):
         name = "hangs"
@@ -140,7 +141,7 @@ def test_an_async_poll_hanging_past_the_timeout_times_out(
             return True
 
     config = DefaultRunnerConfig(trigger_poll_timeout=0.05)
-    with Harness(config=config) as h:
+    with new_harness(config=config) as h:
         h.runner.register_trigger(Hangs(), "wf")
         with caplog.at_level(logging.WARNING):
             h.advance(0)
@@ -285,12 +286,12 @@ def test_backoff_needs_at_least_one_error() -> None:
         backoff_delay(timedelta(seconds=1), 0)
 
 
-def test_consecutive_errors_back_off_exponentially() -> None:
+def test_consecutive_errors_back_off_exponentially(new_harness: Callable[..., Harness]) -> None:
     def always_fails() -> bool:
         raise TriggerError("down")
 
     config = DefaultRunnerConfig(trigger_max_consecutive_errors=100)
-    with Harness(config=config) as h:
+    with new_harness(config=config) as h:
         _schedule(h, always_fails, poll_interval="2s")
         h.advance(120)
         times = [from_db_time(e["evaluated_at"].replace("Z", "+00:00")) for e in _evaluations(h)]
@@ -300,6 +301,7 @@ def test_consecutive_errors_back_off_exponentially() -> None:
 
 def test_after_max_errors_the_schedule_is_paused_with_the_reason_and_can_be_resumed(
     caplog: pytest.LogCaptureFixture,
+    new_harness: Callable[..., Harness],
 ) -> None:
     failing = [True]
 
@@ -309,7 +311,7 @@ def test_after_max_errors_the_schedule_is_paused_with_the_reason_and_can_be_resu
         return False
 
     config = DefaultRunnerConfig(trigger_max_consecutive_errors=3)
-    with Harness(config=config) as h:
+    with new_harness(config=config) as h:
         _schedule(h, flaky)
         with caplog.at_level(logging.ERROR):
             h.advance(600)
@@ -332,7 +334,7 @@ def test_after_max_errors_the_schedule_is_paused_with_the_reason_and_can_be_resu
         assert _evaluations(h)[-1]["outcome"] == "skipped"
 
 
-def test_a_success_resets_the_error_count() -> None:
+def test_a_success_resets_the_error_count(new_harness: Callable[..., Harness]) -> None:
     script = [RuntimeError("a"), RuntimeError("b"), False, RuntimeError("c"), RuntimeError("d")]
 
     def poll() -> bool:
@@ -342,7 +344,7 @@ def test_a_success_resets_the_error_count() -> None:
         return value
 
     config = DefaultRunnerConfig(trigger_max_consecutive_errors=3)
-    with Harness(config=config) as h:
+    with new_harness(config=config) as h:
         _schedule(h, poll)
         h.advance(30)
         schedule = h.runner.get_trigger_schedule("faulty")
@@ -350,7 +352,7 @@ def test_a_success_resets_the_error_count() -> None:
         assert schedule["consecutive_errors"] == 0
 
 
-def test_timeouts_count_towards_the_pause() -> None:
+def test_timeouts_count_towards_the_pause(new_harness: Callable[..., Harness]) -> None:
     class Hangs(cloaca.Trigger):
         name = "hangs"
         poll_interval = "1s"
@@ -360,7 +362,7 @@ def test_timeouts_count_towards_the_pause() -> None:
             return True
 
     config = DefaultRunnerConfig(trigger_poll_timeout=0.02, trigger_max_consecutive_errors=2)
-    with Harness(config=config) as h:
+    with new_harness(config=config) as h:
         h.runner.register_trigger(Hangs(), "wf")
         h.advance(60)
         schedule = h.runner.get_trigger_schedule("hangs")

@@ -4,6 +4,7 @@ fire_many, enable/disable, re-registration and ``@trigger(on=...)`` schedules.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,8 +63,9 @@ def test_each_trigger_is_polled_on_its_own_interval(harness: Harness, seen: list
 
 def test_intervals_below_the_base_poll_interval_are_polled_at_the_base_resolution(
     seen: list,
+    new_harness: Callable[..., Harness],
 ) -> None:
-    with Harness(config=DefaultRunnerConfig(trigger_base_poll_interval=2.0)) as h:
+    with new_harness(config=DefaultRunnerConfig(trigger_base_poll_interval=2.0)) as h:
         h.runner.register_trigger(Counting("eager", "100ms"), "record_wf")
         h.advance(6)
         assert _poll_times(h, "eager") == [0.0, 2.0, 4.0, 6.0]
@@ -291,12 +293,14 @@ def test_a_shorter_interval_on_re_registration_pulls_the_next_poll_in(
     assert trigger.polls == 2
 
 
-def test_on_schedules_are_created_when_a_runner_starts(seen: list) -> None:
+def test_on_schedules_are_created_when_a_runner_starts(
+    seen: list, new_harness: Callable[..., Harness]
+) -> None:
     @cloaca.trigger(name="at_start", on="record_wf", poll_interval="3s")
     def at_start() -> bool:
         return True
 
-    with Harness() as h:
+    with new_harness() as h:
         schedule = h.runner.get_trigger_schedule("at_start")
         assert schedule is not None
         assert schedule["workflow_name"] == "record_wf"
@@ -372,9 +376,9 @@ def test_polls_fire_and_executions_run_on_a_file_database_too(db_url: str, seen:
     assert [c["item"] for c in seen] == ["x", "y", "z"]
 
 
-def test_scheduling_can_be_switched_off(seen: list) -> None:
+def test_scheduling_can_be_switched_off(seen: list, new_harness: Callable[..., Harness]) -> None:
     trigger = Counting("off", "1s")
-    with Harness(config=DefaultRunnerConfig(enable_trigger_scheduling=False)) as h:
+    with new_harness(config=DefaultRunnerConfig(enable_trigger_scheduling=False)) as h:
         h.runner.register_trigger(trigger, "record_wf")
         h.advance(10)
         assert h.runner.get_trigger_schedule("off") is not None
