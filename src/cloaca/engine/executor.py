@@ -183,7 +183,9 @@ class Executor:
             try:
                 if names:
                     with self._store.write() as tx:
-                        claimed = self.claim_in(tx, names, reserved, now)
+                        # A fresh reading, taken after _dirty was cleared: work another
+                        # thread made Ready since this round began is not "in the future".
+                        claimed = self.claim_in(tx, names, reserved, self._clock.now())
                     if len(claimed) < reserved:
                         self._next_ready = self._store.next_ready_at(names)
                     else:
@@ -462,7 +464,9 @@ class Executor:
             # Claim only when something may be Ready: an empty claim is a round trip.
             if limit and (self._dirty or retry_due or any(w.may_ready for w in written)):
                 self._dirty = False
-                return written, self.claim_in(tx, names, limit, now)
+                # Read the clock after clearing _dirty (see tick): a start committed just
+                # before this claim has ready_at <= this reading, or set _dirty again.
+                return written, self.claim_in(tx, names, limit, self._clock.now())
             return written, []
 
         results: list[outcomes.Written | None]
