@@ -110,6 +110,9 @@ class Executor:
         self._stopping = stopping
         self._inline = inline
         self._slots = Slots(config.max_concurrent_tasks)
+        # True while the last claim took all it could: older Ready work may be waiting,
+        # and a new execution must not jump the queue (see reserve).
+        self._backlog = False
         self._pending: list[_Done] = []
         self._pending_lock = threading.Lock()
         self._flushing = False
@@ -186,6 +189,7 @@ class Executor:
                         # A fresh reading, taken after _dirty was cleared: work another
                         # thread made Ready since this round began is not "in the future".
                         claimed = self.claim_in(tx, names, reserved, self._clock.now())
+                    self._backlog = len(claimed) == reserved
                     if len(claimed) < reserved:
                         self._next_ready = self._store.next_ready_at(names)
                     else:
@@ -257,8 +261,10 @@ class Executor:
 
     def reserve(self, wanted: int) -> int:
         """Reserve up to ``wanted`` free slots for a claim in a transaction opened elsewhere
-        (0 under the Harness, which runs attempts only from its own rounds)."""
-        if self._inline or self._stopping.is_set():
+        (a start). None under the Harness, which runs attempts only from its own rounds, nor
+        while older Ready work may be waiting: claims take the oldest first, and a runner
+        that is behind must finish executions before it begins new ones."""
+        if self._inline or self._stopping.is_set() or self._backlog:
             return 0
         return self._slots.reserve(wanted)
 
@@ -451,18 +457,21 @@ class Executor:
         (and any idle ones); then run what was claimed."""
         held = sum(1 for done in batch if done.holds_slot)
         names = [wf.name for wf in registered_workflows()]
-        extra = self.reserve(self._config.max_concurrent_tasks) if names else 0
+        extra = self._slots.reserve(self._config.max_concurrent_tasks) if names else 0
         # Under the Harness (attempts run one at a time from its rounds) or when stopping,
         # the loop claims instead, if at all.
         claims = bool(names) and not self._inline and not self._stopping.is_set()
         limit = held + extra if claims else 0
         now = self._clock.now()
+        claims_made = False
 
         def record(tx: Tx) -> tuple[list[outcomes.Written], list[Claim]]:
+            nonlocal claims_made
             written = [outcomes.write(self._store, tx, self._runner_id, d.outcome) for d in batch]
             retry_due = self._next_ready is not None and now >= self._next_ready
             # Claim only when something may be Ready: an empty claim is a round trip.
             if limit and (self._dirty or retry_due or any(w.may_ready for w in written)):
+                claims_made = True
                 self._dirty = False
                 # Read the clock after clearing _dirty (see tick): a start committed just
                 # before this claim has ready_at <= this reading, or set _dirty again.
@@ -486,6 +495,8 @@ class Executor:
                 key = (done.outcome.claimed.id, done.outcome.claimed.attempt)
                 self._inflight.pop(key, None)
             self._slots.give_back(held + extra - len(claimed))
+        if claims_made:
+            self._backlog = len(claimed) == limit
         if failed or not limit or len(claimed) == limit > 0:
             self._dirty = True  # the loop claims (again): this round could not or did not finish
         for claim in claimed:
