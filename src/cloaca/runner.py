@@ -441,9 +441,14 @@ class DefaultRunner(TriggerManagement, CronManagement):
         return self._end_execution(execution_id, ExecutionStatus.CANCELLED, "cancelled")
 
     def _end_execution(self, execution_id: str, status: ExecutionStatus, error: str) -> bool:
-        """End an execution early (cancel, workflow timeout) and wake whoever waits on it."""
-        with self._store.write() as tx:
-            ended = terminate(self._store, tx, execution_id, status, self._clock.now(), error)
+        """End an execution early (cancel, workflow timeout) and wake whoever waits on it.
+        Retried on transient database errors (a deadlock with a concurrent claim among them:
+        this takes the execution's lock before its task executions' locks, a claim the
+        other way round)."""
+        ended = self._store.write_retrying(
+            lambda tx: terminate(self._store, tx, execution_id, status, self._clock.now(), error),
+            "ending an execution",
+        )
         if ended:
             self._executor.cancel_attempts(execution_id)
             self._execution_finished(execution_id, status)
