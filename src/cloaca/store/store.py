@@ -19,22 +19,22 @@ from typing import Any, TypeVar
 from cloaca.clock import from_db_time, to_db_time
 from cloaca.store.cron_store import CronStore
 from cloaca.store.db import Database, Tx
+from cloaca.store.execution_reads import ExecutionReads
 from cloaca.store.migrate import migrate
 from cloaca.store.records import (
     ClaimedTask,
-    ExecutionRecord,
     ExecutionStatus,
     NewTask,
-    TaskExecutionRecord,
     TaskStatus,
 )
+from cloaca.store.recovery_store import RecoveryStore
 from cloaca.store.retry import retrying
 from cloaca.store.trigger_store import TriggerStore
 
 T = TypeVar("T")
 
 
-class Store(TriggerStore, CronStore):
+class Store(ExecutionReads, RecoveryStore, TriggerStore, CronStore):
     """Persistence operations over one :class:`~cloaca.store.db.Database`."""
 
     def __init__(self, db: Database) -> None:
@@ -125,58 +125,6 @@ class Store(TriggerStore, CronStore):
         """The recorded definition of version ``version`` of ``name``, or None (in ``tx``)."""
         row = tx.one("workflow_version_get", {"name": name, "version": version})
         return json.loads(row["definition"]) if row else None
-
-    # -- runners and heartbeats -------------------------------------------------------------
-
-    def register_runner(self, runner_id: str, hostname: str, pid: int, now: datetime) -> None:
-        """Record a live runner (its heartbeat starts now)."""
-        with self.db.write() as tx:
-            tx.run(
-                "runner_insert",
-                {"id": runner_id, "hostname": hostname, "pid": pid, "now": to_db_time(now)},
-            )
-
-    def heartbeat(self, runner_id: str, now: datetime) -> bool:
-        """Refresh a runner's heartbeat; False when its row is gone (it was declared dead)."""
-        with self.db.write() as tx:
-            return tx.run("runner_heartbeat", {"id": runner_id, "now": to_db_time(now)}) > 0
-
-    def remove_runner(self, runner_id: str) -> None:
-        """Forget a runner that shut down cleanly."""
-        with self.db.write() as tx:
-            tx.run("runner_delete", {"id": runner_id})
-
-    def requeue_stale(
-        self,
-        self_id: str,
-        threshold: datetime,
-        now: datetime,
-        plan_failed: Callable[[Tx, list[ClaimedTask]], None] | None = None,
-    ) -> int:
-        """Declare runners silent since ``threshold`` dead and take over their Running task
-        executions; returns how many were taken over.
-
-        The dead runner's attempt counts (its claim counted it): a task execution with
-        attempts left becomes Ready again; one whose attempt was its last ends Failed with
-        "runner died during the attempt (attempt n of m)", and ``plan_failed(tx, failed)``
-        plans on those in the same transaction (the store knows no workflows: without it
-        their executions stay unplanned). Work of executions that already ended is Skipped
-        as abandoned. The whole transaction is retried on transient database errors."""
-
-        def take_over(tx: Tx) -> int:
-            tx.run("runners_stale_delete", {"threshold": to_db_time(threshold), "self_id": self_id})
-            params = {"self_id": self_id, "now": to_db_time(now)}
-            rows = tx.all("task_fail_orphaned_exhausted", params)
-            failed = [ClaimedTask.from_row(r) for r in rows]
-            requeued = tx.run("task_requeue_orphaned", params)
-            tx.run("task_abandon_orphaned", params)  # what is left belongs to ended executions
-            if failed and plan_failed is not None:
-                plan_failed(tx, failed)
-            if requeued:
-                self.notify(tx, "ready")
-            return requeued + len(failed)
-
-        return self.write_retrying(take_over, "taking over the work of silent runners")
 
     # -- executions -------------------------------------------------------------------------
 
@@ -328,11 +276,6 @@ class Store(TriggerStore, CronStore):
             for r in tx.all("task_results", {"execution_id": execution_id})
         }
 
-    def first_task_error(self, tx: Tx, execution_id: str) -> str | None:
-        """ "Task 'x' failed: <error>" for the first Failed task (topological order)."""
-        row = tx.one("task_first_error", {"execution_id": execution_id})
-        return f"Task {row['task_id']!r} failed: {row['error']}" if row else None
-
     def lock_execution(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
         """Lock an execution's row until ``tx`` ends and return its status (None if it does
         not exist). Every planning step takes this lock first, so two tasks of one execution
@@ -446,76 +389,6 @@ class Store(TriggerStore, CronStore):
     def cancel_pending_tasks(self, tx: Tx, execution_id: str, now: datetime) -> None:
         """Skip every task execution of ``execution_id`` that has not started."""
         tx.run("task_cancel_pending", {"execution_id": execution_id, "now": to_db_time(now)})
-
-    def execution_statuses(self, execution_ids: Iterable[str]) -> dict[str, ExecutionStatus]:
-        """execution id → status for the given executions (unknown ids are left out)."""
-        with self.db.read() as tx:
-            rows = tx.all("execution_statuses", {"ids": json.dumps(list(execution_ids))})
-        return {r["id"]: ExecutionStatus(r["status"]) for r in rows}
-
-    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
-        """One execution, or None (transient database errors are retried)."""
-        row = self.read_retrying(
-            lambda tx: tx.one("execution_get", {"id": execution_id}), "reading an execution"
-        )
-        return ExecutionRecord.from_row(row) if row else None
-
-    def list_task_executions(self, execution_id: str) -> list[TaskExecutionRecord]:
-        """The task executions of an execution in topological position order (transient
-        database errors are retried)."""
-        rows = self.read_retrying(
-            lambda tx: tx.all("task_list", {"execution_id": execution_id}),
-            "reading task executions",
-        )
-        return [TaskExecutionRecord.from_row(r) for r in rows]
-
-    # -- last-resort repair -----------------------------------------------------------------
-
-    def stalled_executions(self, quiet_since: datetime, limit: int) -> list[tuple[str, str, str]]:
-        """``(id, workflow name, version)`` of up to ``limit`` active executions created
-        before ``quiet_since`` with no Running or Ready task execution and no task started
-        or finished since then: nothing will move them on by itself."""
-        with self.db.read() as tx:
-            rows = tx.all(
-                "execution_stalled", {"threshold": to_db_time(quiet_since), "limit": limit}
-            )
-        return [(r["id"], r["workflow_name"], r["workflow_version"]) for r in rows]
-
-    def recount_remaining(self, tx: Tx, execution_id: str) -> int:
-        """Reset an execution's count of unfinished tasks from its task executions' actual
-        statuses; returns it."""
-        row = tx.one("execution_recount_remaining", {"id": execution_id})
-        return int(row["remaining_tasks"]) if row else 0
-
-    def list_executions(
-        self, workflow_name: str | None, status: str | None, limit: int, offset: int
-    ) -> list[ExecutionRecord]:
-        """Executions newest first, optionally filtered."""
-        with self.db.read() as tx:
-            rows = tx.all(
-                "execution_list",
-                {
-                    "workflow_name": workflow_name,
-                    "status": status,
-                    "limit": limit,
-                    "offset": offset,
-                },
-            )
-        return [ExecutionRecord.from_row(r) for r in rows]
-
-    def executions_older_than(self, threshold: datetime) -> list[str]:
-        """Ids of non-terminal executions created before ``threshold`` (workflow timeout)."""
-        with self.db.read() as tx:
-            return [
-                r["id"]
-                for r in tx.all("execution_list_timed_out", {"threshold": to_db_time(threshold)})
-            ]
-
-    def oldest_active_created_at(self) -> datetime | None:
-        """Creation time of the oldest Pending/Running execution, or None."""
-        with self.db.read() as tx:
-            row = tx.one("execution_oldest_active")
-        return from_db_time(row["created_at"]) if row else None
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (cheap cross-process change probe)."""

@@ -239,11 +239,6 @@ WHERE workflow_execution_id = %(execution_id)s AND completed_at IS NULL
 SELECT task_id, status, output, error FROM cloaca_task_executions
 WHERE execution_id = %(execution_id)s
 
--- name: task_first_error
-SELECT task_id, error FROM cloaca_task_executions
-WHERE execution_id = %(execution_id)s AND status = 'Failed'
-ORDER BY position LIMIT 1
-
 -- name: migrate_lock
 -- Serialises concurrent migrations: held until the migrating transaction ends.
 SELECT pg_advisory_xact_lock(823117)

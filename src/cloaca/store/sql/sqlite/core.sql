@@ -219,11 +219,6 @@ WHERE workflow_execution_id = :execution_id AND completed_at IS NULL
 SELECT task_id, status, output, error FROM cloaca_task_executions
 WHERE execution_id = :execution_id
 
--- name: task_first_error
-SELECT task_id, error FROM cloaca_task_executions
-WHERE execution_id = :execution_id AND status = 'Failed'
-ORDER BY position LIMIT 1
-
 -- name: migrate_lock
 -- SQLite serialises migrations through the write transaction itself: nothing to lock.
 SELECT 1
