@@ -18,71 +18,43 @@ Commits are the latency budget, so work rides on transactions that happen anyway
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
-from cloaca.context import Context, ContextLimitError, check_context_size
+from cloaca.context import Context, ContextLimitError
 from cloaca.engine import outcomes
 from cloaca.engine.aio import AsyncBridge, bounded, describe
+from cloaca.engine.attempts import (
+    Attempt,
+    BadTaskResult,
+    Control,
+    Done,
+    TaskTimedOut,
+    output_of,
+    run_callback,
+)
 from cloaca.engine.outcomes import Outcome, Unrecorded
-from cloaca.engine.planner import Shape, load_input
+from cloaca.engine.planner import Shape, claimed_inputs, load_input
 from cloaca.engine.slots import Slots
 from cloaca.engine.workers import DaemonWorkers
 from cloaca.retry import is_transient_message
-from cloaca.store.db import TransientStoreError, Tx
+from cloaca.store.db import Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
 from cloaca.store.store import Store
-from cloaca.task import TaskHandle, TaskSpec
+from cloaca.task import TaskHandle
 from cloaca.workflow import Workflow, get_workflow, registered_workflows
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Attempt:
-    claimed: ClaimedTask
-    spec: TaskSpec | None
-    shape: Shape | None
-    deadline: float | None = None  # monotonic; sync tasks only (async ones cancel themselves)
-    done: bool = False
-    handle: TaskHandle | None = None
-    future: concurrent.futures.Future[Any] | None = None  # an async body on the event loop
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    # Under the Harness: set when the attempt finished or is waiting in defer_until, so the
-    # driving thread knows it may go on; ``recheck`` lets a deferred attempt look again.
-    settled: threading.Event = field(default_factory=threading.Event)
-    recheck: threading.Event = field(default_factory=threading.Event)
-    waiting: bool = False
-    #: The input context, when the claim read it in its own transaction.
-    input: dict[str, Any] | None = None
-    #: Its execution ended while the attempt ran (see Executor.cancel_attempts).
-    cancel_requested: bool = False
-
-
 #: A claimed task execution and its input (None: read it when the attempt starts).
 Claim = tuple[ClaimedTask, dict[str, Any] | None]
-
-
-@dataclass(slots=True)
-class _Done:
-    """A finished attempt waiting to be recorded; ``holds_slot`` when its slot is handed
-    on to whatever the recording transaction claims."""
-
-    attempt: _Attempt
-    outcome: Outcome
-    holds_slot: bool
-
-
-class TaskTimedOut(Exception):
-    """An attempt ran past its timeout."""
 
 
 class Executor:
@@ -113,10 +85,10 @@ class Executor:
         # True while the last claim took all it could: older Ready work may be waiting,
         # and a new execution must not jump the queue (see reserve).
         self._backlog = False
-        self._pending: list[_Done] = []
+        self._pending: list[Done] = []
         self._pending_lock = threading.Lock()
         self._flushing = False
-        self._inflight: dict[tuple[int, int], _Attempt] = {}
+        self._inflight: dict[tuple[int, int], Attempt] = {}
         self._dirty = True
         self._check_ended = False
         self._next_ready: datetime | None = None
@@ -155,7 +127,7 @@ class Executor:
             shape = self._shapes[key] = Shape.from_definition(wf.definition())
         return shape
 
-    def shape_for(self, name: str, version: str) -> Shape | None:
+    def shape_for(self, name: str, version: str, tx: Tx | None = None) -> Shape | None:
         """The structure an execution started with: the registered workflow when its version
         matches, else the recorded definition of that version (None if unknown)."""
         key = (name, version)
@@ -164,7 +136,12 @@ class Executor:
             wf = get_workflow(name)
             if wf is not None and wf.version == version:
                 return self.shape_of(wf)
-            definition = self._store.get_workflow_definition(name, version)
+            # Inside an open transaction (a claim's), read through it: SQLite cannot nest one.
+            definition = (
+                self._store.get_workflow_definition(name, version)
+                if tx is None
+                else self._store.workflow_version_definition(tx, name, version)
+            )
             if definition is None:
                 return None
             shape = self._shapes[key] = Shape.from_definition(definition)
@@ -284,23 +261,14 @@ class Executor:
         claimed = self._store.claim_ready_in(
             tx, self._runner_id, names, limit, now, execution_id, mark_running=execution_id is None
         )
-        inputs = dict(inputs or {})  # execution input, read once for several roots
-        result: list[Claim] = []
-        for c in claimed:
-            shape = self.shape_for(c.workflow_name, c.workflow_version)
-            data = None
-            if shape is not None and c.task_id in shape.deps:
-                if shape.deps[c.task_id]:
-                    data = load_input(self._store, tx, shape, c.execution_id, c.task_id)
-                else:
-                    text = inputs.get(c.execution_id)
-                    if text is None:
-                        text = inputs[c.execution_id] = self._store.execution_context(
-                            tx, c.execution_id
-                        )
-                    data = json.loads(text)
-            result.append((c, data))
-        return result
+        shapes = {
+            (c.workflow_name, c.workflow_version): self.shape_for(
+                c.workflow_name, c.workflow_version, tx
+            )
+            for c in claimed
+        }
+        data = claimed_inputs(self._store, tx, claimed, shapes, inputs or {})
+        return list(zip(claimed, data, strict=True))
 
     def adopt(self, claimed: list[Claim], reserved: int) -> None:
         """Run what a transaction opened elsewhere claimed (it committed) and give back the
@@ -316,7 +284,7 @@ class Executor:
         wf = get_workflow(claimed.workflow_name)
         spec = wf.tasks.get(claimed.task_id) if wf else None
         shape = self.shape_for(claimed.workflow_name, claimed.workflow_version)
-        attempt = _Attempt(claimed, spec, shape, input=data)
+        attempt = Attempt(claimed, spec, shape, input=data)
         self._inflight[(claimed.id, claimed.attempt)] = attempt
         self._workers.submit(self._run, attempt)
         if self._inline:
@@ -324,7 +292,7 @@ class Executor:
             # waits in defer_until (which the next rounds re-check, see recheck_deferred).
             attempt.settled.wait()
 
-    def _run(self, attempt: _Attempt) -> None:
+    def _run(self, attempt: Attempt) -> None:
         claimed, spec, shape = attempt.claimed, attempt.spec, attempt.shape
         if spec is None or shape is None:
             msg = f"task {claimed.task_id!r} is not part of workflow {claimed.workflow_name!r} here"
@@ -339,7 +307,7 @@ class Executor:
             attempt.input = None  # the Context owns it now
             ctx = Context._adopt(data)
             timeout = spec.timeout or float(self._config.task_timeout_seconds)
-            attempt.handle = TaskHandle(spec.id, _Control(self, attempt))
+            attempt.handle = TaskHandle(spec.id, Control(self, attempt))
             args: tuple[Any, ...] = (ctx, attempt.handle) if spec.wants_handle else (ctx,)
             if spec.is_async:
                 future = self._aio.submit(bounded(spec.fn(*args), timeout))
@@ -357,7 +325,7 @@ class Executor:
                 attempt.deadline = time.monotonic() + timeout
                 self._wake()  # let the loop learn the new deadline
                 result = spec.fn(*args)
-            output = _output_of(spec.id, result, ctx, self._config.max_context_bytes)
+            output = output_of(spec.id, result, ctx, self._config.max_context_bytes)
             self._finish(attempt, output, None, timed_out=False, ctx=ctx)
         except TaskTimedOut as exc:
             self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx)
@@ -392,7 +360,7 @@ class Executor:
 
     def _finish(
         self,
-        attempt: _Attempt,
+        attempt: Attempt,
         output: str | None,
         error: str | None,
         *,
@@ -428,11 +396,11 @@ class Executor:
         if handle is not None:
             handle._end()
         with self._pending_lock:
-            self._pending.append(_Done(attempt, result, holds_slot))
+            self._pending.append(Done(attempt, result, holds_slot))
         try:
             self._flush()
             if spec is not None:
-                _callback(spec, error, ctx)
+                run_callback(spec, error, ctx)
         finally:
             attempt.settled.set()
             self._wake()
@@ -452,7 +420,7 @@ class Executor:
                 with self._pending_lock:
                     self._flushing = False
 
-    def _write_batch(self, batch: list[_Done]) -> None:
+    def _write_batch(self, batch: list[Done]) -> None:
         """Record ``batch`` and, in the same transaction, claim work for the slots it frees
         (and any idle ones); then run what was claimed."""
         held = sum(1 for done in batch if done.holds_slot)
@@ -489,7 +457,7 @@ class Executor:
             results = list(written)
         except Exception as exc:
             failed = True
-            results = self._write_one_by_one(batch, exc)
+            results = self.unrecorded.salvage([d.outcome for d in batch], exc)
         finally:
             for done in batch:
                 key = (done.outcome.claimed.id, done.outcome.claimed.attempt)
@@ -504,35 +472,6 @@ class Executor:
         for done, result in zip(batch, results, strict=True):
             if result is not None:
                 self._written(done.outcome.claimed, result)
-
-    def _write_one(self, outcome: Outcome) -> outcomes.Written:
-        return self._store.write_retrying(
-            lambda tx: outcomes.write(self._store, tx, self._runner_id, outcome),
-            "recording task outcome",
-        )
-
-    def _write_one_by_one(
-        self, batch: list[_Done], exc: BaseException
-    ) -> list[outcomes.Written | None]:
-        """The batch's transaction failed for good: keep every outcome for a later try when
-        the database is unreachable, else isolate the one it refuses."""
-        if len(batch) == 1 or isinstance(exc, TransientStoreError):
-            log.error("recording task outcomes failed", exc_info=exc, extra={"count": len(batch)})
-            for done in batch:
-                self.unrecorded.add(done.outcome, exc)
-            return [None] * len(batch)
-        results: list[outcomes.Written | None] = []
-        for done in batch:
-            single = done.outcome
-            try:
-                results.append(self._write_one(single))
-            except Exception as one_exc:
-                log.exception(
-                    "recording task outcome failed", extra={"task_execution": single.claimed.id}
-                )
-                self.unrecorded.add(single, one_exc)
-                results.append(None)
-        return results
 
     def _written(self, claimed: ClaimedTask, written: outcomes.Written) -> None:
         """An outcome reached the database: learn its retry time, report an ended execution."""
@@ -549,66 +488,3 @@ class Executor:
             self._dirty = True  # it may have made dependants Ready
             self._written(outcome.claimed, written)
         return next_try
-
-
-class BadTaskResult(TypeError):
-    """A task body returned something the engine cannot use; retrying cannot fix that."""
-
-
-def _output_of(task_id: str, result: Any, ctx: Context, max_bytes: int) -> str:
-    if result is None:
-        result = ctx
-    if not isinstance(result, Context):
-        raise BadTaskResult(
-            f"task {task_id!r} returned {type(result).__name__}; return a Context or None"
-        )
-    return check_context_size(
-        json.dumps(result._raw()), max_bytes, f"the context returned by task {task_id!r}"
-    )
-
-
-def _callback(spec: TaskSpec, error: str | None, ctx: Context | None) -> None:
-    try:
-        if error is None and spec.on_success is not None:
-            spec.on_success(spec.id, ctx)
-        elif error is not None and spec.on_failure is not None:
-            spec.on_failure(spec.id, error, ctx)
-    except BaseException:  # user code: even SystemExit must not stop the worker thread
-        log.exception("task callback raised", extra={"task": spec.id})
-
-
-class _Control:
-    """The executor's side of a TaskHandle."""
-
-    def __init__(self, executor: Executor, attempt: _Attempt) -> None:
-        self._executor = executor
-        self._attempt = attempt
-        self._remaining: float | None = None
-
-    def release_slot(self) -> None:
-        # Deferring is waiting, not running: the timeout clock pauses until the slot is back.
-        deadline, self._attempt.deadline = self._attempt.deadline, None
-        self._remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self._executor.release_slot()
-
-    def acquire_slot(self) -> None:
-        self._executor.acquire_slot()
-        if self._remaining is not None:
-            self._attempt.deadline = time.monotonic() + self._remaining
-            self._executor._wake()
-
-    def set_sub_status(self, sub_status: str | None) -> None:
-        self._executor._store.set_sub_status(self._attempt.claimed, sub_status)
-
-    def wait(self, seconds: float) -> bool:
-        """Pause between two looks at a defer_until condition; True if shutting down."""
-        executor, attempt = self._executor, self._attempt
-        if not executor._inline:
-            return executor._stopping.wait(seconds)
-        # Under the Harness the condition is looked at once per engine round, not on a
-        # timer: the driving thread goes on until the next round re-checks it.
-        attempt.recheck.clear()
-        attempt.waiting = True
-        attempt.settled.set()
-        attempt.recheck.wait()
-        return executor._stopping.is_set()

@@ -135,6 +135,32 @@ class Unrecorded:
         with self._lock:
             self._waiting.append(_Waiting(outcome))
 
+    def salvage(self, batch: list[Outcome], exc: BaseException) -> list[Written | None]:
+        """A batch's transaction failed for good with ``exc``: keep every outcome for a later
+        try when the database is unreachable, else write them one by one to isolate the one
+        it refuses (which is kept). Returns what was written, None where kept."""
+        if len(batch) == 1 or isinstance(exc, TransientStoreError):
+            log.error("recording task outcomes failed", exc_info=exc, extra={"count": len(batch)})
+            for outcome in batch:
+                self.add(outcome, exc)
+            return [None] * len(batch)
+        results: list[Written | None] = []
+        for outcome in batch:
+            try:
+                results.append(
+                    self.store.write_retrying(
+                        lambda tx, o=outcome: write(self.store, tx, self.runner_id, o),  # type: ignore[misc]
+                        "recording task outcome",
+                    )
+                )
+            except Exception as one_exc:
+                log.exception(
+                    "recording task outcome failed", extra={"task_execution": outcome.claimed.id}
+                )
+                self.add(outcome, one_exc)
+                results.append(None)
+        return results
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._waiting)

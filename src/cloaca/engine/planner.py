@@ -10,14 +10,14 @@ tasks says when the execution is done, so wide workflows cost O(1) per task.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cloaca import dag, rules
 from cloaca.store.db import Tx
-from cloaca.store.records import ExecutionStatus, NewTask, TaskStatus
+from cloaca.store.records import ClaimedTask, ExecutionStatus, NewTask, TaskStatus
 from cloaca.store.store import Store
 
 UPSTREAM_FAILED = "upstream failed"
@@ -196,6 +196,32 @@ def load_input(
     if len(parts) == 1:
         return parts[0]
     return dag.merge_outputs(parts)
+
+
+def claimed_inputs(
+    store: Store,
+    tx: Tx,
+    claimed: Sequence[ClaimedTask],
+    shapes: Mapping[tuple[str, str], Shape | None],
+    known: Mapping[str, str],
+) -> list[dict[str, Any] | None]:
+    """The input context of each claimed task execution, read in the claim's transaction
+    (None where its workflow's shape is unknown here). ``known``: execution id -> input
+    context JSON the caller already has; each execution's input is read at most once."""
+    texts = dict(known)
+    found: list[dict[str, Any] | None] = []
+    for c in claimed:
+        shape = shapes.get((c.workflow_name, c.workflow_version))
+        if shape is None or c.task_id not in shape.deps:
+            found.append(None)
+        elif shape.deps[c.task_id]:
+            found.append(load_input(store, tx, shape, c.execution_id, c.task_id))
+        else:
+            text = texts.get(c.execution_id)
+            if text is None:
+                text = texts[c.execution_id] = store.execution_context(tx, c.execution_id)
+            found.append(json.loads(text))
+    return found
 
 
 def create(
