@@ -15,7 +15,7 @@ import uuid
 
 import cloaca
 from _common import POSTGRES_URL, emit, quick, spawn_workers
-from cloaca.workflow import clear_registry
+from cloaca.workflows.registry import clear_registry
 
 WORKER = """
 import sys, time

@@ -75,7 +75,7 @@ def cross_process(runs: int, warmup: int) -> dict[str, float]:
     import psycopg
 
     from _common import POSTGRES_URL
-    from cloaca.workflow import clear_registry
+    from cloaca.workflows.registry import clear_registry
 
     schema = f"bench_w2x_{uuid.uuid4().hex[:8]}"
     [worker] = spawn_workers(WORKER, [POSTGRES_URL, schema], 1)

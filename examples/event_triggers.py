@@ -224,7 +224,7 @@ def report(runner: DefaultRunner) -> None:
 
 
 def main() -> None:
-    engine_log = logging.getLogger("cloaca.engine.trigger_fire")
+    engine_log = logging.getLogger("cloaca.engine.triggers.fire")
     engine_log.setLevel(logging.INFO)
     engine_log.addHandler(FireLog())
 

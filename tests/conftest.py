@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from cloaca import DefaultRunner, triggers
+from cloaca import DefaultRunner
 from cloaca.testing import Harness
-from cloaca.workflow import _listeners as workflow_listeners
-from cloaca.workflow import clear_registry
+from cloaca.triggers import registry as triggers
+from cloaca.workflows.registry import _listeners as workflow_listeners
+from cloaca.workflows.registry import clear_registry
 from pg_support import drop_schema, fresh_database, require_postgres
 
 

@@ -6,9 +6,17 @@ Declare tasks with :func:`task`, group them with :class:`WorkflowBuilder` or
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
-from cloaca.results import TaskResult, WorkflowResult
-from cloaca.retry import BackoffStrategy, RetryCondition, RetryPolicy
-from cloaca.rules import (
+from cloaca.runner.default import DefaultRunner
+from cloaca.runner.results import TaskResult, WorkflowResult
+from cloaca.triggers.definition import (
+    Trigger,
+    TriggerError,
+    TriggerResult,
+    register_trigger,
+    trigger,
+)
+from cloaca.workflows.retry import BackoffStrategy, RetryCondition, RetryPolicy
+from cloaca.workflows.rules import (
     all_of,
     always,
     any_of,
@@ -18,16 +26,13 @@ from cloaca.rules import (
     task_skipped,
     task_success,
 )
-from cloaca.runner import DefaultRunner
-from cloaca.task import TaskHandle, task
-from cloaca.triggers import (
-    Trigger,
-    TriggerError,
-    TriggerResult,
-    register_trigger,
-    trigger,
+from cloaca.workflows.task import TaskHandle, task
+from cloaca.workflows.workflow import (
+    Workflow,
+    WorkflowBuilder,
+    register_workflow_constructor,
+    workflow,
 )
-from cloaca.workflow import Workflow, WorkflowBuilder, register_workflow_constructor, workflow
 
 __version__ = "0.1.0"
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
-from cloaca.results import WorkflowResult
-from cloaca.runner import DefaultRunner
+from cloaca.runner.default import DefaultRunner
+from cloaca.runner.results import WorkflowResult
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 

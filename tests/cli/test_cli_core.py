@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cloaca.cli import main
-from cloaca.workflow import clear_registry
+from cloaca.cli.main import main
+from cloaca.workflows.registry import clear_registry
 
 APP = textwrap.dedent(
     """

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 import cloaca
-from cloaca.cli import main
-from cloaca.workflow import clear_registry
+from cloaca.cli.main import main
+from cloaca.workflows.registry import clear_registry
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_triggers_list_show_disable_enable_fire_history_evaluations(url: str) ->
             return False
 
         r.register_trigger("inbox", "nightly")
-    cloaca.triggers.unregister_trigger("inbox")  # the CLI process does not have the code
+    cloaca.triggers.definition.unregister_trigger("inbox")  # the CLI process does not have the code
 
     rows = json.loads(run(url, "triggers", "list", "--json").output)
     assert [(r["trigger_name"], r["workflow_name"], r["enabled"]) for r in rows] == [

@@ -14,7 +14,7 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunner
 from cloaca.testing import Harness
-from cloaca.workflow import clear_registry
+from cloaca.workflows.registry import clear_registry
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 SCHEDULE_KEYS = {

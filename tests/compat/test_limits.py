@@ -17,7 +17,7 @@ from cloaca import Context, DefaultRunner, DefaultRunnerConfig, TriggerResult
 from cloaca.context import MAX_CONTEXT_DEPTH
 from cloaca.names import MAX_IDENTIFIER_BYTES, MAX_NAME_LENGTH
 from cloaca.testing import Harness
-from cloaca.workflow import registered_workflows
+from cloaca.workflows.registry import registered_workflows
 from pg_support import drop_schema, require_postgres, run_sql
 
 LIMIT = 2_000  # bytes: a small max_context_bytes so tests need no large data

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloaca.cron import CronSchedule
-from cloaca.engine.cron_scheduler import SlotPlan, plan_slots, slot_context
+from cloaca.cron.schedule import CronSchedule
+from cloaca.engine.cron import SlotPlan, plan_slots, slot_context
 from cloaca.store.cron_records import CatchupPolicy
 
 SKIP, RUN_ALL = CatchupPolicy.SKIP, CatchupPolicy.RUN_ALL

@@ -16,7 +16,7 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunner
 from cloaca.testing import FakeClock, Harness
-from cloaca.workflow import clear_registry
+from cloaca.workflows.registry import clear_registry
 from cron_support import START, quiet
 
 

@@ -20,7 +20,7 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunner, DefaultRunnerConfig
 from cloaca.store.db import StoreError, TransientStoreError
-from cloaca.store.sqlite import SqliteDatabase
+from cloaca.store.drivers.sqlite import SqliteDatabase
 from pg_support import fresh_database, run_sql
 
 #: How long the runner's connections wait for a lock before the driver gives up (and the
@@ -117,7 +117,7 @@ def test_outcome_is_recorded_after_the_runners_connections_are_terminated(
 def test_the_listener_reconnects_and_hears_later_notifications(
     pg_url: tuple[str, str],
 ) -> None:
-    from cloaca.store.postgres import PostgresDatabase
+    from cloaca.store.drivers.postgres import PostgresDatabase
 
     url, app = pg_url
     db = PostgresDatabase(url)
@@ -159,7 +159,7 @@ def lock_url(backend: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The URL a runner under test opens, with its lock wait cut to LOCK_WAIT_MS: SQLite's
     busy timeout (a driver constructor argument), PostgreSQL's ``lock_timeout``."""
     if backend == "sqlite":
-        runner_module = importlib.import_module("cloaca.runner")
+        runner_module = importlib.import_module("cloaca.runner.default")
         monkeypatch.setattr(
             runner_module,
             "SqliteDatabase",

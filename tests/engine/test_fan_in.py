@@ -19,9 +19,9 @@ import cloaca
 from cloaca import Context, DefaultRunner, DefaultRunnerConfig
 from cloaca.engine import planner
 from cloaca.engine.planner import Shape
-from cloaca.runner import open_store
+from cloaca.runner.default import open_store
+from cloaca.store.core import Store
 from cloaca.store.records import ClaimedTask, TaskStatus
-from cloaca.store.store import Store
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import cloaca
 from cloaca import Context, TriggerResult
 from cloaca.testing import Harness
-from cloaca.triggers import context_hash
+from cloaca.triggers.definition import context_hash
 
 
 @pytest.fixture

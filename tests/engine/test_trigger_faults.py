@@ -16,7 +16,7 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunnerConfig, TriggerError, TriggerResult
 from cloaca.clock import from_db_time
-from cloaca.engine.trigger_fire import backoff_delay
+from cloaca.engine.triggers.fire import backoff_delay
 from cloaca.testing import Harness
 
 
@@ -237,7 +237,7 @@ def test_a_slow_poll_delays_no_other_trigger(db_url: str) -> None:
 
 
 def test_more_hanging_polls_than_poll_threads_starve_no_other_trigger(db_url: str) -> None:
-    from cloaca.engine.trigger_scheduler import POLL_THREADS
+    from cloaca.engine.triggers.scheduler import POLL_THREADS
 
     release = threading.Event()
     fast_polls: list[float] = []

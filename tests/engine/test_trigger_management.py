@@ -257,7 +257,7 @@ def test_register_trigger_by_name_from_a_runner_that_only_knows_the_schedule(
 ) -> None:
     with Harness(db_url) as owner:
         owner.runner.register_trigger(Numbered("remote"), "wf", poll_interval="4s")
-    cloaca.triggers.unregister_trigger("remote")
+    cloaca.triggers.definition.unregister_trigger("remote")
     config = DefaultRunnerConfig(enable_trigger_scheduling=False)
     with cloaca.DefaultRunner(db_url, config) as manager:
         manager.register_trigger("remote", "wf", allow_concurrent=True)

@@ -13,9 +13,9 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunnerConfig, TriggerResult
 from cloaca.clock import from_db_time
-from cloaca.engine.trigger_view import next_poll
+from cloaca.engine.triggers.view import next_poll
 from cloaca.testing import DEFAULT_START, Harness
-from cloaca.triggers import unregister_trigger
+from cloaca.triggers.definition import unregister_trigger
 
 
 @pytest.fixture

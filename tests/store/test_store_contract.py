@@ -1,4 +1,4 @@
-"""The Store contract (docstrings of ``cloaca.store.store.Store``), run on every backend.
+"""The Store contract (docstrings of ``cloaca.store.core.Store``), run on every backend.
 
 Each test gets a :class:`Backend` from the parametrized ``backend`` fixture: a way to open
 fresh Store connections on one empty database, plus a raw side channel (a separate driver
@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 
 from cloaca.clock import to_db_time
+from cloaca.store.core import Store
 from cloaca.store.db import NotACloacaDatabase, SchemaTooNew, load_migrations, load_queries
+from cloaca.store.drivers.sqlite import SqliteDatabase
 from cloaca.store.migrate import VERSION_TABLE, current_version, latest_version
 from cloaca.store.records import ClaimedTask, ExecutionStatus, NewTask, TaskStatus
-from cloaca.store.sqlite import SqliteDatabase
-from cloaca.store.store import Store
 from pg_support import POSTGRES_URL, drop_schema, require_postgres
 
 BACKENDS = ["sqlite", "postgres"]
@@ -87,7 +87,7 @@ def _sqlite_backend(tmp_path: Path) -> Backend:
 def _postgres_backend() -> Backend:
     import psycopg
 
-    from cloaca.store.postgres import PostgresDatabase
+    from cloaca.store.drivers.postgres import PostgresDatabase
 
     url = require_postgres()
     schema = f"cloaca_test_{uuid.uuid4().hex[:12]}"
@@ -227,13 +227,13 @@ def test_migrations_race_safely_across_threads(backend: Backend) -> None:
 
 _MIGRATE_CHILD = """
 import sys
-from cloaca.store.store import Store
+from cloaca.store.core import Store
 dialect, location, url = sys.argv[1:4]
 if dialect == "sqlite":
-    from cloaca.store.sqlite import SqliteDatabase
+    from cloaca.store.drivers.sqlite import SqliteDatabase
     db = SqliteDatabase(location)
 else:
-    from cloaca.store.postgres import PostgresDatabase
+    from cloaca.store.drivers.postgres import PostgresDatabase
     db = PostgresDatabase(url, schema=location, pool_size=1)
 sys.stdin.readline()  # wait for the parent's "go" so the processes really race
 print(Store(db).migrate())

@@ -1,4 +1,4 @@
-"""Cron parsing, next-fire arithmetic and DST rules (cloaca.cron, cloaca.cron_fields)."""
+"""Cron parsing, next-fire arithmetic and DST rules (cloaca.cron)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cloaca.cron import CronExpression, CronSchedule, resolve_timezone, validate_cron
+from cloaca.cron.schedule import CronExpression, CronSchedule, resolve_timezone, validate_cron
 
 
 def utc(text: str) -> datetime:

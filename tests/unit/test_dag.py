@@ -1,4 +1,4 @@
-"""Unit tests for cloaca.dag: graph validation, ordering and the context merge."""
+"""Unit tests for cloaca.workflows.dag: graph validation, ordering and the context merge."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloaca.dag import (
+from cloaca.workflows.dag import (
     deep_merge,
     dependents,
     execution_levels,

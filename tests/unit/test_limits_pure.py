@@ -11,10 +11,10 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunnerConfig, Trigger, TriggerResult
 from cloaca.context import MAX_CONTEXT_DEPTH, ContextLimitError, check_context_size
-from cloaca.dag import deep_merge, merge_outputs
 from cloaca.names import MAX_IDENTIFIER_BYTES, MAX_NAME_LENGTH, check_name, check_schema_name
-from cloaca.store.postgres import notification_channel
-from cloaca.workflow import get_workflow, registered_workflows
+from cloaca.store.drivers.postgres import notification_channel
+from cloaca.workflows.dag import deep_merge, merge_outputs
+from cloaca.workflows.registry import get_workflow, registered_workflows
 
 BAD_NAMES = [
     ("a\x00b", "'\\x00'"),
@@ -98,7 +98,7 @@ def test_every_registration_path_rejects_a_bad_name(value: str, why: str) -> Non
         with pytest.raises(ValueError, match=why.replace("\\", "\\\\")):
             attempt()
     assert registered_workflows() == [] and get_workflow(value) is None
-    assert cloaca.triggers.registered_triggers() == []
+    assert cloaca.triggers.definition.registered_triggers() == []
 
 
 def test_a_trigger_instance_with_a_bad_name_is_rejected_with_the_hint() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests for cloaca.retry: backoff, retry conditions and retry policies."""
+"""Unit tests for cloaca.workflows.retry: backoff, retry conditions and retry policies."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloaca.retry import (
+from cloaca.workflows.retry import (
     BackoffStrategy,
     RetryCondition,
     RetryPolicy,

@@ -1,4 +1,4 @@
-"""Unit tests for cloaca.rules: trigger-rule builders, validation and evaluation."""
+"""Unit tests for cloaca.workflows.rules: trigger-rule builders, validation and evaluation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cloaca.rules import (
+from cloaca.workflows.rules import (
     OPERATORS,
     all_of,
     always,

@@ -1,4 +1,4 @@
-"""Unit tests for cloaca.triggers: definitions, results, registry and pure helpers."""
+"""Unit tests for cloaca.triggers.definition: definitions, results, registry and pure helpers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloaca.context import Context
-from cloaca.triggers import (
+from cloaca.triggers.definition import (
     Trigger,
     TriggerError,
     TriggerResult,

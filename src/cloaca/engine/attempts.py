@@ -15,7 +15,7 @@ from cloaca.context import Context, check_context_size
 from cloaca.engine.outcomes import Outcome
 from cloaca.engine.planner import Shape
 from cloaca.store.records import ClaimedTask
-from cloaca.task import TaskHandle, TaskSpec
+from cloaca.workflows.task import TaskHandle, TaskSpec
 
 if TYPE_CHECKING:
     from cloaca.engine.executor import Executor

@@ -43,12 +43,13 @@ from cloaca.engine.outcomes import Outcome, Unrecorded
 from cloaca.engine.planner import Shape, claimed_inputs, load_input
 from cloaca.engine.slots import Slots
 from cloaca.engine.workers import DaemonWorkers
-from cloaca.retry import is_transient_message
+from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
-from cloaca.store.store import Store
-from cloaca.task import TaskHandle
-from cloaca.workflow import Workflow, get_workflow, registered_workflows
+from cloaca.workflows.registry import get_workflow, registered_workflows
+from cloaca.workflows.retry import is_transient_message
+from cloaca.workflows.task import TaskHandle
+from cloaca.workflows.workflow import Workflow
 
 log = logging.getLogger(__name__)
 

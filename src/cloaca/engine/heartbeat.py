@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
-from cloaca.store.store import Store
+from cloaca.store.core import Store
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cloaca.engine.planner import Shape, advance
+from cloaca.store.core import Store
 from cloaca.store.db import TransientStoreError, Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
 from cloaca.store.retry import DEFAULT_BACKOFF, Backoff
-from cloaca.store.store import Store
 
 log = logging.getLogger(__name__)
 

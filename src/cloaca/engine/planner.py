@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cloaca import dag, rules
+from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, NewTask, TaskStatus
-from cloaca.store.store import Store
+from cloaca.workflows import dag, rules
 
 UPSTREAM_FAILED = "upstream failed"
 RULE_NOT_MET = "trigger rule not satisfied"

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from cloaca.config import DefaultRunnerConfig
 from cloaca.engine import planner
 from cloaca.engine.planner import Shape
+from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus
-from cloaca.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Reads of executions, mixed into :class:`~cloaca.store.store.Store`: one execution and
+"""Reads of executions, mixed into :class:`~cloaca.store.core.Store`: one execution and
 its task executions (results, ``wait``), listings, and what the workflow-timeout check
 looks at. Each opens its own read transaction; the engine's write path is in ``store.py``."""
 

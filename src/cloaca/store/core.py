@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from cloaca.clock import from_db_time, to_db_time
-from cloaca.store.cron_store import CronStore
+from cloaca.store.cron import CronStore
 from cloaca.store.db import Database, Tx
 from cloaca.store.execution_reads import ExecutionReads
 from cloaca.store.migrate import migrate
@@ -27,9 +27,9 @@ from cloaca.store.records import (
     NewTask,
     TaskStatus,
 )
-from cloaca.store.recovery_store import RecoveryStore
+from cloaca.store.recovery import RecoveryStore
 from cloaca.store.retry import retrying
-from cloaca.store.trigger_store import TriggerStore
+from cloaca.store.triggers import TriggerStore
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """Cron schedules: next fire times of a cron expression in an IANA timezone, with DST rules.
 
-Slots are found in local wall time by field-wise arithmetic (:mod:`cloaca.cron_fields`) and
+Slots are found in local wall time by field-wise arithmetic (:mod:`cloaca.cron.expression`) and
 then turned into UTC instants:
 
 - a wall time that does not exist (spring-forward gap) fires once, at the first valid instant
@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cloaca.cron_fields import SEARCH_YEARS, CronExpression
+from cloaca.cron.expression import SEARCH_YEARS, CronExpression
 
 __all__ = ["CronExpression", "CronSchedule", "resolve_timezone", "validate_cron"]
 

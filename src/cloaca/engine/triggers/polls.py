@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from cloaca.clock import Clock
 from cloaca.engine.aio import describe, raised_by_user
 from cloaca.store.trigger_records import ClaimedPoll
-from cloaca.trigger_results import TriggerError, TriggerResult, normalize_poll_result
-from cloaca.triggers import TriggerSpec
+from cloaca.triggers.definition import TriggerSpec
+from cloaca.triggers.results import TriggerError, TriggerResult, normalize_poll_result
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
-from cloaca.engine.trigger_fire import TriggerRecorder
-from cloaca.engine.trigger_scheduler import TriggerScheduler
+from cloaca.engine.triggers.fire import TriggerRecorder
+from cloaca.engine.triggers.scheduler import TriggerScheduler
 from cloaca.names import check_name
 from cloaca.paging import check_count
 from cloaca.store.trigger_records import (
@@ -24,7 +24,7 @@ from cloaca.store.trigger_records import (
     TriggerExecutionRecord,
     TriggerScheduleRecord,
 )
-from cloaca.triggers import (
+from cloaca.triggers.definition import (
     Trigger,
     TriggerSpec,
     add_trigger_listener,
@@ -34,14 +34,15 @@ from cloaca.triggers import (
     registered_triggers,
     remove_trigger_listener,
 )
-from cloaca.workflow import Workflow, add_workflow_listener, remove_workflow_listener
+from cloaca.workflows.registry import add_workflow_listener, remove_workflow_listener
+from cloaca.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
     from cloaca.engine.aio import AsyncBridge
     from cloaca.engine.loop import Loop
     from cloaca.engine.planner import Shape
+    from cloaca.store.core import Store
     from cloaca.store.db import Tx
-    from cloaca.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ _DEFAULT_EVALUATION_LIMIT = 100
 
 
 class TriggerManagement:
-    """Mixin for :class:`~cloaca.runner.DefaultRunner`: trigger schedules and history."""
+    """Mixin for :class:`~cloaca.runner.default.DefaultRunner`: trigger schedules and history."""
 
     if TYPE_CHECKING:
         _store: Store

@@ -25,17 +25,17 @@ from datetime import datetime, timedelta
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
 from cloaca.engine.aio import AsyncBridge
-from cloaca.engine.trigger_fire import Recorded, TriggerRecorder
-from cloaca.engine.trigger_polls import (
+from cloaca.engine.triggers.fire import Recorded, TriggerRecorder
+from cloaca.engine.triggers.polls import (
     PollOutcome,
     PollRun,
     run_async,
     run_sync,
     timeout_message,
 )
-from cloaca.engine.trigger_view import Picked, ScheduleView
+from cloaca.engine.triggers.view import Picked, ScheduleView
 from cloaca.engine.workers import DaemonWorkers
-from cloaca.store.store import Store
+from cloaca.store.core import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The ``cloaca`` command: a thin shell over :class:`~cloaca.runner.DefaultRunner`.
+"""The ``cloaca`` command: a thin shell over :class:`~cloaca.runner.default.DefaultRunner`.
 
 ``cloaca run APP`` is the worker process; every other command opens a management runner
 that executes nothing and fires nothing (scheduling and recovery off), reads or changes the
@@ -8,148 +8,29 @@ line; usage errors exit 2.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import json
-import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from cloaca.config import DefaultRunnerConfig
-from cloaca.runner import DefaultRunner
-
-DEFAULT_DB = "sqlite://cloaca.db"
-
-
-def out() -> Console:
-    """A console for stdout as it is now: colours and width only on a terminal; piped
-    output is never truncated."""
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=10_000)
-
-
-class UserError(click.ClickException):
-    """A user mistake: one line on stderr, exit status 1."""
-
-    exit_code = 1
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"Error: {self.message}", err=True)
-
-
-def import_app(app: str) -> None:
-    """Import a ``.py`` file or a dotted module so its workflows and triggers register."""
-    try:
-        if app.endswith(".py"):
-            path = Path(app).resolve()
-            if not path.is_file():
-                raise UserError(f"app file {app!r} does not exist")
-            sys.path.insert(0, str(path.parent))
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None:
-                raise UserError(f"cannot import app file {app!r}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module
-            spec.loader.exec_module(module)
-        else:
-            # Like `python -m`: a module in the current directory is importable.
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())
-            importlib.import_module(app)
-    except UserError:
-        raise
-    except ModuleNotFoundError as exc:
-        raise UserError(f"cannot import app {app!r}: {exc}") from exc
-    except Exception as exc:
-        raise UserError(f"importing app {app!r} failed: {type(exc).__name__}: {exc}") from exc
-
-
-@contextmanager
-def management_runner(db: str) -> Iterator[DefaultRunner]:
-    """A runner that only reads and manages: no scheduling, no recovery sweeps."""
-    config = DefaultRunnerConfig(
-        enable_cron_scheduling=False, enable_trigger_scheduling=False, enable_recovery=False
-    )
-    with user_errors():
-        runner = DefaultRunner(db, config)
-    try:
-        yield runner
-    finally:
-        runner.shutdown()
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the engine's ValueError/TypeError/TimeoutError into a one-line exit 1."""
-    try:
-        yield
-    except (ValueError, TypeError, TimeoutError, KeyError) as exc:
-        # A KeyError's str() is the repr of its message: use the message itself.
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise UserError(str(message)) from exc
-
-
-def parse_context(text: str | None) -> dict[str, Any] | None:
-    """Parse ``--context`` JSON (must be an object)."""
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--context {text!r} is not valid JSON: {exc.msg}") from exc
-    if not isinstance(value, dict):
-        raise UserError(f"--context {text!r} must be a JSON object")
-    return value
-
-
-def show(
-    rows: Sequence[dict[str, Any]] | dict[str, Any] | None,
-    as_json: bool,
-    columns: Sequence[str] = (),
-) -> None:
-    """Print rows as a table (or one record as key/value pairs), or as JSON."""
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if rows is None:
-        out().print("(none)")
-        return
-    if isinstance(rows, dict):
-        table = Table(show_header=False, box=None)
-        for key, value in rows.items():
-            table.add_row(f"[bold]{key}[/bold]", _cell(value))
-        out().print(table)
-        return
-    if not rows:
-        out().print("(none)")
-        return
-    cols = list(columns) or list(rows[0])
-    table = Table(*cols)
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in cols))
-    out().print(table)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
-
-
-json_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
+from cloaca.cli.common import (
+    DEFAULT_DB,
+    import_app,
+    json_option,
+    management_runner,
+    out,
+    parse_context,
+    show,
+    user_errors,
 )
+from cloaca.cli.schedules import cron, triggers
+from cloaca.config import DefaultRunnerConfig
+from cloaca.runner.default import DefaultRunner
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -318,7 +199,7 @@ def db() -> None:
 @click.pass_obj
 def db_migrate(url: str) -> None:
     """Create or upgrade the schema."""
-    from cloaca.runner import open_store
+    from cloaca.runner.default import open_store
 
     with user_errors():
         store = open_store(url)
@@ -334,7 +215,7 @@ def db_migrate(url: str) -> None:
 @click.pass_obj
 def db_status(url: str, as_json: bool) -> None:
     """Schema version in the database and the latest this cloaca knows."""
-    from cloaca.runner import open_store
+    from cloaca.runner.default import open_store
     from cloaca.store.migrate import current_version, latest_version
 
     with user_errors():
@@ -354,9 +235,6 @@ def db_status(url: str, as_json: bool) -> None:
         as_json,
     )
 
-
-# The schedule commands live in their own module; it imports the helpers above.
-from cloaca.cli_schedules import cron, triggers  # noqa: E402
 
 main.add_command(triggers)
 main.add_command(cron)

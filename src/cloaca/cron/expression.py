@@ -1,7 +1,8 @@
 """Cron expression syntax: parse text into sets of allowed values and match local wall times.
 
 This module is pure and knows nothing about timezones: it works on naive *wall clock*
-datetimes. Turning wall times into instants (and the DST rules) is :mod:`cloaca.cron`'s job.
+datetimes. Turning wall times into instants (and the DST rules) is the job of
+:mod:`cloaca.cron.schedule`.
 """
 
 from __future__ import annotations

@@ -23,16 +23,16 @@ from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError, check_context_size
 from cloaca.engine.planner import Shape
-from cloaca.engine.trigger_polls import PollRun, describe_error
+from cloaca.engine.triggers.polls import PollRun, describe_error
+from cloaca.store.core import Store
 from cloaca.store.db import Tx
-from cloaca.store.store import Store
 from cloaca.store.trigger_records import (
     EvaluationOutcome,
     NewEvaluation,
     TriggerScheduleRecord,
 )
-from cloaca.store.trigger_store import PollEnd
-from cloaca.trigger_results import (
+from cloaca.store.triggers import PollEnd
+from cloaca.triggers.results import (
     context_hash,
     with_trigger_metadata,
 )

@@ -38,11 +38,11 @@ from typing import Any
 
 from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
-from cloaca.cron import CronSchedule
+from cloaca.cron.schedule import CronSchedule
 from cloaca.engine.planner import Shape
+from cloaca.store.core import Store
 from cloaca.store.cron_records import CatchupPolicy, CronScheduleRecord
 from cloaca.store.db import Tx
-from cloaca.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,23 +1,15 @@
-"""Workflows: ``WorkflowBuilder``, ``workflow()``, ``Workflow`` and the process registry."""
+"""Workflows: ``WorkflowBuilder``, ``workflow()`` and the validated ``Workflow``."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cloaca import dag, rules
 from cloaca.names import check_name
-from cloaca.task import TASK_ATTR, TaskSpec
-
-_lock = threading.RLock()
-_standalone_tasks: dict[str, TaskSpec] = {}
-_workflows: dict[str, Workflow] = {}
-_constructors: dict[str, Callable[[], Any]] = {}
-_listeners: list[Callable[[Workflow], None]] = []
-_local = threading.local()
+from cloaca.workflows import dag, registry, rules
+from cloaca.workflows.task import TASK_ATTR, TaskSpec
 
 
 class Workflow:
@@ -135,8 +127,7 @@ class WorkflowBuilder:
     def add_task(self, task: object) -> WorkflowBuilder:
         """Add a task by id (from the standalone registry) or by decorated function."""
         if isinstance(task, str):
-            with _lock:
-                spec = _standalone_tasks.get(task)
+            spec = registry.standalone_task(task)
             if spec is None:
                 raise ValueError(f"Task {task!r} not found in registry")
         elif callable(task):
@@ -164,26 +155,13 @@ class WorkflowBuilder:
         return Workflow(self.name, self._tasks.values(), self._description, self._tags)
 
     def __enter__(self) -> WorkflowBuilder:
-        stack = getattr(_local, "builders", None)
-        if stack is None:
-            stack = _local.builders = []
-        stack.append(self)
+        registry.open_builder(self)
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        _local.builders.pop()
+        registry.close_builder()
         if exc_type is None:
             register_workflow(self.build())
-
-
-def _task_defined(spec: TaskSpec) -> None:
-    """Called by ``@task``: join the open builder, else the standalone registry."""
-    stack = getattr(_local, "builders", None)
-    if stack:
-        stack[-1]._add_spec(spec)
-        return
-    with _lock:
-        _standalone_tasks[spec.id] = spec
 
 
 def workflow(name: str, tasks: Iterable[object], description: str | None = None) -> Workflow:
@@ -204,11 +182,7 @@ def register_workflow(wf: Workflow) -> None:
     """Make ``wf`` known to runners in this process (replacing a same-named one)."""
     if not isinstance(wf, Workflow):
         raise ValueError(f"expected a Workflow, got {type(wf).__name__}")
-    with _lock:
-        _workflows[wf.name] = wf
-        listeners = list(_listeners)
-    for listener in listeners:
-        listener(wf)
+    registry.store_workflow(wf)
 
 
 def register_workflow_constructor(name: str, constructor: Callable[[], Any]) -> None:
@@ -220,8 +194,7 @@ def register_workflow_constructor(name: str, constructor: Callable[[], Any]) -> 
     check_name("workflow name", name)
     if not callable(constructor):
         raise ValueError(f"workflow constructor for {name!r} must be callable, got {constructor!r}")
-    with _lock:
-        _constructors[name] = constructor
+    registry.store_constructor(name, constructor)
     result = constructor()
     if isinstance(result, WorkflowBuilder):
         result = result.build()
@@ -229,41 +202,8 @@ def register_workflow_constructor(name: str, constructor: Callable[[], Any]) -> 
         if result.name != name:
             result = Workflow(name, result.tasks.values(), result.description, result.tags)
         register_workflow(result)
-    elif get_workflow(name) is None:
+    elif registry.get_workflow(name) is None:
         raise ValueError(
             f"workflow constructor for {name!r} returned {type(result).__name__}; "
             f"it must return a Workflow or a WorkflowBuilder"
         )
-
-
-def get_workflow(name: str) -> Workflow | None:
-    """The workflow registered under ``name`` in this process, or None."""
-    with _lock:
-        return _workflows.get(name)
-
-
-def registered_workflows() -> list[Workflow]:
-    """Every workflow registered in this process."""
-    with _lock:
-        return list(_workflows.values())
-
-
-def add_workflow_listener(callback: Callable[[Workflow], None]) -> None:
-    """Call ``callback`` whenever a workflow is registered (runners record definitions)."""
-    with _lock:
-        _listeners.append(callback)
-
-
-def remove_workflow_listener(callback: Callable[[Workflow], None]) -> None:
-    """Stop calling ``callback``."""
-    with _lock:
-        if callback in _listeners:
-            _listeners.remove(callback)
-
-
-def clear_registry() -> None:
-    """Forget every workflow and standalone task (for tests)."""
-    with _lock:
-        _workflows.clear()
-        _standalone_tasks.clear()
-        _constructors.clear()

@@ -1,4 +1,4 @@
-"""Runner liveness and recovery persistence, mixed into :class:`~cloaca.store.store.Store`:
+"""Runner liveness and recovery persistence, mixed into :class:`~cloaca.store.core.Store`:
 runner rows and heartbeats, taking over the work of silent runners, and finding the
 executions the last-resort repair re-plans."""
 

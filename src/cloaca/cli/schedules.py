@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cloaca.cli import json_option, management_runner, parse_context, show, user_errors
+from cloaca.cli.common import json_option, management_runner, parse_context, show, user_errors
 
 TRIGGER_COLUMNS = [
     "trigger_name",

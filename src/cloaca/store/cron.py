@@ -1,4 +1,4 @@
-"""Cron persistence operations, mixed into :class:`~cloaca.store.store.Store`.
+"""Cron persistence operations, mixed into :class:`~cloaca.store.core.Store`.
 
 The store knows nothing about cron arithmetic: callers pass every computed instant
 (``next_run_at``) in. What it guarantees is the exactly-once part: a slot is claimed by

@@ -24,21 +24,21 @@ from cloaca.engine.planner import Shape, terminate
 from cloaca.engine.recovery import Recovery
 from cloaca.names import check_name, check_schema_name
 from cloaca.paging import check_count
-from cloaca.results import WorkflowResult
-from cloaca.runner_cron import CronManagement
-from cloaca.runner_triggers import TriggerManagement
+from cloaca.runner.cron import CronManagement
+from cloaca.runner.results import WorkflowResult
+from cloaca.runner.triggers import TriggerManagement
+from cloaca.store.core import Store
 from cloaca.store.db import Tx
+from cloaca.store.drivers.sqlite import SqliteDatabase
+from cloaca.store.drivers.urls import parse_database_url
 from cloaca.store.records import ExecutionStatus
-from cloaca.store.sqlite import SqliteDatabase
-from cloaca.store.store import Store
-from cloaca.store.urls import parse_database_url
-from cloaca.workflow import (
-    Workflow,
+from cloaca.workflows.registry import (
     add_workflow_listener,
     get_workflow,
     registered_workflows,
     remove_workflow_listener,
 )
+from cloaca.workflows.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def open_store(database_url: str, schema: str | None = None, pool_size: int = 10
     """A Store on the database a URL names (not migrated yet)."""
     url = parse_database_url(database_url)
     if url.dialect == "postgres":
-        from cloaca.store.postgres import PostgresDatabase  # psycopg is an optional extra
+        from cloaca.store.drivers.postgres import PostgresDatabase  # psycopg is an optional extra
 
         return Store(PostgresDatabase(url.target, schema=schema, pool_size=pool_size))
     return Store(SqliteDatabase(url.target))

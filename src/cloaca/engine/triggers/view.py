@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cloaca.config import DefaultRunnerConfig
-from cloaca.store.store import Store
+from cloaca.store.core import Store
 from cloaca.store.trigger_records import ActiveSchedule
-from cloaca.store.trigger_store import PollClaim
-from cloaca.triggers import TriggerSpec, get_trigger, registered_triggers
+from cloaca.store.triggers import PollClaim
+from cloaca.triggers.definition import TriggerSpec, get_trigger, registered_triggers
 
 #: Polls due this close together are claimed together (at most a twentieth of the base
 #: interval), so a poll may start up to this much before its due instant, never later.

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
-from cloaca.cron import CronSchedule, validate_cron
-from cloaca.engine.cron_scheduler import RESERVED_KEYS, CronScheduler
+from cloaca.cron.schedule import CronSchedule, validate_cron
+from cloaca.engine.cron import RESERVED_KEYS, CronScheduler
 from cloaca.names import check_name
 from cloaca.paging import check_count
+from cloaca.store.core import Store
 from cloaca.store.cron_records import CatchupPolicy, CronExecutionRecord, CronScheduleRecord
-from cloaca.store.store import Store
 
 if TYPE_CHECKING:
     from cloaca.engine.planner import Shape
@@ -32,7 +32,7 @@ _POLICIES = ", ".join(repr(str(p)) for p in CatchupPolicy)
 
 
 class CronManagement:
-    """Mixin for :class:`~cloaca.runner.DefaultRunner`: cron schedules and history."""
+    """Mixin for :class:`~cloaca.runner.default.DefaultRunner`: cron schedules and history."""
 
     _store: Store
     _clock: Clock

@@ -3,7 +3,7 @@
 This module holds how a trigger is *defined* (SPEC 6.1): the class form, the decorator form,
 interval parsing, the validated ``TriggerSpec`` and the per-process registry that runners
 read and subscribe to. What a poll *returns* (``TriggerResult``, ``TriggerError``) and the
-pure helpers about it (hashing, normalising, metadata) live in :mod:`cloaca.trigger_results`
+pure helpers about it (hashing, normalising, metadata) live in :mod:`cloaca.triggers.results`
 and are re-exported here. Nothing here runs a poll: the engine's trigger scheduler owns
 threads, timeouts and persistence.
 """
@@ -15,14 +15,21 @@ import inspect
 import logging
 import math
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from cloaca.names import check_name
-from cloaca.trigger_results import (
+from cloaca.triggers import registry
+from cloaca.triggers.registry import (
+    add_trigger_listener,
+    get_trigger,
+    registered_triggers,
+    remove_trigger_listener,
+    unregister_trigger,
+)
+from cloaca.triggers.results import (
     NO_CONTEXT_HASH,
     TriggerError,
     TriggerResult,
@@ -266,28 +273,6 @@ def _build_spec(
     )
 
 
-# --------------------------------------------------------------------------- registry
-
-_lock = threading.Lock()
-_registry: dict[str, TriggerSpec] = {}
-_listeners: list[Callable[[TriggerSpec], None]] = []
-
-
-def _store(spec: TriggerSpec) -> TriggerSpec:
-    with _lock:
-        replaced = spec.name in _registry
-        _registry[spec.name] = spec
-        listeners = list(_listeners)
-    logger.debug("trigger registered", extra={"trigger_name": spec.name, "replaced": replaced})
-    # Outside the lock: a listener (a runner) may call back into the registry.
-    for listener in listeners:
-        try:
-            listener(spec)
-        except Exception:
-            logger.exception("trigger listener failed", extra={"trigger_name": spec.name})
-    return spec
-
-
 def register_trigger(trigger: Trigger | Callable[..., Any]) -> TriggerSpec:
     """Validate ``trigger`` and make it known to runners in this process.
 
@@ -298,10 +283,9 @@ def register_trigger(trigger: Trigger | Callable[..., Any]) -> TriggerSpec:
     passed too; its registration is refreshed.
     """
     if not isinstance(trigger, Trigger):
-        with _lock:
-            existing = next((s for s in _registry.values() if s.source is trigger), None)
+        existing = registry.registered_from(trigger)
         if existing is not None:
-            return _store(existing)
+            return registry.store(existing)
     desc = f"trigger {type(trigger).__qualname__} instance"
     poll = getattr(trigger, "poll", None)
     if poll is None:
@@ -320,7 +304,7 @@ def register_trigger(trigger: Trigger | Callable[..., Any]) -> TriggerSpec:
         workflow=None,
         source=trigger,
     )
-    return _store(spec)
+    return registry.store(spec)
 
 
 @overload
@@ -359,7 +343,7 @@ def trigger(
     def decorate(fn: _F) -> _F:
         if not callable(fn):
             raise TypeError(f"@trigger decorates a function, got {type(fn).__name__}")
-        _store(
+        registry.store(
             _build_spec(
                 desc=f"@trigger function {getattr(fn, '__qualname__', fn)!r}",
                 name=name if name is not None else getattr(fn, "__name__", None),
@@ -374,35 +358,3 @@ def trigger(
 
     # Also accept the bare ``@trigger`` form, which is an easy slip to make.
     return decorate(func) if func is not None else decorate
-
-
-def get_trigger(name: str) -> TriggerSpec | None:
-    """The registered trigger called ``name``, or ``None``."""
-    with _lock:
-        return _registry.get(name)
-
-
-def registered_triggers() -> list[TriggerSpec]:
-    """All registered triggers, in first-registration order."""
-    with _lock:
-        return list(_registry.values())
-
-
-def unregister_trigger(name: str) -> None:
-    """Forget the trigger called ``name`` (no error if unknown); mainly for tests."""
-    with _lock:
-        _registry.pop(name, None)
-
-
-def add_trigger_listener(callback: Callable[[TriggerSpec], None]) -> None:
-    """Call ``callback(spec)`` after every future registration (runners subscribe here)."""
-    with _lock:
-        if callback not in _listeners:
-            _listeners.append(callback)
-
-
-def remove_trigger_listener(callback: Callable[[TriggerSpec], None]) -> None:
-    """Stop calling ``callback``; no error if it was not subscribed."""
-    with _lock:
-        if callback in _listeners:
-            _listeners.remove(callback)

@@ -1,4 +1,4 @@
-"""Trigger persistence operations, mixed into :class:`~cloaca.store.store.Store`.
+"""Trigger persistence operations, mixed into :class:`~cloaca.store.core.Store`.
 
 Queries live in ``sql/<dialect>/triggers.sql``. Methods taking ``tx`` compose inside the
 caller's transaction; the others open their own. The contracts the engine relies on:

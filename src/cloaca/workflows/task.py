@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from cloaca import rules
 from cloaca.names import check_name
-from cloaca.retry import RetryCondition, RetryPolicy
+from cloaca.workflows import registry, rules
+from cloaca.workflows.retry import RetryCondition, RetryPolicy
 
 TASK_ATTR = "__cloaca_task__"
 _HANDLE_PARAMS = ("handle", "task_handle")
@@ -146,9 +146,7 @@ def task(
             wants_handle=_wants_handle(fn),
         )
         setattr(fn, TASK_ATTR, spec)
-        from cloaca.workflow import _task_defined  # registry lives with workflows
-
-        _task_defined(spec)
+        registry.task_defined(spec)
         return fn
 
     return decorate

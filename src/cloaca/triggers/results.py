@@ -4,7 +4,7 @@
 the values user ``poll()`` code deals in. ``context_hash`` (the dedup key, SPEC 6.3),
 ``normalize_poll_result`` and ``with_trigger_metadata`` are the pure decisions the trigger
 scheduler makes about them. Nothing here runs a poll or touches the database;
-:mod:`cloaca.triggers` re-exports every public name.
+:mod:`cloaca.triggers.definition` re-exports every public name.
 """
 
 from __future__ import annotations

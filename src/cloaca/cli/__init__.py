@@ -1,0 +1,1 @@
+"""The ``cloaca`` command line."""

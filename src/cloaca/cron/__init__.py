@@ -1,0 +1,1 @@
+"""Cron expressions (our own parser) and schedules with their DST rules."""

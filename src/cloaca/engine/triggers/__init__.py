@@ -1,0 +1,1 @@
+"""The trigger scheduler: picking due polls, running them, recording fires."""

@@ -1,0 +1,1 @@
+"""The runner facade (``DefaultRunner``) and its management services."""

@@ -1,0 +1,1 @@
+"""Database drivers (SQLite, PostgreSQL) behind the seam in :mod:`cloaca.store.db`."""

@@ -1,0 +1,1 @@
+"""Defining workflows: tasks, trigger rules, retry policies, the graph and the registry."""
