@@ -1,6 +1,6 @@
 """Recording what polls led to: the fire transaction, the evaluation log, backoff and pause.
 
-The scheduler (``trigger_scheduler.py``) decides *when* and *how* polls run; this module
+The scheduler (``scheduler.py``) decides *when* and *how* polls run; this module
 decides what their outcomes *mean* for the database. A fire is ONE write transaction: the
 trigger execution (taking the dedup hold unless ``allow_concurrent``), the execution it
 starts (planned roots included), the link between them, the cursor and the evaluation all

@@ -2,7 +2,7 @@
 poll (sync or async) to capture its outcome.
 
 Kept apart from the scheduler, which decides *when* polls run, and from the recorder
-(``trigger_fire.py``), which decides what their outcomes mean for the database.
+(``fire.py``), which decides what their outcomes mean for the database.
 """
 
 from __future__ import annotations
