@@ -101,3 +101,39 @@ def open_runner(tmp: str, name: str, config: Any = None) -> Iterator[Any]:
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def database_url(tmp: str, name: str) -> Iterator[str]:
+    """A URL of a fresh database of the chosen backend that other processes can open too: a
+    SQLite file in ``tmp``, or a PostgreSQL schema of its own named in the URL's search_path
+    (dropped afterwards)."""
+    if backend() == "sqlite":
+        yield f"sqlite://{tmp}/{name}.db"
+        return
+    import psycopg
+
+    schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one read-only query against ``url`` (a database from :func:`database_url`);
+    ``?`` placeholders on both backends."""
+    if url.startswith("sqlite://"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite://")) as conn:
+            return conn.execute(sql, params).fetchall()
+    import psycopg
+
+    base, _, options = url.partition("?options=-csearch_path%3D")
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{options}"')
+        return conn.execute(sql.replace("?", "%s"), params).fetchall()

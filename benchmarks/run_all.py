@@ -16,8 +16,10 @@ def main() -> int:
         results.unlink()
     failed = 0
     for script in sorted(HERE.glob("w*_*.py")):
-        # Scripts that open their runner through _common.open_runner also run on PostgreSQL.
-        backends = [[], ["--postgres"]] if "open_runner(" in script.read_text() else [[]]
+        # Scripts that open their database through _common also run on PostgreSQL.
+        text = script.read_text()
+        both = "open_runner(" in text or "database_url(" in text
+        backends = [[], ["--postgres"]] if both else [[]]
         for extra in backends:
             print(f"# {script.name} {' '.join(extra)}", flush=True)
             argv = [sys.executable, str(script), *sys.argv[1:], *extra]

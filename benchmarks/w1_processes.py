@@ -1,15 +1,18 @@
-"""W1, several processes (PostgreSQL): 1, 2 and 4 worker processes burn down one-task
+"""W1, several processes (PostgreSQL): 1, 2, 4 and 8 worker processes burn down one-task
 executions that another process submitted.
 
 For each worker count: a fresh schema, N executions submitted by this process (no worker
 running yet), then the workers start together; the clock runs from the moment every worker
-is up until every execution is Completed. Figures per worker count: tasks/s and the workers'
-write transactions per task; the scaling table is the list of those rows.
+is up until every execution is Completed. Figures per worker count: tasks/s, the workers'
+write transactions per task, and the peak number of server connections the workers held
+together (sampled from pg_stat_activity by application_name): the connection budget that
+docs/scaling.md works from. The scaling table is the list of those rows.
 """
 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
 
@@ -38,10 +41,39 @@ with cloaca.DefaultRunner.with_schema(url, schema, config) as runner:
 """
 
 
+class ConnectionSampler:
+    """Samples how many server connections carry ``application_name`` until stopped."""
+
+    def __init__(self, application_name: str) -> None:
+        self.application_name = application_name
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            while not self._stop.wait(0.02):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    (self.application_name,),
+                ).fetchone()
+                self.peak = max(self.peak, int(row[0]) if row else 0)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def run(workers: int, n: int) -> dict[str, float]:
     import psycopg
 
     schema = f"bench_w1mp_{uuid.uuid4().hex[:8]}"
+    app_name = f"w1mp_{uuid.uuid4().hex[:8]}"
+    worker_url = f"{POSTGRES_URL}?application_name={app_name}"
     cloaca.workflow("w1_mp", [cloaca.task(id="noop")(lambda context: None)])
     config = cloaca.DefaultRunnerConfig(
         enable_cron_scheduling=False, enable_trigger_scheduling=False, max_concurrent_tasks=1
@@ -52,16 +84,23 @@ def run(workers: int, n: int) -> dict[str, float]:
             # The client submits but must not run anything: it forgets the workflow's code.
             clear_registry()
             ids = [client.start("w1_mp") for _ in range(n)]
-            procs = spawn_workers(WORKER, [POSTGRES_URL, schema], workers)
+            sampler = ConnectionSampler(app_name)
+            procs = spawn_workers(WORKER, [worker_url, schema], workers)
             t0 = time.perf_counter()
             for execution_id in ids:
                 assert client.wait(execution_id, timeout=600).status == "Completed"
             elapsed = time.perf_counter() - t0
+            peak = sampler.stop()
         tx = 0
         for proc in procs:
             out, _ = proc.communicate("stop\n", timeout=60)
             tx += int(out.strip().splitlines()[-1])
-        return {"tasks_per_s": n / elapsed, "write_tx_per_task": tx / n}
+        return {
+            "tasks_per_s": n / elapsed,
+            "write_tx_per_task": tx / n,
+            "peak_connections": peak,
+            "peak_connections_per_worker": peak / workers,
+        }
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -73,13 +112,16 @@ def run(workers: int, n: int) -> dict[str, float]:
 def main() -> None:
     n = 1000 if quick() else 5000
     table = []
-    for workers in (1, 2, 4):
+    for workers in (1, 2, 4, 8):
         row = {"workers": workers, **run(workers, n)}
         table.append(row)
         emit("W1-processes", "postgres", {"tasks": n, "workers": workers}, row)
-    print("workers  tasks/s  write tx/task")
+    print("workers  tasks/s  write tx/task  peak connections")
     for row in table:
-        print(f"{row['workers']:>7}  {row['tasks_per_s']:>7.0f}  {row['write_tx_per_task']:>13.2f}")
+        print(
+            f"{row['workers']:>7}  {row['tasks_per_s']:>7.0f}  {row['write_tx_per_task']:>13.2f}"
+            f"  {row['peak_connections']:>16}"
+        )
 
 
 if __name__ == "__main__":
