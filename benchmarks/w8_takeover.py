@@ -49,6 +49,7 @@ with cloaca.DefaultRunner(sys.argv[1], cloaca.DefaultRunnerConfig(**SETTINGS)) a
     time.sleep(3600)
 """
 
+
 def _running(url: str) -> list[tuple[str, str]]:
     return [
         (str(task_id), str(owner))
