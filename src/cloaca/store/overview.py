@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from cloaca.store.records import ExecutionRecord
 
 if TYPE_CHECKING:
-    from cloaca.store.db import Database
+    from cloaca.store.db import Database, Row, Tx
 
 #: What ``started_by`` filters accept: fired by a trigger, by a cron schedule, or neither
 #: (``start``/``execute`` through the API or the CLI).
@@ -71,42 +71,63 @@ class OverviewReads:
         }
         with self.db.read() as tx:
             rows = tx.all("execution_page", params)
-        return [
-            ExecutionSummary(ExecutionRecord.from_row(r), r["trigger_name"], r["cron_schedule_id"])
-            for r in rows
-        ]
+        return [_summary(r) for r in rows]
 
-    def count_by(self, what: str) -> dict[str, int]:
-        """Rows per status: ``what`` is ``executions`` or ``tasks``."""
-        query = {"executions": "execution_counts", "tasks": "task_counts"}[what]
+    def execution_summary(self, execution_id: str) -> ExecutionSummary | None:
+        """One execution with its origin, or None."""
         with self.db.read() as tx:
-            return {r["status"]: int(r["n"]) for r in tx.all(query)}
+            row = tx.one("execution_summary", {"id": execution_id})
+        return _summary(row) if row else None
 
-    def ready_task_count(self) -> int:
-        """Task executions waiting for a slot (status Ready): the queue depth."""
+    def metrics_snapshot(
+        self, duration_bounds: Sequence[float], lateness_bounds: Sequence[float]
+    ) -> MetricsSnapshot:
+        """Everything the metrics report, read in ONE transaction (a consistent view).
+        ``*_bounds``: ``BUCKETS`` increasing upper bounds, in seconds."""
         with self.db.read() as tx:
-            row = tx.one("task_ready_count")
-        return int(row["n"]) if row else 0
+            executions = {r["status"]: int(r["n"]) for r in tx.all("execution_counts")}
+            tasks = {r["status"]: int(r["n"]) for r in tx.all("task_counts")}
+            ready = tx.one("task_ready_count")
+            evaluations = {
+                (r["trigger_name"], r["outcome"]): int(r["n"]) for r in tx.all("evaluation_counts")
+            }
+            durations = _buckets(tx, "task_duration_buckets", duration_bounds)
+            lateness = _buckets(tx, "cron_lateness_buckets", lateness_bounds)
+        return MetricsSnapshot(
+            executions=executions,
+            tasks=tasks,
+            ready_tasks=int(ready["n"]) if ready else 0,
+            evaluations=evaluations,
+            task_durations=durations,
+            cron_lateness=lateness,
+        )
 
-    def evaluation_counts(self) -> dict[tuple[str, str], int]:
-        """(trigger name, outcome) → evaluations kept in the log."""
-        with self.db.read() as tx:
-            rows = tx.all("evaluation_counts")
-        return {(r["trigger_name"], r["outcome"]): int(r["n"]) for r in rows}
 
-    def histogram(self, what: str, bounds: Sequence[float]) -> Buckets:
-        """Bucket counts of ``task_duration`` (finished attempts, seconds) or
-        ``cron_lateness`` (claim time minus scheduled time, seconds) for ``BUCKETS``
-        increasing upper ``bounds``."""
-        if len(bounds) != BUCKETS or list(bounds) != sorted(bounds):
-            raise ValueError(f"bounds {bounds!r} must be {BUCKETS} increasing numbers")
-        query = {"task_duration": "task_duration_buckets", "cron_lateness": "cron_lateness_buckets"}
-        params = {f"b{i}": float(b) for i, b in enumerate(bounds)}
-        with self.db.read() as tx:
-            rows = tx.all(query[what], params)
-        counts = [0] * (BUCKETS + 1)
-        total = 0.0
-        for r in rows:
-            counts[int(r["bucket"])] = int(r["n"])
-            total += float(r["total"] or 0.0)
-        return Buckets(tuple(counts), total)
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """Counts by status, the queue depth, evaluation counts per (trigger, outcome), and
+    the task-duration and cron-lateness histograms, as of one read."""
+
+    executions: dict[str, int]
+    tasks: dict[str, int]
+    ready_tasks: int
+    evaluations: dict[tuple[str, str], int]
+    task_durations: Buckets
+    cron_lateness: Buckets
+
+
+def _summary(row: Row) -> ExecutionSummary:
+    return ExecutionSummary(
+        ExecutionRecord.from_row(row), row["trigger_name"], row["cron_schedule_id"]
+    )
+
+
+def _buckets(tx: Tx, query: str, bounds: Sequence[float]) -> Buckets:
+    if len(bounds) != BUCKETS or list(bounds) != sorted(bounds):
+        raise ValueError(f"histogram bounds {bounds!r} must be {BUCKETS} increasing numbers")
+    counts = [0] * (BUCKETS + 1)
+    total = 0.0
+    for r in tx.all(query, {f"b{i}": float(b) for i, b in enumerate(bounds)}):
+        counts[int(r["bucket"])] = int(r["n"])
+        total += float(r["total"] or 0.0)
+    return Buckets(tuple(counts), total)

@@ -31,6 +31,16 @@ WHERE (CAST(%(workflow_name)s AS TEXT) IS NULL
 ORDER BY e.created_at DESC, e.seq DESC
 LIMIT CAST(%(limit)s AS BIGINT)
 
+-- name: execution_summary
+SELECT e.id, e.workflow_name, e.workflow_version, e.status, e.context, e.final_context,
+       e.error_message, e.created_at, e.started_at, e.completed_at,
+       (SELECT t.trigger_name FROM cloaca_trigger_executions t
+        WHERE t.workflow_execution_id = e.id LIMIT 1) AS trigger_name,
+       (SELECT c.schedule_id FROM cloaca_cron_executions c
+        WHERE c.workflow_execution_id = e.id LIMIT 1) AS cron_schedule_id
+FROM cloaca_executions e
+WHERE e.id = %(id)s
+
 -- name: execution_counts
 SELECT status, COUNT(*) AS n FROM cloaca_executions GROUP BY status
 

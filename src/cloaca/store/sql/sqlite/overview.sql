@@ -27,6 +27,16 @@ WHERE (:workflow_name IS NULL OR e.workflow_name = :workflow_name)
 ORDER BY e.created_at DESC, e.rowid DESC
 LIMIT :limit
 
+-- name: execution_summary
+SELECT e.id, e.workflow_name, e.workflow_version, e.status, e.context, e.final_context,
+       e.error_message, e.created_at, e.started_at, e.completed_at,
+       (SELECT t.trigger_name FROM cloaca_trigger_executions t
+        WHERE t.workflow_execution_id = e.id LIMIT 1) AS trigger_name,
+       (SELECT c.schedule_id FROM cloaca_cron_executions c
+        WHERE c.workflow_execution_id = e.id LIMIT 1) AS cron_schedule_id
+FROM cloaca_executions e
+WHERE e.id = :id
+
 -- name: execution_counts
 SELECT status, COUNT(*) AS n FROM cloaca_executions GROUP BY status
 
