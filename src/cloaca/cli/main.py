@@ -28,6 +28,7 @@ from cloaca.cli.common import (
     show,
     user_errors,
 )
+from cloaca.cli.dashboard import dashboard, serve_metrics
 from cloaca.cli.schedules import cron, triggers
 from cloaca.config import DefaultRunnerConfig
 from cloaca.runner.default import DefaultRunner
@@ -52,8 +53,13 @@ def main(ctx: click.Context, db: str) -> None:
 @click.option(
     "--for", "seconds", type=click.FloatRange(min=0), help="Stop after this many seconds."
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus /metrics on 127.0.0.1:PORT (needs cloaca[dashboard]).",
+)
 @click.pass_obj
-def run(db: str, app: str, seconds: float | None) -> None:
+def run(db: str, app: str, seconds: float | None, metrics_port: int | None) -> None:
     """Import APP and run a worker until Ctrl-C / SIGTERM (or --for SECONDS)."""
     import_app(app)
     stop = threading.Event()
@@ -68,10 +74,14 @@ def run(db: str, app: str, seconds: float | None) -> None:
             with user_errors():
                 configure(runner)
         out().print(f"cloaca worker {runner.runner_id} running on {db} (Ctrl-C to stop)")
+        stop_metrics = serve_metrics(db, metrics_port) if metrics_port else None
         try:
             stop.wait(seconds)
         except KeyboardInterrupt:
             pass
+        finally:
+            if stop_metrics:
+                stop_metrics()
     finally:
         signal.signal(signal.SIGTERM, previous)
         out().print("shutting down...")
@@ -238,3 +248,4 @@ def db_status(url: str, as_json: bool) -> None:
 
 main.add_command(triggers)
 main.add_command(cron)
+main.add_command(dashboard)
