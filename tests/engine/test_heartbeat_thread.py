@@ -78,8 +78,8 @@ def test_a_wedged_loop_stops_the_heartbeat_and_a_peer_takes_the_work_over(
         execution_id = first.start("wedged")
         assert started.wait(30)
         with caplog.at_level(logging.ERROR):
-            first._loop.parts.append(wedge)
-            first._loop.wake()
+            first.engine.loop.parts.append(wedge)
+            first.engine.loop.wake()
             assert wedge.entered.wait(30)
             second = DefaultRunner(db_url, _config(threshold=1.0))
             result = second.wait(execution_id, timeout=60)
@@ -108,7 +108,7 @@ def test_a_busy_loop_keeps_its_claims(db_url: str) -> None:
     try:
         execution_id = first.start("busy")
         assert started.wait(30)
-        first._loop.parts.extend(slow)
+        first.engine.loop.parts.extend(slow)
         peer = DefaultRunner(db_url, _config(threshold=threshold))
         deadline = time.monotonic() + 30
         while slow[1].ticks < 2 and time.monotonic() < deadline:
