@@ -29,7 +29,7 @@ from cloaca.runner.results import WorkflowResult
 from cloaca.runner.waiters import Waiters
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
-from cloaca.store.records import ExecutionStatus
+from cloaca.store.records import ExecutionRecord, ExecutionStatus
 from cloaca.workflows.registry import get_workflow
 from cloaca.workflows.workflow import Workflow
 
@@ -315,24 +315,11 @@ class Executions:
     ) -> list[dict[str, Any]]:
         """Executions newest first, as dicts."""
         self._check_open()
-        accepted = [str(s) for s in ExecutionStatus]
-        if status is not None and status not in accepted:
-            raise ValueError(f"status {status!r} is not one of {accepted}")
+        check_status(status)
         check_count("limit", limit, optional=False)
         check_count("offset", offset, optional=False)
-        return [
-            {
-                "id": r.id,
-                "workflow_name": r.workflow_name,
-                "workflow_version": r.workflow_version,
-                "status": str(r.status),
-                "created_at": rfc3339(r.created_at),
-                "started_at": rfc3339(r.started_at),
-                "completed_at": rfc3339(r.completed_at),
-                "error_message": r.error_message,
-            }
-            for r in self._store.list_executions(workflow_name, status, limit, offset)
-        ]
+        records = self._store.list_executions(workflow_name, status, limit, offset)
+        return [execution_dict(r) for r in records]
 
     def cancel_execution(self, execution_id: str) -> bool:
         """Cancel a Pending/Running execution: nothing new starts; returns False if it was
@@ -354,3 +341,24 @@ class Executions:
         if ended:
             self._engine.ended(execution_id, status)
         return ended
+
+
+def check_status(status: str | None) -> None:
+    """``ValueError`` unless ``status`` is None or an execution status."""
+    accepted = [str(s) for s in ExecutionStatus]
+    if status is not None and status not in accepted:
+        raise ValueError(f"status {status!r} is not one of {accepted}")
+
+
+def execution_dict(r: ExecutionRecord) -> dict[str, Any]:
+    """An execution as ``list_executions`` returns it."""
+    return {
+        "id": r.id,
+        "workflow_name": r.workflow_name,
+        "workflow_version": r.workflow_version,
+        "status": str(r.status),
+        "created_at": rfc3339(r.created_at),
+        "started_at": rfc3339(r.started_at),
+        "completed_at": rfc3339(r.completed_at),
+        "error_message": r.error_message,
+    }

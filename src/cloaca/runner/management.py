@@ -22,6 +22,7 @@ from cloaca.runner.cron import CronSchedules
 from cloaca.runner.database import open_existing, open_migrated
 from cloaca.runner.executions import Executions, NoLocalEngine, Shapes, shape_of_definition
 from cloaca.runner.facade import Services
+from cloaca.runner.overview import Overview
 from cloaca.runner.triggers import Triggers
 from cloaca.store.core import Store
 from cloaca.store.migrate import current_version, latest_version
@@ -66,6 +67,7 @@ class ManagementClient(Services):
         self._cron_schedules = CronSchedules(
             store, self._clock, self.config, shapes, lambda: None, self._check_open
         )
+        self._overview = Overview(store, self._check_open)
 
     @classmethod
     def open(
@@ -100,8 +102,9 @@ class ManagementClient(Services):
 
     def list_workflows(self) -> list[dict[str, Any]]:
         """Workflow definitions recorded in the database (by any runner), by name: dicts
-        with ``name, version, description, updated_at`` and ``tasks``, a list of dicts
-        with ``id`` and ``dependencies``."""
+        with ``name, version, description, updated_at``, ``params`` (declared inputs, if
+        recorded) and ``tasks``, a list of dicts with ``id``, ``dependencies``,
+        ``max_attempts`` and ``trigger_rules``."""
         self._check_open()
         return [
             {
@@ -110,9 +113,15 @@ class ManagementClient(Services):
                 "description": w.definition.get("description"),
                 "updated_at": rfc3339(w.updated_at),
                 "tasks": [
-                    {"id": t["id"], "dependencies": list(t["dependencies"])}
+                    {
+                        "id": t["id"],
+                        "dependencies": list(t["dependencies"]),
+                        "max_attempts": t.get("max_attempts"),
+                        "trigger_rules": t.get("trigger_rules"),
+                    }
                     for t in w.definition.get("tasks", [])
                 ],
+                "params": w.definition.get("params") or {},
             }
             for w in self._store.list_workflows()
         ]
@@ -135,6 +144,36 @@ class ManagementClient(Services):
             }
             for r in self._store.list_runners()
         ]
+
+    # -- overviews (the dashboard, the metrics): see cloaca.runner.overview ------------------
+
+    def list_executions_page(
+        self,
+        workflow_name: str | None = None,
+        status: str | None = None,
+        started_by: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Executions newest first, one keyset page at a time, with their origin (see
+        ``Overview.list_executions_page``)."""
+        return self._overview.list_executions_page(workflow_name, status, started_by, before, limit)
+
+    def describe_execution(self, execution_id: str) -> dict[str, Any]:
+        """An execution's origin and input context (see ``Overview.describe_execution``)."""
+        return self._overview.describe_execution(execution_id)
+
+    def queue_counts(self) -> dict[str, int]:
+        """Pending/Running executions, Ready/Running tasks (see ``Overview.queue_counts``)."""
+        return self._overview.queue_counts()
+
+    def metrics_tail_end(self, what: str) -> int:
+        """Where a metrics reader starts (see ``Overview.metrics_tail_end``)."""
+        return self._overview.metrics_tail_end(what)
+
+    def metrics_tail(self, what: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """Rows added after a position (see ``Overview.metrics_tail``)."""
+        return self._overview.metrics_tail(what, after, limit)
 
     def migrate(self) -> int:
         """Create or upgrade the schema; returns the schema version now in place."""

@@ -1,24 +1,21 @@
 """Reads for overviews, mixed into :class:`~cloaca.store.core.Store`: keyset pages of
-executions with who started each one (the dashboard), and aggregate counts and histogram
-buckets (the Prometheus metrics). Each opens its own read transaction."""
+executions with who started each one (the dashboard), and for the Prometheus metrics the
+counts of what is in motion and "tails" of rows added since a position (so a scrape reads
+what is new, never a whole table). Each opens its own read transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cloaca.store.records import ExecutionRecord
 
 if TYPE_CHECKING:
-    from cloaca.store.db import Database, Row, Tx
+    from cloaca.store.db import Database, Row
 
 #: What ``started_by`` filters accept: fired by a trigger, by a cron schedule, or neither
 #: (``start``/``execute`` through the API or the CLI).
 STARTED_BY = ("trigger", "cron", "api")
-
-#: Histogram queries take exactly this many finite upper bounds (one more bucket is +Inf).
-BUCKETS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +32,6 @@ class ExecutionSummary:
         if self.trigger_name is not None:
             return "trigger"
         return "cron" if self.cron_schedule_id is not None else "api"
-
-
-@dataclass(frozen=True, slots=True)
-class Buckets:
-    """A histogram read from the database: counts per bucket (not cumulative; the last is
-    +Inf), and the sum of the observed values."""
-
-    counts: tuple[int, ...]
-    total: float
 
 
 class OverviewReads:
@@ -79,55 +67,67 @@ class OverviewReads:
             row = tx.one("execution_summary", {"id": execution_id})
         return _summary(row) if row else None
 
-    def metrics_snapshot(
-        self, duration_bounds: Sequence[float], lateness_bounds: Sequence[float]
-    ) -> MetricsSnapshot:
-        """Everything the metrics report, read in ONE transaction (a consistent view).
-        ``*_bounds``: ``BUCKETS`` increasing upper bounds, in seconds."""
+    def queue_counts(self) -> dict[str, int]:
+        """Rows in motion, through the active-status partial indexes (cheap at any size):
+        ``executions_pending``, ``executions_running``, ``tasks_ready`` (the queue depth)
+        and ``tasks_running``; absent statuses count 0."""
         with self.db.read() as tx:
-            executions = {r["status"]: int(r["n"]) for r in tx.all("execution_counts")}
-            tasks = {r["status"]: int(r["n"]) for r in tx.all("task_counts")}
-            ready = tx.one("task_ready_count")
-            evaluations = {
-                (r["trigger_name"], r["outcome"]): int(r["n"]) for r in tx.all("evaluation_counts")
-            }
-            durations = _buckets(tx, "task_duration_buckets", duration_bounds)
-            lateness = _buckets(tx, "cron_lateness_buckets", lateness_bounds)
-        return MetricsSnapshot(
-            executions=executions,
-            tasks=tasks,
-            ready_tasks=int(ready["n"]) if ready else 0,
-            evaluations=evaluations,
-            task_durations=durations,
-            cron_lateness=lateness,
-        )
+            executions = {r["status"]: int(r["n"]) for r in tx.all("active_execution_counts")}
+            tasks = {r["status"]: int(r["n"]) for r in tx.all("task_queue_counts")}
+        return {
+            "executions_pending": executions.get("Pending", 0),
+            "executions_running": executions.get("Running", 0),
+            "tasks_ready": tasks.get("Ready", 0),
+            "tasks_running": tasks.get("Running", 0),
+        }
+
+    def tail_end(self, what: str) -> int:
+        """The position of the newest row of ``what`` (see :data:`TAILS`), 0 when empty."""
+        with self.db.read() as tx:
+            row = tx.one(f"tail_end_{_tail(what)}")
+        return int(row["pos"]) if row else 0
+
+    def tail(self, what: str, after: int, limit: int) -> list[TailRow]:
+        """Up to ``limit`` rows of ``what`` added after position ``after``, oldest first
+        (an index range scan). ``final`` rows will not change any more; the others (an
+        execution or task still in motion) may."""
+        with self.db.read() as tx:
+            rows = tx.all(f"tail_{_tail(what)}", {"after": after, "limit": limit})
+        return [
+            TailRow(
+                int(r["pos"]),
+                bool(r["final"]),
+                {k: r[k] for k in TAILS[what]},
+            )
+            for r in rows
+        ]
+
+
+#: What :meth:`OverviewReads.tail` reads, and the values each row carries.
+TAILS = {
+    "executions": ("status",),
+    "tasks": ("status", "started_at", "completed_at"),
+    "evaluations": ("trigger_name", "outcome"),
+    "cron_slots": ("scheduled_time", "claimed_at"),
+}
 
 
 @dataclass(frozen=True, slots=True)
-class MetricsSnapshot:
-    """Counts by status, the queue depth, evaluation counts per (trigger, outcome), and
-    the task-duration and cron-lateness histograms, as of one read."""
+class TailRow:
+    """One row of a tail: its position, whether it is final, and its values."""
 
-    executions: dict[str, int]
-    tasks: dict[str, int]
-    ready_tasks: int
-    evaluations: dict[tuple[str, str], int]
-    task_durations: Buckets
-    cron_lateness: Buckets
+    pos: int
+    final: bool
+    values: dict[str, Any]
+
+
+def _tail(what: str) -> str:
+    if what not in TAILS:
+        raise ValueError(f"tail {what!r} is not one of {', '.join(TAILS)}")
+    return what
 
 
 def _summary(row: Row) -> ExecutionSummary:
     return ExecutionSummary(
         ExecutionRecord.from_row(row), row["trigger_name"], row["cron_schedule_id"]
     )
-
-
-def _buckets(tx: Tx, query: str, bounds: Sequence[float]) -> Buckets:
-    if len(bounds) != BUCKETS or list(bounds) != sorted(bounds):
-        raise ValueError(f"histogram bounds {bounds!r} must be {BUCKETS} increasing numbers")
-    counts = [0] * (BUCKETS + 1)
-    total = 0.0
-    for r in tx.all(query, {f"b{i}": float(b) for i, b in enumerate(bounds)}):
-        counts[int(r["bucket"])] = int(r["n"])
-        total += float(r["total"] or 0.0)
-    return Buckets(tuple(counts), total)

@@ -41,40 +41,42 @@ SELECT e.id, e.workflow_name, e.workflow_version, e.status, e.context, e.final_c
 FROM cloaca_executions e
 WHERE e.id = %(id)s
 
--- name: execution_counts
-SELECT status, COUNT(*) AS n FROM cloaca_executions GROUP BY status
+-- The metrics count what happens while they are served: each "tail" reads the rows added
+-- after a position (an ever-growing integer), in order; ``final`` rows will not change.
 
--- name: task_counts
-SELECT status, COUNT(*) AS n FROM cloaca_task_executions GROUP BY status
+-- name: active_execution_counts
+SELECT status, COUNT(*) AS n FROM cloaca_executions
+WHERE status IN ('Pending', 'Running') GROUP BY status
 
--- name: task_ready_count
-SELECT COUNT(*) AS n FROM cloaca_task_executions WHERE status = 'Ready'
+-- name: task_queue_counts
+SELECT status, COUNT(*) AS n FROM cloaca_task_executions
+WHERE status IN ('Ready', 'Running') GROUP BY status
 
--- name: evaluation_counts
-SELECT trigger_name, outcome, COUNT(*) AS n
-FROM cloaca_trigger_evaluations GROUP BY trigger_name, outcome
+-- name: tail_end_executions
+SELECT COALESCE(MAX(seq), 0) AS pos FROM cloaca_executions
 
--- name: task_duration_buckets
--- Finished attempts' durations in seconds, counted per histogram bucket (:b0 < :b1 < ...;
--- bucket 8 is +Inf) with the sum, in one pass.
-SELECT CASE WHEN d <= %(b0)s THEN 0 WHEN d <= %(b1)s THEN 1 WHEN d <= %(b2)s THEN 2
-            WHEN d <= %(b3)s THEN 3 WHEN d <= %(b4)s THEN 4 WHEN d <= %(b5)s THEN 5
-            WHEN d <= %(b6)s THEN 6 WHEN d <= %(b7)s THEN 7 ELSE 8 END AS bucket,
-       COUNT(*) AS n, SUM(d) AS total
-FROM (SELECT EXTRACT(EPOCH FROM (CAST(completed_at AS TIMESTAMPTZ)
-                                 - CAST(started_at AS TIMESTAMPTZ)))::float8 AS d
-      FROM cloaca_task_executions
-      WHERE completed_at IS NOT NULL AND started_at IS NOT NULL) durations
-GROUP BY bucket
+-- name: tail_executions
+SELECT seq AS pos, status IN ('Completed', 'Failed', 'Cancelled') AS final, status
+FROM cloaca_executions WHERE seq > CAST(%(after)s AS BIGINT) ORDER BY seq LIMIT CAST(%(limit)s AS BIGINT)
 
--- name: cron_lateness_buckets
--- How long after its scheduled time each cron slot was claimed, per bucket as above.
-SELECT CASE WHEN d <= %(b0)s THEN 0 WHEN d <= %(b1)s THEN 1 WHEN d <= %(b2)s THEN 2
-            WHEN d <= %(b3)s THEN 3 WHEN d <= %(b4)s THEN 4 WHEN d <= %(b5)s THEN 5
-            WHEN d <= %(b6)s THEN 6 WHEN d <= %(b7)s THEN 7 ELSE 8 END AS bucket,
-       COUNT(*) AS n, SUM(d) AS total
-FROM (SELECT GREATEST(0.0, EXTRACT(EPOCH FROM (CAST(claimed_at AS TIMESTAMPTZ)
-                                              - CAST(scheduled_time AS TIMESTAMPTZ)))::float8)
-             AS d
-      FROM cloaca_cron_executions) lateness
-GROUP BY bucket
+-- name: tail_end_tasks
+SELECT COALESCE(MAX(id), 0) AS pos FROM cloaca_task_executions
+
+-- name: tail_tasks
+SELECT id AS pos, status IN ('Completed', 'Failed', 'Skipped') AS final, status, started_at,
+       completed_at
+FROM cloaca_task_executions WHERE id > CAST(%(after)s AS BIGINT) ORDER BY id LIMIT CAST(%(limit)s AS BIGINT)
+
+-- name: tail_end_evaluations
+SELECT COALESCE(MAX(id), 0) AS pos FROM cloaca_trigger_evaluations
+
+-- name: tail_evaluations
+SELECT id AS pos, TRUE AS final, trigger_name, outcome
+FROM cloaca_trigger_evaluations WHERE id > CAST(%(after)s AS BIGINT) ORDER BY id LIMIT CAST(%(limit)s AS BIGINT)
+
+-- name: tail_end_cron_slots
+SELECT COALESCE(MAX(seq), 0) AS pos FROM cloaca_cron_executions
+
+-- name: tail_cron_slots
+SELECT seq AS pos, TRUE AS final, scheduled_time, claimed_at
+FROM cloaca_cron_executions WHERE seq > CAST(%(after)s AS BIGINT) ORDER BY seq LIMIT CAST(%(limit)s AS BIGINT)
