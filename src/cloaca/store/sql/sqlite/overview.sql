@@ -45,8 +45,11 @@ SELECT status, COUNT(*) AS n FROM cloaca_executions
 WHERE status IN ('Pending', 'Running') GROUP BY status
 
 -- name: task_queue_counts
-SELECT status, COUNT(*) AS n FROM cloaca_task_executions
-WHERE status IN ('Ready', 'Running') GROUP BY status
+-- One count per status, each matching its partial index (an IN over both scans the table).
+SELECT 'Ready' AS status, (SELECT COUNT(*) FROM cloaca_task_executions
+                           WHERE status = 'Ready') AS n
+UNION ALL
+SELECT 'Running', (SELECT COUNT(*) FROM cloaca_task_executions WHERE status = 'Running')
 
 -- name: tail_end_executions
 SELECT COALESCE(MAX(rowid), 0) AS pos FROM cloaca_executions
