@@ -32,13 +32,14 @@ class T:
     status: str
     started_at: str | None
     completed_at: str | None
+    attempts: int = 1
 
 
 def test_timeline_places_tasks_on_one_axis() -> None:
     bars = views.timeline(
         {
             "a": T("Completed", "2026-03-01T11:00:00Z", "2026-03-01T11:00:10Z"),
-            "b": T("Running", "2026-03-01T11:00:10Z", None),
+            "b": T("Running", "2026-03-01T11:00:10Z", None, attempts=2),
             "c": T("NotStarted", None, None),
         },
         datetime(2026, 3, 1, 11, 0, 20, tzinfo=UTC),
@@ -48,7 +49,7 @@ def test_timeline_places_tasks_on_one_axis() -> None:
         ("b", 50, 50),
         ("c", 0, 0),
     ]
-    assert bars[2].label == "not started"
+    assert [b.label for b in bars] == ["10.0 s", "try 2: 10.0 s", "not started"]
 
 
 def test_graph_lays_out_levels_left_to_right() -> None:

@@ -70,8 +70,9 @@ class Bar:
 
 def timeline(tasks: Mapping[str, Any], now: datetime) -> list[Bar]:
     """Bars for an execution's tasks (``TaskResult``-like objects by task id), placed on one
-    time axis from the first start to the last end (or ``now`` for running tasks). Tasks
-    that never started get an empty bar at the left."""
+    time axis from the first start to the last end (or ``now`` for running tasks); a task
+    tried more than once shows its last attempt. Tasks that never started get an empty bar
+    at the left."""
     starts = [parse_time(t.started_at) for t in tasks.values()]
     ends = [parse_time(t.completed_at) or now for t in tasks.values() if t.started_at]
     known = [s for s in starts if s is not None]
@@ -87,7 +88,8 @@ def timeline(tasks: Mapping[str, Any], now: datetime) -> list[Bar]:
             continue
         took = between(t.started_at, t.completed_at, now) or 0.0
         left = (begun - origin).total_seconds() / span * 100
-        bars.append(Bar(tid, t.status, left, max(took / span * 100, 0.5), duration(took)))
+        label = duration(took) if t.attempts <= 1 else f"try {t.attempts}: {duration(took)}"
+        bars.append(Bar(tid, t.status, left, max(took / span * 100, 0.5), label))
     return bars
 
 
