@@ -1,15 +1,26 @@
-"""``cloaca dashboard``: serve the web UI over a ManagementClient (optional extra
-``cloaca[dashboard]``; its packages are imported only when the command runs)."""
+"""``cloaca dashboard`` and a worker's ``--metrics-port``: served over a ManagementClient
+from the optional extra ``cloaca[dashboard]`` (imported only when asked for)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import click
 
-from cloaca.cli.common import UserError, out, user_errors
+from cloaca.cli.common import UserError, management_client, out
 
-EXTRA_HINT = "the dashboard needs the optional extra: pip install 'cloaca[dashboard]'"
+
+def _need_extra(what: str) -> None:
+    """A clear error when the extra's packages are missing."""
+    for name in ("starlette", "uvicorn", "jinja2", "prometheus_client"):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise UserError(
+                f"{what} needs the optional extra: pip install 'cloaca[dashboard]' ({exc})"
+            ) from exc
 
 
 @click.command()
@@ -26,44 +37,29 @@ EXTRA_HINT = "the dashboard needs the optional extra: pip install 'cloaca[dashbo
 @click.pass_obj
 def dashboard(db: str, host: str, port: int, read_only: bool, refresh: float) -> None:
     """Serve the web dashboard (executions, workflows, triggers, cron, runners, /metrics)."""
-    try:
-        from cloaca.dashboard.app import create_app
-        from cloaca.dashboard.server import serve
-    except ImportError as exc:
-        raise UserError(f"{EXTRA_HINT} ({exc})") from exc
+    _need_extra("the dashboard")
+    from cloaca.dashboard.app import create_app
+    from cloaca.dashboard.server import serve
     from cloaca.runner.database import mask_url
-    from cloaca.runner.management import ManagementClient
 
-    with user_errors():
-        client = ManagementClient.open(db)
-    try:
+    with management_client(db) as client:
         app = create_app(client, read_only=read_only, refresh_seconds=refresh)
         mode = " (read-only)" if read_only else ""
         out().print(f"cloaca dashboard on http://{host}:{port}/ for {mask_url(db)}{mode}")
         serve(app, host, port)
-    finally:
-        client.close()
 
 
 def serve_metrics(db: str, port: int) -> Callable[[], None]:
     """Start a worker's ``/metrics`` endpoint on 127.0.0.1:``port`` over its own
     ManagementClient; returns what stops it (and closes the client)."""
-    try:
-        from cloaca import metrics
-    except ImportError as exc:
-        raise UserError(f"--metrics-port: {EXTRA_HINT} ({exc})") from exc
-    from cloaca.runner.management import ManagementClient
+    _need_extra("--metrics-port")
+    from cloaca import metrics
 
-    with user_errors():
-        client = ManagementClient.open(db)
-    try:
-        server = metrics.serve(client, port)
-    except OSError as exc:
-        client.close()
-        raise UserError(f"--metrics-port {port}: {exc}") from exc
-
-    def stop() -> None:
-        server.shutdown()
-        client.close()
-
-    return stop
+    with ExitStack() as stack:
+        client = stack.enter_context(management_client(db))
+        try:
+            server = metrics.serve(client, port)
+        except OSError as exc:
+            raise UserError(f"--metrics-port {port}: {exc}") from exc
+        stack.callback(server.shutdown)
+        return stack.pop_all().close
