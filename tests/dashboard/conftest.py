@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_support import Filled, fill
+from dashboard_support import Filled, Site, dashboard, fill
 from pg_support import fresh_database
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,6 +41,29 @@ def filled(filled_databases: dict[str, tuple[str, Filled]], backend: str) -> tup
     """(url, what was made) of the session's filled database of this backend. Tests that
     use it only read: actions run on their own database."""
     return filled_databases[backend]
+
+
+@pytest.fixture(scope="session")
+def served_sites(
+    filled_databases: dict[str, tuple[str, Filled]],
+) -> Iterator[dict[str, Site]]:
+    """backend → the session's dashboard over its filled database, started on first use."""
+    with ExitStack() as stack:
+
+        class Lazy(dict[str, Site]):
+            def __missing__(self, backend: str) -> Site:
+                url, made = filled_databases[backend]
+                client, base = stack.enter_context(dashboard(url))
+                self[backend] = Site(client, base, made)
+                return self[backend]
+
+        yield Lazy()
+
+
+@pytest.fixture
+def site(served_sites: dict[str, Site], backend: str) -> Site:
+    """The dashboard over this backend's filled database (shared: read-only tests only)."""
+    return served_sites[backend]
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,15 @@ class Filled:
 TRIGGER = "inbox_watcher"
 
 
+@dataclass
+class Site:
+    """A dashboard served over a filled database: its client, its base URL, what is in it."""
+
+    client: ManagementClient
+    base: str
+    made: Filled
+
+
 def fill(url: str) -> Filled:
     """Fill the (empty) database at ``url`` with a real runner (shut down afterwards)."""
     clock = FakeClock(datetime.now(UTC) - timedelta(minutes=20))

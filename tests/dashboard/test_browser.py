@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dashboard_support import TRIGGER, Filled, dashboard, fill_small
+from dashboard_support import TRIGGER, Site, dashboard, fill_small
 
 
 @pytest.fixture
@@ -31,42 +31,41 @@ def _shots(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_walk_through_every_page(filled: tuple[str, Filled], page: Any, tmp_path: Path) -> None:
-    url, made = filled
+def test_walk_through_every_page(site: Site, page: Any, tmp_path: Path) -> None:
+    base, made = site.base, site.made
     shots = _shots(tmp_path)
-    with dashboard(url) as (_client, base):
-        page.goto(base + "/")
-        assert page.url.endswith("/executions")
-        assert page.locator("table.list tbody tr").count() >= len(made.completed)
-        page.screenshot(path=str(shots / "executions.png"), full_page=True)
+    page.goto(base + "/")
+    assert page.url.endswith("/executions")
+    assert page.locator("table.list tbody tr").count() >= len(made.completed)
+    page.screenshot(path=str(shots / "executions.png"), full_page=True)
 
-        page.select_option("select[name=status]", "Failed")
-        page.click("text=Filter")
-        page.wait_for_url("**status=Failed**")
-        page.click(f"a[href='/executions/{made.failed[0]}']")
-        page.wait_for_selector("text=cannot parse row 17")
-        assert page.locator(".timeline .row").count() == 4
-        page.click("text=Traceback >> nth=0")
-        page.screenshot(path=str(shots / "execution.png"), full_page=True)
+    page.select_option("select[name=status]", "Failed")
+    page.click("text=Filter")
+    page.wait_for_url("**status=Failed**")
+    page.click(f"a[href='/executions/{made.failed[0]}']")
+    page.wait_for_selector("text=cannot parse row 17")
+    assert page.locator(".timeline .row").count() == 4
+    page.click("text=Traceback >> nth=0")
+    page.screenshot(path=str(shots / "execution.png"), full_page=True)
 
-        page.click("header >> text=Workflows")
-        page.click("a[href='/workflows/nightly_etl']")
-        assert page.locator("svg .node").count() == 4
-        page.screenshot(path=str(shots / "workflow.png"), full_page=True)
+    page.click("header >> text=Workflows")
+    page.click("a[href='/workflows/nightly_etl']")
+    assert page.locator("svg .node").count() == 4
+    page.screenshot(path=str(shots / "workflow.png"), full_page=True)
 
-        page.click("header >> text=Triggers")
-        page.click(f"table >> a[href='/triggers/{TRIGGER}']")
-        page.wait_for_selector("text=inbox share not mounted")
-        assert page.locator(".strip .mark.o-fired").count() > 0
-        page.screenshot(path=str(shots / "trigger.png"), full_page=True)
+    page.click("header >> text=Triggers")
+    page.click(f"table >> a[href='/triggers/{TRIGGER}']")
+    page.wait_for_selector("text=inbox share not mounted")
+    assert page.locator(".strip .mark.o-fired").count() > 0
+    page.screenshot(path=str(shots / "trigger.png"), full_page=True)
 
-        page.click("header >> text=Cron")
-        page.click(f"a[href='/cron/{made.cron_schedule_id}']")
-        assert page.locator("ol.upcoming li").count() == 5
-        page.screenshot(path=str(shots / "cron.png"), full_page=True)
+    page.click("header >> text=Cron")
+    page.click(f"a[href='/cron/{made.cron_schedule_id}']")
+    assert page.locator("ol.upcoming li").count() == 5
+    page.screenshot(path=str(shots / "cron.png"), full_page=True)
 
-        page.click("header >> text=Runners")
-        page.wait_for_selector("text=No runner is alive")
+    page.click("header >> text=Runners")
+    page.wait_for_selector("text=No runner is alive")
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -98,10 +97,9 @@ def test_live_refresh_shows_new_executions(db_url: str, page: Any) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
-def test_postgres_smoke_page(filled: tuple[str, Filled], page: Any) -> None:
-    url, made = filled
-    with dashboard(url) as (_client, base):
-        page.goto(f"{base}/executions/{made.failed[0]}")
-        page.wait_for_selector("text=cannot parse row 17")
-        page.click("header >> text=Triggers")
-        page.wait_for_selector(f"text={TRIGGER}")
+def test_postgres_smoke_page(site: Site, page: Any) -> None:
+    base, made = site.base, site.made
+    page.goto(f"{base}/executions/{made.failed[0]}")
+    page.wait_for_selector("text=cannot parse row 17")
+    page.click("header >> text=Triggers")
+    page.wait_for_selector(f"text={TRIGGER}")

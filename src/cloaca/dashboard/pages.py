@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 PAGE_SIZE = 50
 STATUSES = ("Pending", "Running", "Completed", "Failed", "Cancelled")
 STARTED_BY = ("trigger", "cron", "api")
-EVALUATIONS_SHOWN = 100
+EVALUATIONS_SHOWN = 100  # on the strip; the table lists the newest EVALUATION_ROWS
+EVALUATION_ROWS = 40
 HISTORY_SHOWN = 50
 
 
@@ -151,6 +152,7 @@ def trigger(board: Dashboard, request: Request) -> Response:
         "trigger.html",
         schedule=schedule,
         evaluations=evaluations,
+        table_rows=EVALUATION_ROWS,
         outcomes=outcomes,
         strip=views.evaluation_strip(evaluations, board.clock.now()),
         fires=board.client.get_trigger_execution_history(name, HISTORY_SHOWN),
