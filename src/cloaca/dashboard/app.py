@@ -13,6 +13,7 @@ import hmac
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -91,8 +92,6 @@ class Dashboard:
 
     def redirect(self, path: str, notice: str) -> RedirectResponse:
         """Back to a page after an action, with a one-line notice."""
-        from urllib.parse import urlencode
-
         return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
 
 
