@@ -15,6 +15,10 @@ due there in the calling thread, tasks included. A minute of schedule takes mill
 Task and poll bodies run for real: timeouts of ``async def`` tasks and polls are enforced in
 real time, those of plain ``def`` tasks not at all. A task waiting in ``defer_until`` does not
 block the test; each engine round looks at its condition once more.
+
+The Harness uses nothing but the runner's public seam: ``DefaultRunner(url, clock=...,
+start_engine=False)`` starts no thread, and ``runner.engine.step()`` /
+``runner.engine.run_until_idle()`` run the engine's rounds by hand.
 """
 
 from __future__ import annotations

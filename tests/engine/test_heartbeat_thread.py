@@ -86,7 +86,7 @@ def test_a_wedged_loop_stops_the_heartbeat_and_a_peer_takes_the_work_over(
         assert result.status == "Completed"
         assert calls == [1, 1]  # the wedged runner's claim was taken over and run again
         assert result.task_results["held"].attempts == 2
-        assert first._heartbeat.wedged
+        assert first.engine.heartbeat.wedged
         assert "engine loop wedged" in caplog.text
     finally:
         wedge.release.set()
@@ -116,7 +116,7 @@ def test_a_busy_loop_keeps_its_claims(db_url: str) -> None:
         assert slow[1].ticks >= 2
         assert calls == [1]
         assert peer.get_execution(execution_id).task_results["held"].attempts == 1
-        assert not first._heartbeat.wedged
+        assert not first.engine.heartbeat.wedged
         release.set()
         result = first.wait(execution_id, timeout=60)
         assert result.status == "Completed"

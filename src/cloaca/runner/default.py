@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 from cloaca.clock import Clock, SystemClock
 from cloaca.config import DefaultRunnerConfig
@@ -88,23 +87,6 @@ class DefaultRunner(Services):
         add_workflow_listener(self._record_workflow)
         if start_engine:
             engine.start()
-
-    # Engine parts, for tests that look inside.
-    @property
-    def _executor(self) -> Any:
-        return self.engine.executor
-
-    @property
-    def _heartbeat(self) -> Any:
-        return self.engine.heartbeat
-
-    @property
-    def _trigger_scheduler(self) -> Any:
-        return self.engine.trigger_scheduler
-
-    @property
-    def _cron(self) -> Any:
-        return self.engine.cron_scheduler
 
     # -- construction helpers (compat) ------------------------------------------------------
 

@@ -10,7 +10,6 @@ workers of other processes (NOTIFY on PostgreSQL, ``data_version`` polling on SQ
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -272,7 +271,7 @@ class Executions:
         while True:
             event = waiters.add(execution_id)
             try:
-                result = self._terminal(execution_id, event)
+                result = self._terminal(execution_id)
                 if result is not None:
                     return result
                 remaining = (
@@ -284,7 +283,7 @@ class Executions:
             finally:
                 waiters.drop(execution_id, event)
 
-    def _terminal(self, execution_id: str, event: threading.Event) -> WorkflowResult | None:
+    def _terminal(self, execution_id: str) -> WorkflowResult | None:
         # Retries transient database errors (a dropped connection) with backoff.
         record = self._store.get_execution(execution_id)
         if record is None:
