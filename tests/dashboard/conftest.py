@@ -66,9 +66,11 @@ def site(served_sites: dict[str, Site], backend: str) -> Site:
     return served_sites[backend]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """A headless Chromium driven by Playwright (never downloads a browser)."""
+    """A headless Chromium driven by Playwright (never downloads a browser). Module-scoped:
+    Playwright's sync API keeps an event loop running in the main thread while it is
+    open, which later tests calling ``asyncio.run`` must not find."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (make .venv/.installed-dev does it)")
