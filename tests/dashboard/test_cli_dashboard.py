@@ -17,10 +17,14 @@ from dashboard_support import fill_small
 
 def test_dashboard_on_a_missing_database_fails_and_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "typo.db"
-    result = CliRunner().invoke(main, ["--db", f"sqlite://{path}", "dashboard"])
-    assert result.exit_code == 1
-    assert result.output.startswith(f"Error: cloaca database not found at sqlite://{path}")
-    assert list(tmp_path.iterdir()) == []
+    for args in (
+        ["--db", f"sqlite://{path}", "dashboard"],
+        ["dashboard", "--db", f"sqlite://{path}"],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1
+        assert result.output.startswith(f"Error: cloaca database not found at sqlite://{path}")
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_dashboard_serves_pages_on_localhost(db_url: str) -> None:
@@ -28,7 +32,7 @@ def test_dashboard_serves_pages_on_localhost(db_url: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [str(Path(sys.executable).parent / "cloaca"), "--db", db_url, "dashboard"]
+    command = [str(Path(sys.executable).parent / "cloaca"), "dashboard", "--db", db_url]
     server = subprocess.Popen(
         [*command, "--port", str(port), "--read-only"],
         stdout=subprocess.PIPE,

@@ -24,6 +24,7 @@ def _need_extra(what: str) -> None:
 
 
 @click.command()
+@click.option("--db", "db_url", help="Database URL (the same as `cloaca --db URL dashboard`).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--read-only", is_flag=True, help="Show everything, change nothing.")
@@ -35,8 +36,11 @@ def _need_extra(what: str) -> None:
     help="Live-refresh period of the pages in seconds (0: off).",
 )
 @click.pass_obj
-def dashboard(db: str, host: str, port: int, read_only: bool, refresh: float) -> None:
+def dashboard(
+    db: str, db_url: str | None, host: str, port: int, read_only: bool, refresh: float
+) -> None:
     """Serve the web dashboard (executions, workflows, triggers, cron, runners, /metrics)."""
+    db = db_url or db
     _need_extra("the dashboard")
     from cloaca.dashboard.app import create_app
     from cloaca.dashboard.server import serve
