@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -234,7 +235,9 @@ def main() -> None:
     config.trigger_base_poll_interval = timedelta(seconds=1)
 
     with tempfile.TemporaryDirectory() as tmp:
-        runner = DefaultRunner.with_config(f"sqlite://{tmp}/triggers.db?mode=rwc", config)
+        # `make demo` keeps the database (CLOACA_DEMO_DB) for the dashboard to show.
+        path = os.environ.get("CLOACA_DEMO_DB") or f"{tmp}/triggers.db"
+        runner = DefaultRunner.with_config(f"sqlite://{path}?mode=rwc", config)
 
         # Create the workflows.
         cloaca.workflow("file_processing", [validate_file, process_file])
@@ -257,7 +260,7 @@ def main() -> None:
 
         # Read the results from the database with a management-only runner.
         manager = DefaultRunner(
-            f"sqlite://{tmp}/triggers.db",
+            f"sqlite://{path}",
             DefaultRunnerConfig(enable_trigger_scheduling=False, enable_cron_scheduling=False),
         )
         try:

@@ -15,6 +15,10 @@ due there in the calling thread, tasks included. A minute of schedule takes mill
 Task and poll bodies run for real: timeouts of ``async def`` tasks and polls are enforced in
 real time, those of plain ``def`` tasks not at all. A task waiting in ``defer_until`` does not
 block the test; each engine round looks at its condition once more.
+
+The Harness uses nothing but the runner's public seam: ``DefaultRunner(url, clock=...,
+start_engine=False)`` starts no thread, and ``runner.engine.step()`` /
+``runner.engine.run_until_idle()`` run the engine's rounds by hand.
 """
 
 from __future__ import annotations
@@ -73,24 +77,16 @@ class Harness:
     ) -> None:
         self.clock = clock or FakeClock(start)
         self.runner = DefaultRunner(
-            database_url, config, _clock=self.clock, _manual=True, _schema=schema
+            database_url, config, clock=self.clock, start_engine=False, _schema=schema
         )
 
     def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run everything due at the current instant until nothing more is; returns rounds."""
-        for rounds in range(1, max_rounds + 1):
-            if self.runner._external_change():
-                self.runner._executor.external_change()  # another connection committed
-            did, _ = self.runner._loop.tick_all(self.clock.now())
-            if not did:
-                return rounds
-        raise RuntimeError(
-            f"engine still busy after {max_rounds} rounds (a loop that never settles?)"
-        )
+        return self.runner.engine.run_until_idle(max_rounds)
 
     def next_due(self) -> datetime | None:
         """The earliest instant at which some part of the engine wants to run."""
-        _, due = self.runner._loop.tick_all(self.clock.now())
+        _, due = self.runner.engine.step()
         return due
 
     def advance(self, seconds: float | timedelta) -> None:

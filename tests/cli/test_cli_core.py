@@ -155,6 +155,7 @@ def test_run_calls_the_apps_configure_hook(cli, tmp_path) -> None:
 
 
 def test_error_messages_keep_their_quotes(cli) -> None:
+    assert cli("db", "migrate").exit_code == 0
     result = cli("cron", "enable", "zzz")
     assert result.exit_code == 1
     assert result.output.rstrip().endswith("'"), result.output  # the quoted example is whole
@@ -168,3 +169,51 @@ def test_run_accepts_a_module_in_the_current_directory(cli, tmp_path, monkeypatc
     result = cli("run", "module_form_app", "--for", "0.1")
     assert result.exit_code == 0, result.output
     sys.modules.pop("module_form_app", None)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("executions", "list"),
+        ("executions", "show", "x"),
+        ("triggers", "list"),
+        ("cron", "disable", "x"),
+        ("db", "status"),
+        ("execute", "hello", "--no-wait"),
+    ],
+)
+def test_management_commands_on_a_missing_database_fail_and_create_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    path = tmp_path / "typo.db"
+    result = CliRunner().invoke(main, ["--db", f"sqlite://{path}", *args])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cloaca database not found at sqlite://{path}")
+    assert len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_management_commands_on_an_empty_postgres_schema_create_nothing(backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("a PostgreSQL schema")
+    from pg_support import fresh_database, run_sql
+
+    with fresh_database() as url:
+        result = CliRunner().invoke(main, ["--db", url, "triggers", "list"])
+        assert result.exit_code == 1
+        assert "cloaca database not found at postgresql://" in result.output
+        assert run_sql(
+            url,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+        ) == [(0,)]
+
+
+def test_management_commands_never_insert_a_runner_row(cli, app, db_url: str) -> None:
+    from pg_support import run_sql
+
+    assert cli("execute", "hello", "--app", app).exit_code == 0  # a runner, shut down since
+    clear_registry()
+    for args in (("executions", "list"), ("triggers", "list"), ("cron", "list"), ("db", "status")):
+        assert cli(*args).exit_code == 0
+    assert cli("execute", "hello", "--no-wait").exit_code == 0
+    assert run_sql(db_url, "SELECT COUNT(*) FROM cloaca_runners") == [(0,)]

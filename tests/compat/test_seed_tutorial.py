@@ -165,7 +165,7 @@ def test_deduplication_skips_a_fire_whose_context_is_already_running(
         h.runner.register_trigger(
             SameFileTwice("file_watcher", "/data/inbox", timedelta(seconds=2)), "file_processing"
         )
-        scheduler = h.runner._trigger_scheduler
+        scheduler = h.runner.engine.trigger_scheduler
         assert scheduler is not None
         scheduler.tick(h.clock.now())  # fires; the execution is now running (not finished)
         h.clock.advance(2)
@@ -219,7 +219,7 @@ def test_queue_depth_pattern_fires_at_the_threshold_and_drains_in_parallel() -> 
         h.advance(5)
         assert drained == []
         queue.append(3)
-        scheduler = h.runner._trigger_scheduler
+        scheduler = h.runner.engine.trigger_scheduler
         assert scheduler is not None
         h.clock.advance(5)
         scheduler.tick(h.clock.now())
@@ -324,7 +324,7 @@ def test_best_practice_2_identifying_context_beats_fire_none(file_processing: li
     with Harness() as h:
         h.runner.register_trigger("anonymous", "file_processing")
         h.runner.register_trigger("identified", "file_processing")
-        scheduler = h.runner._trigger_scheduler
+        scheduler = h.runner.engine.trigger_scheduler
         assert scheduler is not None
         for _ in range(2):  # two polls each while nothing has finished yet
             scheduler.tick(h.clock.now())

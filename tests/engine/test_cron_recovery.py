@@ -170,7 +170,7 @@ def test_a_schedule_that_fails_to_fire_does_not_block_the_others(
     cloaca.workflow("fragile", [fragile_task])
     good = h.runner.register_cron_workflow("report", "0 * * * *")
     bad = h.runner.register_cron_workflow("fragile", "0 * * * *")
-    scheduler = h.runner._cron
+    scheduler = h.runner.engine.cron_scheduler
     assert scheduler is not None
     create = scheduler._create_execution
 

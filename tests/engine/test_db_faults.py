@@ -159,7 +159,7 @@ def lock_url(backend: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The URL a runner under test opens, with its lock wait cut to LOCK_WAIT_MS: SQLite's
     busy timeout (a driver constructor argument), PostgreSQL's ``lock_timeout``."""
     if backend == "sqlite":
-        runner_module = importlib.import_module("cloaca.runner.default")
+        runner_module = importlib.import_module("cloaca.runner.database")
         monkeypatch.setattr(
             runner_module,
             "SqliteDatabase",

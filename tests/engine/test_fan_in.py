@@ -19,7 +19,7 @@ import cloaca
 from cloaca import Context, DefaultRunner, DefaultRunnerConfig
 from cloaca.engine import planner
 from cloaca.engine.planner import Shape
-from cloaca.runner.default import open_store
+from cloaca.runner.database import open_store
 from cloaca.store.core import Store
 from cloaca.store.records import ClaimedTask, TaskStatus
 

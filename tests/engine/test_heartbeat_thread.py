@@ -78,15 +78,15 @@ def test_a_wedged_loop_stops_the_heartbeat_and_a_peer_takes_the_work_over(
         execution_id = first.start("wedged")
         assert started.wait(30)
         with caplog.at_level(logging.ERROR):
-            first._loop.parts.append(wedge)
-            first._loop.wake()
+            first.engine.loop.parts.append(wedge)
+            first.engine.loop.wake()
             assert wedge.entered.wait(30)
             second = DefaultRunner(db_url, _config(threshold=1.0))
             result = second.wait(execution_id, timeout=60)
         assert result.status == "Completed"
         assert calls == [1, 1]  # the wedged runner's claim was taken over and run again
         assert result.task_results["held"].attempts == 2
-        assert first._heartbeat.wedged
+        assert first.engine.heartbeat.wedged
         assert "engine loop wedged" in caplog.text
     finally:
         wedge.release.set()
@@ -108,7 +108,7 @@ def test_a_busy_loop_keeps_its_claims(db_url: str) -> None:
     try:
         execution_id = first.start("busy")
         assert started.wait(30)
-        first._loop.parts.extend(slow)
+        first.engine.loop.parts.extend(slow)
         peer = DefaultRunner(db_url, _config(threshold=threshold))
         deadline = time.monotonic() + 30
         while slow[1].ticks < 2 and time.monotonic() < deadline:
@@ -116,7 +116,7 @@ def test_a_busy_loop_keeps_its_claims(db_url: str) -> None:
         assert slow[1].ticks >= 2
         assert calls == [1]
         assert peer.get_execution(execution_id).task_results["held"].attempts == 1
-        assert not first._heartbeat.wedged
+        assert not first.engine.heartbeat.wedged
         release.set()
         result = first.wait(execution_id, timeout=60)
         assert result.status == "Completed"

@@ -111,7 +111,7 @@ def test_the_harness_refreshes_the_heartbeat_without_a_thread(
     file_harness: Harness, db_url: str
 ) -> None:
     runner = file_harness.runner
-    assert runner._heartbeat._thread is None  # fake time: no real-time heartbeat thread
+    assert runner.engine.heartbeat._thread is None  # fake time: no real-time heartbeat thread
     file_harness.advance(100)
 
     rows = run_sql(

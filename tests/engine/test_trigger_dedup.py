@@ -30,7 +30,7 @@ def held_wf() -> None:
 
 def _tick_triggers(h: Harness) -> None:
     """Run only the trigger part once: polls fire, executions stay Pending (not run)."""
-    scheduler = h.runner._trigger_scheduler
+    scheduler = h.runner.engine.trigger_scheduler
     assert scheduler is not None
     scheduler.tick(h.clock.now())
 

@@ -148,7 +148,7 @@ def test_evaluations_explain_each_poll_newest_first(harness: Harness) -> None:
 
     cloaca.workflow("held", [stays])
     harness.runner.register_trigger(why, "held")
-    scheduler = harness.runner._trigger_scheduler
+    scheduler = harness.runner.engine.trigger_scheduler
     assert scheduler is not None
     for _ in range(3):  # only the trigger part: the fired execution stays active
         scheduler.tick(harness.clock.now())
@@ -224,7 +224,7 @@ def test_a_second_runner_on_the_same_file_manages_without_polling_or_executing(
             assert manager.get_execution(fired).status == "Pending"
             # A real worker notices another connection's commit in its loop (data_version);
             # the manually driven one is told.
-            worker.runner._executor.poke()
+            worker.runner.engine.executor.poke()
             worker.run_until_idle()
             assert manager.get_execution(fired).status == "Completed"
 

@@ -124,7 +124,7 @@ def test_a_fire_hands_off_without_waiting_for_the_workflow(harness: Harness, see
         return True
 
     harness.runner.register_trigger(handoff, "record_wf")
-    scheduler = harness.runner._trigger_scheduler
+    scheduler = harness.runner.engine.trigger_scheduler
     assert scheduler is not None
     did, _ = scheduler.tick(harness.clock.now())  # the trigger part alone: poll and fire
     assert did
@@ -161,7 +161,7 @@ def test_fire_many_deduplicates_each_context_separately(harness: Harness) -> Non
         return TriggerResult.fire_many([{"f": "a"}, {"f": "a"}, {"f": "b"}])
 
     harness.runner.register_trigger(twice, "noop_wf")
-    scheduler = harness.runner._trigger_scheduler
+    scheduler = harness.runner.engine.trigger_scheduler
     assert scheduler is not None
     scheduler.tick(harness.clock.now())
     [evaluation] = harness.runner.get_trigger_evaluations("twice")
@@ -359,7 +359,7 @@ def test_a_schedule_whose_trigger_is_not_registered_here_is_skipped_quietly(
         owner.runner.register_trigger(Counting("elsewhere", "1s"), "record_wf")
     unregister_trigger("elsewhere")
     with Harness(db_url) as h, caplog.at_level(logging.DEBUG):
-        scheduler = h.runner._trigger_scheduler
+        scheduler = h.runner.engine.trigger_scheduler
         assert scheduler is not None
         rounds = h.run_until_idle()
         assert rounds == 1  # nothing to do, no spinning

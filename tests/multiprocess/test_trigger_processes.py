@@ -77,16 +77,18 @@ class Blocking(cloaca.Trigger):
 if mode == "kill_in_fire":
     # Die inside the fire transaction of the arg-th fire: after the trigger execution row
     # and before the execution and the commit.
-    original = cloaca.DefaultRunner._create_execution
+    from cloaca.runner.executions import Executions
+
+    original = Executions.create
     fires = {"n": 0}
 
-    def dying(self, tx, shape, context_text, now):
+    def dying(self, tx, shape, context_text, now, *args, **kwargs):
         fires["n"] += 1
         if fires["n"] == int(arg):
             os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, tx, shape, context_text, now)
+        return original(self, tx, shape, context_text, now, *args, **kwargs)
 
-    cloaca.DefaultRunner._create_execution = dying
+    Executions.create = dying
 
 # The default 30 s poll timeout: a killed process's lease ends at the trigger's next due
 # instant (its polls are quick), so the next process takes over at once anyway.

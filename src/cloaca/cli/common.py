@@ -16,8 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cloaca.config import DefaultRunnerConfig
-from cloaca.runner.default import DefaultRunner
+from cloaca.runner.management import ManagementClient
 
 DEFAULT_DB = "sqlite://cloaca.db"
 
@@ -66,17 +65,15 @@ def import_app(app: str) -> None:
 
 
 @contextmanager
-def management_runner(db: str) -> Iterator[DefaultRunner]:
-    """A runner that only reads and manages: no scheduling, no recovery sweeps."""
-    config = DefaultRunnerConfig(
-        enable_cron_scheduling=False, enable_trigger_scheduling=False, enable_recovery=False
-    )
+def management_client(db: str, create: bool = False) -> Iterator[ManagementClient]:
+    """A client that reads and manages the database: no engine, no runner row. It never
+    creates the database unless ``create`` (``db migrate``)."""
     with user_errors():
-        runner = DefaultRunner(db, config)
+        client = ManagementClient.open(db, create=create)
     try:
-        yield runner
+        yield client
     finally:
-        runner.shutdown()
+        client.close()
 
 
 @contextmanager

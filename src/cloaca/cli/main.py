@@ -1,7 +1,9 @@
-"""The ``cloaca`` command: a thin shell over :class:`~cloaca.runner.default.DefaultRunner`.
+"""The ``cloaca`` command: a thin shell over :class:`~cloaca.runner.default.DefaultRunner`
+and :class:`~cloaca.runner.management.ManagementClient`.
 
-``cloaca run APP`` is the worker process; every other command opens a management runner
-that executes nothing and fires nothing (scheduling and recovery off), reads or changes the
+``cloaca run APP`` is the worker process, and ``cloaca execute --app APP`` runs a workflow
+in a runner of its own. Every other command opens a management client (no engine, no
+runner row; it never creates the database, except ``db migrate``), reads or changes the
 database, prints a table (or JSON with ``--json``) and exits. User errors exit 1 with one
 line; usage errors exit 2.
 """
@@ -22,15 +24,18 @@ from cloaca.cli.common import (
     DEFAULT_DB,
     import_app,
     json_option,
-    management_runner,
+    management_client,
     out,
     parse_context,
     show,
     user_errors,
 )
+from cloaca.cli.dashboard import dashboard, serve_metrics
 from cloaca.cli.schedules import cron, triggers
 from cloaca.config import DefaultRunnerConfig
+from cloaca.runner.database import mask_url
 from cloaca.runner.default import DefaultRunner
+from cloaca.runner.facade import Services
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,8 +57,13 @@ def main(ctx: click.Context, db: str) -> None:
 @click.option(
     "--for", "seconds", type=click.FloatRange(min=0), help="Stop after this many seconds."
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus /metrics on 127.0.0.1:PORT (needs cloaca[dashboard]).",
+)
 @click.pass_obj
-def run(db: str, app: str, seconds: float | None) -> None:
+def run(db: str, app: str, seconds: float | None, metrics_port: int | None) -> None:
     """Import APP and run a worker until Ctrl-C / SIGTERM (or --for SECONDS)."""
     import_app(app)
     stop = threading.Event()
@@ -68,10 +78,14 @@ def run(db: str, app: str, seconds: float | None) -> None:
             with user_errors():
                 configure(runner)
         out().print(f"cloaca worker {runner.runner_id} running on {db} (Ctrl-C to stop)")
+        stop_metrics = serve_metrics(db, metrics_port) if metrics_port else None
         try:
             stop.wait(seconds)
         except KeyboardInterrupt:
             pass
+        finally:
+            if stop_metrics:
+                stop_metrics()
     finally:
         signal.signal(signal.SIGTERM, previous)
         out().print("shutting down...")
@@ -95,31 +109,48 @@ def execute(
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Start an execution of WORKFLOW and (by default) wait for its result."""
+    """Start an execution of WORKFLOW and (by default) wait for its result.
+
+    With --app the workflow runs in this process; without, a worker (``cloaca run``) on the
+    same database runs it and this command polls the database for the result."""
     context = parse_context(context_text)
     if app:
         import_app(app)
-    config = DefaultRunnerConfig(enable_cron_scheduling=False, enable_trigger_scheduling=False)
-    with user_errors():
-        runner = DefaultRunner(db, config)
-    try:
+        config = DefaultRunnerConfig(enable_cron_scheduling=False, enable_trigger_scheduling=False)
         with user_errors():
-            execution_id = runner.start(workflow, context)
-            if no_wait:
-                if as_json:
-                    show({"execution_id": execution_id}, True)
-                else:
-                    click.echo(execution_id)
-                return
-            console = out()
-            waiting = f"waiting for {execution_id}..."
-            with console.status(waiting) if console.is_terminal else _null():
-                result = runner.wait(execution_id, timeout)
-        show(_result_dict(result), as_json)
-        if result.status != "Completed":
-            sys.exit(1)
-    finally:
-        runner.shutdown()
+            runner = DefaultRunner(db, config)
+        try:
+            _execute(runner, workflow, context, no_wait, timeout, as_json)
+        finally:
+            runner.shutdown()
+        return
+    with management_client(db) as client:
+        _execute(client, workflow, context, no_wait, timeout, as_json)
+
+
+def _execute(
+    services: Services,
+    workflow: str,
+    context: dict[str, Any] | None,
+    no_wait: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    with user_errors():
+        execution_id = services.start(workflow, context)
+        if no_wait:
+            if as_json:
+                show({"execution_id": execution_id}, True)
+            else:
+                click.echo(execution_id)
+            return
+        console = out()
+        waiting = f"waiting for {execution_id}..."
+        with console.status(waiting) if console.is_terminal else _null():
+            result = services.wait(execution_id, timeout)
+    show(_result_dict(result), as_json)
+    if result.status != "Completed":
+        sys.exit(1)
 
 
 @contextmanager
@@ -154,8 +185,8 @@ def executions_list(
     db: str, workflow: str | None, status: str | None, limit: int, as_json: bool
 ) -> None:
     """Executions, newest first."""
-    with management_runner(db) as runner, user_errors():
-        rows = runner.list_executions(workflow_name=workflow, status=status, limit=limit)
+    with management_client(db) as client, user_errors():
+        rows = client.list_executions(workflow_name=workflow, status=status, limit=limit)
     show(
         rows,
         as_json,
@@ -169,8 +200,8 @@ def executions_list(
 @click.pass_obj
 def executions_show(db: str, execution_id: str, as_json: bool) -> None:
     """One execution with its tasks (status, attempts, timings, errors)."""
-    with management_runner(db) as runner, user_errors():
-        result = runner.get_execution(execution_id)
+    with management_client(db) as client, user_errors():
+        result = client.get_execution(execution_id)
     tasks = [
         {
             "task": tid,
@@ -199,14 +230,8 @@ def db() -> None:
 @click.pass_obj
 def db_migrate(url: str) -> None:
     """Create or upgrade the schema."""
-    from cloaca.runner.default import open_store
-
-    with user_errors():
-        store = open_store(url)
-        try:
-            version = store.migrate()
-        finally:
-            store.close()
+    with management_client(url, create=True) as client, user_errors():
+        version = client.migrate()
     out().print(f"schema at version {version}")
 
 
@@ -215,19 +240,11 @@ def db_migrate(url: str) -> None:
 @click.pass_obj
 def db_status(url: str, as_json: bool) -> None:
     """Schema version in the database and the latest this cloaca knows."""
-    from cloaca.runner.default import open_store
-    from cloaca.store.migrate import current_version, latest_version
-
-    with user_errors():
-        store = open_store(url)
-        try:
-            current = current_version(store.db)
-            latest = latest_version(store.db.dialect)
-        finally:
-            store.close()
+    with management_client(url) as client, user_errors():
+        current, latest = client.schema_version()
     show(
         {
-            "database": url,
+            "database": mask_url(url),
             "schema_version": current,
             "latest_version": latest,
             "up_to_date": current == latest,
@@ -238,3 +255,4 @@ def db_status(url: str, as_json: bool) -> None:
 
 main.add_command(triggers)
 main.add_command(cron)
+main.add_command(dashboard)

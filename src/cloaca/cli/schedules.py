@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cloaca.cli.common import json_option, management_runner, parse_context, show, user_errors
+from cloaca.cli.common import json_option, management_client, parse_context, show, user_errors
 
 TRIGGER_COLUMNS = [
     "trigger_name",
@@ -37,8 +37,8 @@ def triggers() -> None:
 @click.pass_obj
 def triggers_list(db: str, enabled_only: bool, as_json: bool) -> None:
     """Every trigger schedule."""
-    with management_runner(db) as runner, user_errors():
-        rows = runner.list_trigger_schedules(enabled_only=enabled_only or None)
+    with management_client(db) as client, user_errors():
+        rows = client.list_trigger_schedules(enabled_only=enabled_only or None)
     show(rows, as_json, TRIGGER_COLUMNS)
 
 
@@ -48,8 +48,8 @@ def triggers_list(db: str, enabled_only: bool, as_json: bool) -> None:
 @click.pass_obj
 def triggers_show(db: str, name: str, as_json: bool) -> None:
     """One trigger schedule."""
-    with management_runner(db) as runner, user_errors():
-        row = runner.get_trigger_schedule(name)
+    with management_client(db) as client, user_errors():
+        row = client.get_trigger_schedule(name)
         if row is None:
             raise ValueError(f"trigger {name!r} has no schedule in {db}")
     show(row, as_json)
@@ -62,8 +62,8 @@ def triggers_show(db: str, name: str, as_json: bool) -> None:
 @click.pass_obj
 def triggers_history(db: str, name: str, limit: int, as_json: bool) -> None:
     """The fires of a trigger, newest first."""
-    with management_runner(db) as runner, user_errors():
-        rows = runner.get_trigger_execution_history(name, limit=limit)
+    with management_client(db) as client, user_errors():
+        rows = client.get_trigger_execution_history(name, limit=limit)
     show(rows, as_json, ["started_at", "completed_at", "context_hash", "workflow_execution_id"])
 
 
@@ -74,8 +74,8 @@ def triggers_history(db: str, name: str, limit: int, as_json: bool) -> None:
 @click.pass_obj
 def triggers_evaluations(db: str, name: str, limit: int, as_json: bool) -> None:
     """Every recent poll of a trigger and its outcome ("why didn't it fire?")."""
-    with management_runner(db) as runner, user_errors():
-        rows = runner.get_trigger_evaluations(name, limit=limit)
+    with management_client(db) as client, user_errors():
+        rows = client.get_trigger_evaluations(name, limit=limit)
     show(rows, as_json)
 
 
@@ -86,8 +86,8 @@ def triggers_evaluations(db: str, name: str, limit: int, as_json: bool) -> None:
 def triggers_fire(db: str, name: str, context_text: str | None) -> None:
     """Fire a trigger's workflow now (deduplicated like a poll's fire)."""
     context = parse_context(context_text)
-    with management_runner(db) as runner, user_errors():
-        execution_id = runner.fire_trigger(name, context)
+    with management_client(db) as client, user_errors():
+        execution_id = client.fire_trigger(name, context)
     click.echo(execution_id if execution_id else "deduplicated: an identical fire is still running")
 
 
@@ -102,8 +102,8 @@ def cron() -> None:
 @click.pass_obj
 def cron_list(db: str, enabled_only: bool, as_json: bool) -> None:
     """Every cron schedule."""
-    with management_runner(db) as runner, user_errors():
-        rows = runner.list_cron_schedules(enabled_only=enabled_only or None)
+    with management_client(db) as client, user_errors():
+        rows = client.list_cron_schedules(enabled_only=enabled_only or None)
     show(rows, as_json, CRON_COLUMNS)
 
 
@@ -117,8 +117,8 @@ def cron_list(db: str, enabled_only: bool, as_json: bool) -> None:
 @click.pass_obj
 def cron_add(db: str, workflow: str, expression: str, tz: str, catchup: str) -> None:
     """Schedule WORKFLOW on a cron EXPRESSION (5 fields, or 6 with leading seconds)."""
-    with management_runner(db) as runner, user_errors():
-        schedule_id = runner.register_cron_workflow(
+    with management_client(db) as client, user_errors():
+        schedule_id = client.register_cron_workflow(
             workflow, expression, tz, catchup_policy=catchup
         )
     click.echo(schedule_id)
@@ -129,8 +129,8 @@ def cron_add(db: str, workflow: str, expression: str, tz: str, catchup: str) -> 
 @click.pass_obj
 def cron_delete(db: str, schedule_id: str) -> None:
     """Delete a cron schedule."""
-    with management_runner(db) as runner, user_errors():
-        runner.delete_cron_schedule(schedule_id)
+    with management_client(db) as client, user_errors():
+        client.delete_cron_schedule(schedule_id)
     click.echo(f"cron schedule {schedule_id} deleted")
 
 
@@ -141,18 +141,18 @@ def cron_delete(db: str, schedule_id: str) -> None:
 @click.pass_obj
 def cron_history(db: str, schedule_id: str, limit: int, as_json: bool) -> None:
     """The fires of a cron schedule, newest first."""
-    with management_runner(db) as runner, user_errors():
-        rows = runner.get_cron_execution_history(schedule_id, limit=limit)
+    with management_client(db) as client, user_errors():
+        rows = client.get_cron_execution_history(schedule_id, limit=limit)
     show(rows, as_json)
 
 
 def _add_toggles(group: click.Group, noun: str, argument: str, setter: str) -> None:
-    """``enable`` / ``disable`` subcommands calling ``runner.<setter>(key, enabled)``."""
+    """``enable`` / ``disable`` subcommands calling ``client.<setter>(key, enabled)``."""
     for verb, enabled in (("enable", True), ("disable", False)):
 
         def toggle(db: str, key: str, enabled: bool = enabled, verb: str = verb) -> None:
-            with management_runner(db) as runner, user_errors():
-                getattr(runner, setter)(key, enabled)
+            with management_client(db) as client, user_errors():
+                getattr(client, setter)(key, enabled)
             click.echo(f"{noun} {key} {verb}d")
 
         help_text = f"{verb.capitalize()} a {noun} (seen by every process)."

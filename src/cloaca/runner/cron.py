@@ -1,7 +1,7 @@
-"""Cron management on the runner: register, list, edit, enable and delete cron schedules,
-and read their history and statistics (SPEC section 7).
+"""Cron management, for the runner and the management client: register, list, edit,
+enable and delete cron schedules, and read their history and statistics (SPEC section 7).
 
-Every change made here wakes this runner's cron scheduler at once; runners in other
+Every change made here wakes this process's cron scheduler (if any) at once; runners in other
 processes see it within ``cron_poll_interval_seconds``. Schedule ids are UUID strings and
 every time in the returned dicts is an RFC 3339 string (UTC, ``Z`` suffix).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
 from cloaca.cron.schedule import CronSchedule, validate_cron
-from cloaca.engine.cron import RESERVED_KEYS, CronScheduler
+from cloaca.engine.cron import RESERVED_KEYS
 from cloaca.names import check_name
 from cloaca.paging import check_count
 from cloaca.store.core import Store
@@ -26,49 +26,31 @@ from cloaca.store.cron_records import CatchupPolicy, CronExecutionRecord, CronSc
 
 if TYPE_CHECKING:
     from cloaca.engine.planner import Shape
-    from cloaca.store.db import Tx
 
 _POLICIES = ", ".join(repr(str(p)) for p in CatchupPolicy)
 
 
-class CronManagement:
-    """Mixin for :class:`~cloaca.runner.default.DefaultRunner`: cron schedules and history."""
+class CronSchedules:
+    """Cron schedules: register, list, edit, enable, delete; history and statistics.
 
-    _store: Store
-    _clock: Clock
-    config: DefaultRunnerConfig
-    runner_id: str
-    _cron: CronScheduler | None
+    ``changed()`` tells this process's cron scheduler that a schedule changed (a no-op
+    without one)."""
 
-    if TYPE_CHECKING:
-
-        def _wake(self) -> None: ...
-        def _check_open(self) -> None: ...
-        def _shape(self, workflow_name: str) -> Shape: ...
-        def _create_execution(
-            self, tx: Tx, shape: Shape, context_text: str, now: datetime
-        ) -> str: ...
-
-    def _init_cron(self) -> list[Any]:
-        """Build the cron scheduler part (none when ``enable_cron_scheduling`` is off; the
-        management calls below work either way)."""
-        self._cron = None
-        if not self.config.enable_cron_scheduling:
-            return []
-        self._cron = CronScheduler(
-            self._store,
-            self.config,
-            self.runner_id,
-            shape_of=self._shape,
-            create_execution=self._create_execution,
-            on_fired=self._wake,
-        )
-        return [self._cron]
-
-    def _cron_changed(self) -> None:
-        if self._cron is not None:
-            self._cron.mark_dirty()
-            self._wake()
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        config: DefaultRunnerConfig,
+        shapes: Callable[[str], Shape],
+        changed: Callable[[], None],
+        check_open: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self.config = config
+        self._shape = shapes
+        self._cron_changed = changed
+        self._check_open = check_open
 
     # -- registering ------------------------------------------------------------------------------
 

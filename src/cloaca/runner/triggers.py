@@ -1,6 +1,6 @@
-"""Trigger management on the runner (SPEC 6.2, 6.4, 6.5).
+"""Trigger management, for the runner and the management client (SPEC 6.2, 6.4, 6.5).
 
-Every call here works from a runner opened only to manage (one that executes nothing):
+Every call here works from a process that executes nothing (a ManagementClient):
 schedules, history and evaluations live in the database, and a disabled trigger stops
 being polled by every runner on that database.
 """
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
-from cloaca.engine.triggers.fire import TriggerRecorder
-from cloaca.engine.triggers.scheduler import TriggerScheduler
+from cloaca.engine.triggers.fire import CreateExecution, TriggerRecorder
 from cloaca.names import check_name
 from cloaca.paging import check_count
 from cloaca.store.trigger_records import (
@@ -38,99 +37,74 @@ from cloaca.workflows.registry import add_workflow_listener, remove_workflow_lis
 from cloaca.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
-    from cloaca.engine.aio import AsyncBridge
-    from cloaca.engine.loop import Loop
     from cloaca.engine.planner import Shape
     from cloaca.store.core import Store
-    from cloaca.store.db import Tx
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_EVALUATION_LIMIT = 100
+DEFAULT_EVALUATION_LIMIT = 100
 
 
-class TriggerManagement:
-    """Mixin for :class:`~cloaca.runner.default.DefaultRunner`: trigger schedules and history."""
+class Triggers:
+    """Trigger schedules, their history and evaluations, and manual fires.
 
-    if TYPE_CHECKING:
-        _store: Store
-        _clock: Clock
-        _aio: AsyncBridge
-        _loop: Loop
-        _manual: bool
-        _closed: bool
-        config: DefaultRunnerConfig
-        runner_id: str
+    ``changed(name)`` tells this process's trigger scheduler that a schedule changed (a
+    no-op without one); other processes re-read schedules on their own."""
 
-        def _shape(self, workflow_name: str) -> Shape: ...
-
-        def _create_execution(
-            self, tx: Tx, shape: Shape, context_text: str, now: datetime
-        ) -> str: ...
-
-        def _wake(self) -> None: ...
-
-        def _check_open(self) -> None: ...
-
-    _trigger_scheduler: TriggerScheduler | None
-    _trigger_recorder: TriggerRecorder
-
-    # -- lifecycle hooks (called by DefaultRunner) -----------------------------------------
-
-    def _init_triggers(self) -> list[Any]:
-        self._trigger_recorder = TriggerRecorder(
-            self._store,
-            self.config,
-            self.runner_id,
-            shape=self._shape,
-            create_execution=self._create_execution,
-            wake=self._wake,
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        config: DefaultRunnerConfig,
+        writer_id: str,
+        shapes: Callable[[str], Shape],
+        create_execution: CreateExecution,
+        wake: Callable[[], None],
+        changed: Callable[[str | None], None],
+        check_open: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._shape = shapes
+        self._changed = changed
+        self._check_open = check_open
+        self._following = False
+        self.recorder = TriggerRecorder(
+            store,
+            config,
+            writer_id,
+            shape=shapes,
+            create_execution=create_execution,
+            wake=wake,
         )
-        self._trigger_scheduler = None
-        if self.config.enable_trigger_scheduling:
-            self._trigger_scheduler = TriggerScheduler(
-                store=self._store,
-                clock=self._clock,
-                config=self.config,
-                runner_id=self.runner_id,
-                aio=self._aio,
-                recorder=self._trigger_recorder,
-                wake_loop=self._wake_trigger_loop,
-                manual=self._manual,
-            )
+
+    # -- following the registries of this process (a runner does) --------------------------
+
+    def follow_registry(self) -> None:
+        """Give every trigger registered with ``on=`` (now or later) its schedule."""
+        self._following = True
         add_trigger_listener(self._on_trigger_registered)
         add_workflow_listener(self._on_workflow_registered)
         for spec in registered_triggers():
             if spec.workflow is not None:
                 self._ensure_on_schedule(spec)
-        return [self._trigger_scheduler] if self._trigger_scheduler is not None else []
 
-    def _shutdown_triggers(self) -> None:
+    def unfollow_registry(self) -> None:
+        """Stop following the registries (at shutdown)."""
+        self._following = False
         remove_trigger_listener(self._on_trigger_registered)
         remove_workflow_listener(self._on_workflow_registered)
-        if self._trigger_scheduler is not None:
-            self._trigger_scheduler.shutdown()
-
-    def _wake_trigger_loop(self) -> None:
-        loop = getattr(self, "_loop", None)  # not built yet while the runner initialises
-        if loop is not None:
-            loop.wake()
-
-    def _triggers_changed(self, trigger_name: str | None = None) -> None:
-        if self._trigger_scheduler is not None:
-            self._trigger_scheduler.poke(trigger_name)
-        self._wake_trigger_loop()
 
     def _on_trigger_registered(self, spec: TriggerSpec) -> None:
-        if self._closed:
+        if not self._following:
             return
         if spec.workflow is not None:
             self._ensure_on_schedule(spec)
-        self._triggers_changed(spec.name)
+        self._changed(spec.name)
 
     def _on_workflow_registered(self, wf: Workflow) -> None:
         # An @trigger(on=...) defined before its workflow gets its schedule now.
-        if self._closed:
+        if not self._following:
             return
         for spec in registered_triggers():
             if spec.workflow == wf.name:
@@ -208,7 +182,7 @@ class TriggerManagement:
         schedule_id = self._store.upsert_trigger_schedule(
             name, shape.name, _interval_ms(interval), concurrent, self._clock.now()
         )
-        self._triggers_changed(name)
+        self._changed(name)
         return schedule_id
 
     def _resolve_trigger(
@@ -279,7 +253,7 @@ class TriggerManagement:
             raise ValueError(f"enabled must be True or False, got {enabled!r}")
         if not self._store.set_trigger_schedule_enabled(_name(name), enabled, self._clock.now()):
             raise ValueError(f"Trigger schedule {name!r} not found")
-        self._triggers_changed(name)
+        self._changed(name)
 
     def get_trigger_execution_history(
         self, name: str, limit: int | None = None, offset: int | None = None
@@ -296,7 +270,7 @@ class TriggerManagement:
         ]
 
     def get_trigger_evaluations(
-        self, name: str, limit: int = _DEFAULT_EVALUATION_LIMIT
+        self, name: str, limit: int = DEFAULT_EVALUATION_LIMIT
     ) -> list[dict[str, Any]]:
         """The newest polls (and manual fires) of trigger ``name``, newest first: dicts with
         ``id, trigger_name, runner_id, scheduled_at, evaluated_at, duration_ms, outcome,
@@ -328,7 +302,7 @@ class TriggerManagement:
                 f"context must be a Context, a dict or None, got {type(context).__name__}"
             )
         ctx = context if context is None or isinstance(context, Context) else Context(context)
-        fire = self._trigger_recorder.fire_manual(record, ctx, self._clock.now())
+        fire = self.recorder.fire_manual(record, ctx, self._clock.now())
         return fire.execution_ids[0] if fire.execution_ids else None
 
 

@@ -17,10 +17,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from cloaca.clock import from_db_time, to_db_time
+from cloaca.store.admin_reads import AdminReads
 from cloaca.store.cron import CronStore
 from cloaca.store.db import Database, Tx
 from cloaca.store.execution_reads import ExecutionReads
 from cloaca.store.migrate import migrate
+from cloaca.store.overview import OverviewReads
 from cloaca.store.records import (
     ClaimedTask,
     ExecutionStatus,
@@ -34,7 +36,7 @@ from cloaca.store.triggers import TriggerStore
 T = TypeVar("T")
 
 
-class Store(ExecutionReads, RecoveryStore, TriggerStore, CronStore):
+class Store(ExecutionReads, RecoveryStore, TriggerStore, CronStore, AdminReads, OverviewReads):
     """Persistence operations over one :class:`~cloaca.store.db.Database`."""
 
     def __init__(self, db: Database) -> None:

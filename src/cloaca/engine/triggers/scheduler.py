@@ -6,7 +6,7 @@ the in-memory view of what is due when. ``tick`` never waits: it records the pol
 finished (or ran past ``trigger_poll_timeout``) and claims what is due (a conditional
 UPDATE of each schedule's ``next_poll_at`` plus a lease) in ONE write transaction, then
 hands sync polls to a small thread pool and async polls to the runner's event loop. Under
-the test harness (``manual``) polls run inline instead.
+an engine driven by hand (``manual``, the test harness) polls run inline instead.
 
 Due times are fixed-rate (``due + interval``; after a stall the next poll is
 ``now + interval``, never a burst of catch-up polls). When the earliest poll is due, every
@@ -72,7 +72,7 @@ class TriggerScheduler:
         self._zombies: set[str] = set()  # timed out, but their poll has not returned yet
         self._done: deque[PollRun] = deque()  # appended by poll threads, drained by tick
         self._held_over: list[PollRun] = []  # finished, to record on the next tick
-        self._view = ScheduleView(store, config, runner_id, manual, self._inflight, self._zombies)
+        self._view = ScheduleView(store, config, runner_id, self._inflight, self._zombies)
         self._lock = threading.Lock()
         self._stopped = False
         self._pool: DaemonWorkers | None = None
@@ -238,8 +238,6 @@ class TriggerScheduler:
     def _extend_leases(self, now: datetime) -> None:
         """Polls still running half-way to their next due instant keep their lease until
         their timeout, so another runner does not start an overlapping poll."""
-        if self._manual:
-            return
         late = [
             run
             for run in self._inflight.values()

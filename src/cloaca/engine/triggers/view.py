@@ -66,14 +66,12 @@ class ScheduleView:
         store: Store,
         config: DefaultRunnerConfig,
         runner_id: str,
-        manual: bool,
         inflight: Container[str],
         zombies: Container[str],
     ) -> None:
         self._store = store
         self._config = config
         self._runner_id = runner_id
-        self._manual = manual
         self._inflight = inflight
         self._zombies = zombies
         self._slots: dict[str, _Slot] = {}
@@ -189,15 +187,14 @@ class ScheduleView:
             heapq.heappop(heap)
 
     def earliest(self) -> datetime | None:
-        """When the view next wants a tick: the earliest due poll or the periodic re-read."""
+        """When the view next wants a tick: the earliest due poll.
+
+        The periodic re-read (other processes' commits) is not a due instant of its own: it
+        happens on a round that comes anyway, at most ``scheduler_poll_interval_ms`` after
+        it is due (the loop never waits longer). So fake time driven by hand does not crawl
+        one base interval at a time either."""
         self._clean_heap()
-        candidates = [self._heap[0][0]] if self._heap else []
-        # The periodic re-read only looks for other processes' commits. Under the harness
-        # it must not make fake time crawl one base interval at a time: there it happens
-        # on ticks that run anyway (harness.advance always ticks at its target).
-        if self._has_local and self._refresh_at is not None and not self._manual:
-            candidates.append(self._refresh_at)
-        return min(candidates, default=None)
+        return self._heap[0][0] if self._heap else None
 
     def pick(self, now: datetime) -> list[Picked]:
         """Take due polls off the heap: nothing until the earliest is due, then every poll

@@ -1,0 +1,274 @@
+"""The engine of one runner: the executor, recovery sweeps, the trigger and cron schedulers
+and the heartbeat, ticked by one loop.
+
+A runner starts it on threads (:meth:`Engine.start`). Tests drive it by hand instead, on a
+clock they move themselves: :meth:`Engine.step` runs one round of everything due at an
+instant, :meth:`Engine.run_until_idle` rounds until nothing more is (``cloaca.testing``'s
+Harness is built on these two and nothing else).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from cloaca.clock import Clock
+from cloaca.config import DefaultRunnerConfig
+from cloaca.engine.aio import AsyncBridge
+from cloaca.engine.cron import CronScheduler
+from cloaca.engine.executor import Claim, Executor
+from cloaca.engine.heartbeat import Heartbeat
+from cloaca.engine.loop import Loop, Part
+from cloaca.engine.planner import Shape
+from cloaca.engine.recovery import Recovery
+from cloaca.engine.triggers.fire import CreateExecution, TriggerRecorder
+from cloaca.engine.triggers.scheduler import TriggerScheduler
+from cloaca.runner.waiters import Waiters
+from cloaca.store.core import Store
+from cloaca.store.db import Tx
+from cloaca.store.records import ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+EndExecution = Callable[[str, ExecutionStatus, str], bool]
+
+
+class Engine:
+    """Everything that executes and schedules in one runner process.
+
+    Built in two steps, because the services and the engine call each other: the
+    constructor makes the executor (the services start work on it), :meth:`assemble` the
+    parts that call back into the services (recovery, schedulers)."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        config: DefaultRunnerConfig,
+        runner_id: str,
+        *,
+        by_hand: bool,
+    ) -> None:
+        self._store = store
+        self.clock = clock
+        self._config = config
+        self._runner_id = runner_id
+        self._by_hand = by_hand
+        self.waiters = Waiters()
+        self.stopping = threading.Event()
+        self.aio = AsyncBridge()
+        self.executor = Executor(
+            store,
+            clock,
+            runner_id,
+            config,
+            self.aio,
+            on_finished=self._finished,
+            wake=self._wake_loop,
+            stopping=self.stopping,
+            inline=by_hand,
+        )
+        self.trigger_scheduler: TriggerScheduler | None = None
+        self.cron_scheduler: CronScheduler | None = None
+        self._last_data_version = store.data_version()
+        self.loop = Loop(
+            clock,
+            [],
+            config.scheduler_poll_interval_ms / 1000,
+            self._external_change,
+            self.stopping,
+        )
+        self.loop.on_external_change = self.executor.external_change
+        self._recovery: Recovery | None = None
+        self.heartbeat: Heartbeat | None = None
+
+    def assemble(
+        self,
+        end_execution: EndExecution,
+        shapes: Callable[[str], Shape],
+        create_execution: CreateExecution,
+        trigger_recorder: TriggerRecorder,
+    ) -> None:
+        """Build the parts that call back into the services and register this runner."""
+        config = self._config
+        recovery = self._recovery = Recovery(
+            self._store,
+            self._runner_id,
+            config,
+            on_requeued=self.executor.poke,
+            end_execution=end_execution,
+            shape_for=self.executor.shape_for,
+            on_repaired=self._repaired,
+        )
+        parts: list[Part] = [recovery, self.executor]
+        if config.enable_trigger_scheduling:
+            self.trigger_scheduler = TriggerScheduler(
+                store=self._store,
+                clock=self.clock,
+                config=config,
+                runner_id=self._runner_id,
+                aio=self.aio,
+                recorder=trigger_recorder,
+                wake_loop=self._wake_loop,
+                manual=self._by_hand,
+            )
+            parts.append(self.trigger_scheduler)
+        if config.enable_cron_scheduling:
+            self.cron_scheduler = CronScheduler(
+                self._store,
+                config,
+                self._runner_id,
+                shape_of=shapes,
+                create_execution=create_execution,
+                on_fired=self.wake,
+            )
+            parts.append(self.cron_scheduler)
+        self.loop.parts = parts
+        self.heartbeat = Heartbeat(
+            self._store,
+            self._runner_id,
+            config,
+            self.clock,
+            register=recovery.register,
+            stuck_for=self.loop.stuck_for,
+        )
+        recovery.register(self.clock.now())
+
+    # -- running ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run on threads: the loop, the heartbeat and (PostgreSQL) the LISTEN connection."""
+        assert self.heartbeat is not None, "assemble() first"
+        listen = getattr(self._store.db, "listen", None)
+        if listen is not None:
+            listen(self._notified, on_reconnect=self._listener_reconnected)
+        self.heartbeat.start()
+        self.loop.start()
+
+    @property
+    def waits_block(self) -> bool:
+        """Driven by hand: nothing runs unless the caller steps the engine."""
+        return self._by_hand
+
+    def step(self, now: datetime | None = None) -> tuple[bool, datetime | None]:
+        """One round by hand at ``now`` (default: the clock's now): look for other
+        processes' commits, beat, tick every part. Returns (did work, next due instant)."""
+        assert self.heartbeat is not None, "assemble() first"
+        now = self.clock.now() if now is None else now
+        if self._external_change():
+            self.executor.external_change()  # another connection committed
+        self.heartbeat.tick(now)
+        return self.loop.tick_all(now)
+
+    def run_until_idle(self, max_rounds: int = 100_000) -> int:
+        """Step at the clock's current instant until a round does nothing; returns rounds."""
+        for rounds in range(1, max_rounds + 1):
+            did, _ = self.step()
+            if not did:
+                return rounds
+        raise RuntimeError(
+            f"engine still busy after {max_rounds} rounds (a loop that never settles?)"
+        )
+
+    # -- what the services tell the engine (executions.LocalEngine) ------------------------
+
+    def wake(self) -> None:
+        """Something in this process may have made work Ready: claim on the next round."""
+        self.executor.poke()
+        self.loop.wake()
+
+    def execution_created(self, now: datetime) -> None:
+        if self._recovery is not None:
+            self._recovery.execution_created(now)
+
+    def ended(self, execution_id: str, status: ExecutionStatus) -> None:
+        self.executor.cancel_attempts(execution_id)
+        self._finished(execution_id, status)
+
+    def reserve(self, wanted: int) -> int:
+        return self.executor.reserve(wanted)
+
+    def claim_in(
+        self,
+        tx: Tx,
+        names: list[str],
+        limit: int,
+        now: datetime,
+        execution_id: str | None = None,
+        inputs: dict[str, str] | None = None,
+    ) -> list[Claim]:
+        return self.executor.claim_in(tx, names, limit, now, execution_id, inputs)
+
+    def adopt(self, claimed: list[Claim], reserved: int) -> None:
+        self.executor.adopt(claimed, reserved)
+
+    def triggers_changed(self, trigger_name: str | None = None) -> None:
+        """A trigger schedule changed in this process: re-read it now."""
+        if self.trigger_scheduler is not None:
+            self.trigger_scheduler.poke(trigger_name)
+        self.loop.wake()
+
+    def cron_changed(self) -> None:
+        """A cron schedule changed in this process: re-read the next slot now."""
+        if self.cron_scheduler is not None:
+            self.cron_scheduler.mark_dirty()
+            self.wake()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _wake_loop(self) -> None:
+        """Tick again now (the executor decides itself whether to claim)."""
+        self.loop.wake()
+
+    def _external_change(self) -> bool:
+        version = self._store.data_version()
+        changed = version != self._last_data_version
+        self._last_data_version = version
+        return changed
+
+    def _notified(self, payload: str) -> None:
+        """Another process committed something we care about (PostgreSQL NOTIFY)."""
+        if payload.startswith("finished:"):
+            self._finished(payload.removeprefix("finished:"))
+        elif payload != f"ready:{self._runner_id}":  # work this runner made Ready, it knows of
+            self.executor.external_change()
+            self.loop.wake()
+
+    def _listener_reconnected(self) -> None:
+        """The LISTEN connection was lost and is back: notifications sent meanwhile are
+        gone, so look at the database once (new work) and let every waiter re-read."""
+        self.executor.external_change()
+        self.loop.wake()
+        self.waiters.wake_all()
+
+    def _repaired(self, execution_id: str, ended: ExecutionStatus | None) -> None:
+        """The recovery sweep re-planned a stalled execution."""
+        if ended is not None:
+            self._finished(execution_id, ended)
+        self.wake()
+
+    def _finished(self, execution_id: str, status: ExecutionStatus | None = None) -> None:
+        self.waiters.finished(execution_id)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop schedulers and the loop, wait (bounded) for running tasks, stop beating."""
+        if self.trigger_scheduler is not None:
+            self.trigger_scheduler.shutdown()
+        self.stopping.set()
+        self.loop.stop()
+        self.executor.shutdown(timeout)
+        if len(self.executor.unrecorded):
+            # A last try for outcomes the database refused so far: what is still unrecorded
+            # stays claimed by this runner, which peers re-queue once its row is gone.
+            self.executor.unrecorded.retry_due(self.clock.now(), all_of_them=True)
+        # Beat until the in-flight attempts are settled: their claims stay ours till then.
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+
+    def close(self) -> None:
+        """Release the event loop thread (after :meth:`shutdown`)."""
+        self.aio.close()

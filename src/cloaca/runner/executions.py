@@ -1,0 +1,363 @@
+"""Executions: start, wait, read, list and cancel (the runner's and the management
+client's, one implementation).
+
+The service works on the database alone. What it tells the engine of this process (new
+work to claim, an execution it ended) goes through a :class:`LocalEngine`; a management
+client has none and passes :data:`NO_LOCAL_ENGINE`, so its starts are picked up by the
+workers of other processes (NOTIFY on PostgreSQL, ``data_version`` polling on SQLite).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from cloaca.clock import Clock, rfc3339
+from cloaca.config import DefaultRunnerConfig
+from cloaca.context import Context, check_context_size
+from cloaca.engine import planner
+from cloaca.engine.executor import Claim
+from cloaca.engine.planner import Shape, terminate
+from cloaca.names import check_name
+from cloaca.paging import check_count
+from cloaca.runner.results import WorkflowResult
+from cloaca.runner.waiters import Waiters
+from cloaca.store.core import Store
+from cloaca.store.db import Tx
+from cloaca.store.records import ExecutionRecord, ExecutionStatus
+from cloaca.workflows.registry import get_workflow
+from cloaca.workflows.workflow import Workflow
+
+
+class LocalEngine(Protocol):
+    """The engine of this process, as the services see it."""
+
+    waiters: Waiters
+
+    @property
+    def waits_block(self) -> bool:
+        """True when nothing runs executions on its own (an engine driven by hand):
+        waiting for one to end would block forever."""
+        ...
+
+    def wake(self) -> None:
+        """Work may have become Ready in this process: claim it soon."""
+
+    def execution_created(self, now: datetime) -> None:
+        """An execution was created here (its timeout is a reason to wake up)."""
+
+    def ended(self, execution_id: str, status: ExecutionStatus) -> None:
+        """An execution was ended early here: stop its attempts, wake its waiters."""
+
+    def reserve(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` task slots for a claim in a start's transaction."""
+        ...
+
+    def claim_in(
+        self,
+        tx: Tx,
+        names: list[str],
+        limit: int,
+        now: datetime,
+        execution_id: str | None = None,
+        inputs: dict[str, str] | None = None,
+    ) -> list[Claim]:
+        """Claim Ready task executions inside ``tx`` (into reserved slots)."""
+        ...
+
+    def adopt(self, claimed: list[Claim], reserved: int) -> None:
+        """Run what a committed transaction claimed; give back unused reserved slots."""
+
+
+class NoLocalEngine:
+    """The :class:`LocalEngine` of a process that executes nothing (a management client):
+    it claims nothing, and its waiters are never woken (waiting polls the database)."""
+
+    waits_block = False
+
+    def __init__(self) -> None:
+        self.waiters = Waiters()
+
+    def wake(self) -> None:
+        pass
+
+    def execution_created(self, now: datetime) -> None:
+        pass
+
+    def ended(self, execution_id: str, status: ExecutionStatus) -> None:
+        self.waiters.finished(execution_id)
+
+    def reserve(self, wanted: int) -> int:
+        return 0
+
+    def claim_in(
+        self,
+        tx: Tx,
+        names: list[str],
+        limit: int,
+        now: datetime,
+        execution_id: str | None = None,
+        inputs: dict[str, str] | None = None,
+    ) -> list[Claim]:
+        return []
+
+    def adopt(self, claimed: list[Claim], reserved: int) -> None:
+        pass
+
+
+class Shapes:
+    """Workflow name -> the planner's :class:`Shape`: the workflow registered in this
+    process, else the definition a runner recorded in the database."""
+
+    def __init__(self, store: Store, shape_of: Callable[[Workflow], Shape]) -> None:
+        self._store = store
+        self._shape_of = shape_of
+
+    def __call__(self, workflow_name: str) -> Shape:
+        check_name("workflow name", workflow_name)
+        wf = get_workflow(workflow_name)
+        if wf is not None:
+            return self._shape_of(wf)
+        definition = self._store.get_workflow_definition(workflow_name)
+        if definition is None:
+            raise ValueError(
+                f"Workflow {workflow_name!r} not found: register it in this process "
+                f"(WorkflowBuilder / cloaca.workflow) or in a runner on the same database"
+            )
+        return Shape.from_definition(definition)
+
+
+def shape_of_definition(wf: Workflow) -> Shape:
+    """A registered workflow's shape, uncached (for processes that plan rarely)."""
+    return Shape.from_definition(wf.definition())
+
+
+def context_json(context: Context | Mapping[str, Any] | None) -> str:
+    """Encode an execution's input context (a Context, a plain dict or None)."""
+    if context is None:
+        return "{}"
+    if isinstance(context, Context):
+        return json.dumps(context._raw())
+    if isinstance(context, Mapping):
+        return json.dumps(Context(dict(context))._raw())
+    raise TypeError(f"context must be a Context, a dict or None, got {type(context).__name__}")
+
+
+class Executions:
+    """Start, wait for, read, list and cancel executions."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        config: DefaultRunnerConfig,
+        shapes: Shapes,
+        engine: LocalEngine,
+        check_open: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._config = config
+        self._shapes = shapes
+        self._engine = engine
+        self._check_open = check_open
+
+    def create(
+        self,
+        tx: Tx,
+        shape: Shape,
+        context_text: str,
+        now: datetime,
+        execution_id: str | None = None,
+        *,
+        notify_ready: bool = True,
+        running: bool = False,
+    ) -> str:
+        """Insert an execution of ``shape`` and plan its roots, inside ``tx`` (``running``:
+        the caller claims its Ready roots in ``tx``)."""
+        execution_id = execution_id or str(uuid.uuid4())
+        planner.create(
+            self._store,
+            tx,
+            shape,
+            execution_id,
+            context_text,
+            now,
+            notify_ready=notify_ready,
+            running=running,
+        )
+        self._engine.execution_created(now)
+        return execution_id
+
+    def start(self, workflow_name: str, context: Context | Mapping[str, Any] | None = None) -> str:
+        """Start an execution and return its id without waiting.
+
+        ``ValueError`` for an invalid or unknown workflow name, or an input context whose
+        JSON is over ``config.max_context_bytes`` (the message names its size and the limit).
+        """
+        return self._start(workflow_name, context, str(uuid.uuid4()))
+
+    def _start(
+        self, workflow_name: str, context: Context | Mapping[str, Any] | None, execution_id: str
+    ) -> str:
+        self._check_open()
+        shape = self._shapes(workflow_name)
+        text = check_context_size(
+            context_json(context),
+            self._config.max_context_bytes,
+            f"the input context of workflow {workflow_name!r}",
+        )
+        # When this process runs the workflow and has free slots, the transaction that
+        # creates the execution also claims its roots: a one-task execution then costs two
+        # commits in all (this one and its outcome's).
+        wf = get_workflow(shape.name)
+        roots = sum(1 for tid in shape.order if not shape.deps[tid])
+        local = wf is not None and wf.version == shape.version
+        engine = self._engine
+        reserved = engine.reserve(roots) if local else 0
+        claimed: list[Claim] = []
+        try:
+            with self._store.write() as tx:
+                now = self._clock.now()
+                # Roots this transaction claims need no notification to other runners.
+                self.create(
+                    tx,
+                    shape,
+                    text,
+                    now,
+                    execution_id,
+                    notify_ready=reserved < roots,
+                    running=reserved > 0,
+                )
+                if reserved:
+                    claimed = engine.claim_in(
+                        tx, [shape.name], reserved, now, execution_id, {execution_id: text}
+                    )
+        finally:
+            engine.adopt(claimed, reserved)
+        if reserved < roots:
+            engine.wake()  # roots left Ready: the loop claims them as slots free up
+        return execution_id
+
+    def execute(
+        self, workflow_name: str, context: Context | Mapping[str, Any] | None = None
+    ) -> WorkflowResult:
+        """Run a workflow and block until its execution is terminal."""
+        # Waiting starts before the execution exists, so an execution that finishes in
+        # this process is reported without a first look at the database.
+        execution_id = str(uuid.uuid4())
+        waiters = self._engine.waiters
+        event = waiters.add(execution_id)
+        try:
+            self._start(workflow_name, context, execution_id)
+            if not self._engine.waits_block:
+                event.wait(self._config.scheduler_poll_interval_ms / 1000)
+        finally:
+            waiters.drop(execution_id, event)
+        return self.wait(execution_id)
+
+    def wait(self, execution_id: str, timeout: float | None = None) -> WorkflowResult:
+        """Block until the execution is terminal (``TimeoutError`` after ``timeout`` s)."""
+        self._check_open()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Executions run by another process finish without a local wake-up; re-read the
+        # database at the fallback interval for those.
+        fallback = self._config.scheduler_poll_interval_ms / 1000
+        waiters = self._engine.waiters
+        while True:
+            event = waiters.add(execution_id)
+            try:
+                result = self._terminal(execution_id)
+                if result is not None:
+                    return result
+                remaining = (
+                    fallback if deadline is None else min(fallback, deadline - time.monotonic())
+                )
+                if remaining <= 0:
+                    raise TimeoutError(f"execution {execution_id} not finished after {timeout}s")
+                event.wait(remaining)
+            finally:
+                waiters.drop(execution_id, event)
+
+    def _terminal(self, execution_id: str) -> WorkflowResult | None:
+        # Retries transient database errors (a dropped connection) with backoff.
+        record = self._store.get_execution(execution_id)
+        if record is None:
+            raise ValueError(f"Execution {execution_id!r} not found")
+        if record.status.is_terminal:
+            return WorkflowResult.build(record, self._store.list_task_executions(execution_id))
+        if self._engine.waits_block:
+            raise RuntimeError(
+                "wait() on a manually driven runner would block forever; "
+                "drive it with cloaca.testing (harness.run_until_idle())"
+            )
+        return None
+
+    def get_execution(self, execution_id: str) -> WorkflowResult:
+        """The current state of an execution (status may be Pending or Running)."""
+        self._check_open()
+        record = self._store.get_execution(str(execution_id))
+        if record is None:
+            raise ValueError(f"Execution {execution_id!r} not found")
+        return WorkflowResult.build(record, self._store.list_task_executions(record.id))
+
+    def list_executions(
+        self,
+        workflow_name: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Executions newest first, as dicts."""
+        self._check_open()
+        check_status(status)
+        check_count("limit", limit, optional=False)
+        check_count("offset", offset, optional=False)
+        records = self._store.list_executions(workflow_name, status, limit, offset)
+        return [execution_dict(r) for r in records]
+
+    def cancel_execution(self, execution_id: str) -> bool:
+        """Cancel a Pending/Running execution: nothing new starts; returns False if it was
+        already terminal. Running attempts finish but their results are not planned on."""
+        self._check_open()
+        if self._store.get_execution(str(execution_id)) is None:
+            raise ValueError(f"Execution {execution_id!r} not found")
+        return self.end(execution_id, ExecutionStatus.CANCELLED, "cancelled")
+
+    def end(self, execution_id: str, status: ExecutionStatus, error: str) -> bool:
+        """End an execution early (cancel, workflow timeout) and wake whoever waits on it.
+        Retried on transient database errors (a deadlock with a concurrent claim among them:
+        this takes the execution's lock before its task executions' locks, a claim the
+        other way round)."""
+        ended = self._store.write_retrying(
+            lambda tx: terminate(self._store, tx, execution_id, status, self._clock.now(), error),
+            "ending an execution",
+        )
+        if ended:
+            self._engine.ended(execution_id, status)
+        return ended
+
+
+def check_status(status: str | None) -> None:
+    """``ValueError`` unless ``status`` is None or an execution status."""
+    accepted = [str(s) for s in ExecutionStatus]
+    if status is not None and status not in accepted:
+        raise ValueError(f"status {status!r} is not one of {accepted}")
+
+
+def execution_dict(r: ExecutionRecord) -> dict[str, Any]:
+    """An execution as ``list_executions`` returns it."""
+    return {
+        "id": r.id,
+        "workflow_name": r.workflow_name,
+        "workflow_version": r.workflow_version,
+        "status": str(r.status),
+        "created_at": rfc3339(r.created_at),
+        "started_at": rfc3339(r.started_at),
+        "completed_at": rfc3339(r.completed_at),
+        "error_message": r.error_message,
+    }

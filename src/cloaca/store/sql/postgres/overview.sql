@@ -1,0 +1,85 @@
+-- Reads for overviews (dashboard pages, metrics): keyset pages and aggregate counts.
+
+-- name: execution_page
+-- Newest first from just below the :before execution (keyset: no OFFSET scan), with who
+-- started each one. :started_by is 'trigger', 'cron', 'api' (neither) or NULL (any).
+SELECT e.id, e.workflow_name, e.workflow_version, e.status, e.context, e.final_context,
+       e.error_message, e.created_at, e.started_at, e.completed_at,
+       (SELECT t.trigger_name FROM cloaca_trigger_executions t
+        WHERE t.workflow_execution_id = e.id LIMIT 1) AS trigger_name,
+       (SELECT c.schedule_id FROM cloaca_cron_executions c
+        WHERE c.workflow_execution_id = e.id LIMIT 1) AS cron_schedule_id
+FROM cloaca_executions e
+WHERE (CAST(%(workflow_name)s AS TEXT) IS NULL
+       OR e.workflow_name = CAST(%(workflow_name)s AS TEXT))
+  AND (CAST(%(status)s AS TEXT) IS NULL OR e.status = CAST(%(status)s AS TEXT))
+  AND (CAST(%(before)s AS TEXT) IS NULL OR (e.created_at, e.seq) <
+       (SELECT b.created_at, b.seq FROM cloaca_executions b
+        WHERE b.id = CAST(%(before)s AS TEXT)))
+  AND (CAST(%(started_by)s AS TEXT) IS NULL
+       OR (CAST(%(started_by)s AS TEXT) = 'trigger'
+           AND EXISTS (SELECT 1 FROM cloaca_trigger_executions t
+                       WHERE t.workflow_execution_id = e.id))
+       OR (CAST(%(started_by)s AS TEXT) = 'cron'
+           AND EXISTS (SELECT 1 FROM cloaca_cron_executions c
+                       WHERE c.workflow_execution_id = e.id))
+       OR (CAST(%(started_by)s AS TEXT) = 'api'
+           AND NOT EXISTS (SELECT 1 FROM cloaca_trigger_executions t
+                           WHERE t.workflow_execution_id = e.id)
+           AND NOT EXISTS (SELECT 1 FROM cloaca_cron_executions c
+                           WHERE c.workflow_execution_id = e.id)))
+ORDER BY e.created_at DESC, e.seq DESC
+LIMIT CAST(%(limit)s AS BIGINT)
+
+-- name: execution_summary
+SELECT e.id, e.workflow_name, e.workflow_version, e.status, e.context, e.final_context,
+       e.error_message, e.created_at, e.started_at, e.completed_at,
+       (SELECT t.trigger_name FROM cloaca_trigger_executions t
+        WHERE t.workflow_execution_id = e.id LIMIT 1) AS trigger_name,
+       (SELECT c.schedule_id FROM cloaca_cron_executions c
+        WHERE c.workflow_execution_id = e.id LIMIT 1) AS cron_schedule_id
+FROM cloaca_executions e
+WHERE e.id = %(id)s
+
+-- The metrics count what happens while they are served: each "tail" reads the rows added
+-- after a position (an ever-growing integer), in order; ``final`` rows will not change.
+
+-- name: active_execution_counts
+SELECT status, COUNT(*) AS n FROM cloaca_executions
+WHERE status IN ('Pending', 'Running') GROUP BY status
+
+-- name: task_queue_counts
+-- One count per status, each matching its partial index (an IN over both scans the table).
+SELECT 'Ready' AS status, (SELECT COUNT(*) FROM cloaca_task_executions
+                           WHERE status = 'Ready') AS n
+UNION ALL
+SELECT 'Running', (SELECT COUNT(*) FROM cloaca_task_executions WHERE status = 'Running')
+
+-- name: tail_end_executions
+SELECT COALESCE(MAX(seq), 0) AS pos FROM cloaca_executions
+
+-- name: tail_executions
+SELECT seq AS pos, status IN ('Completed', 'Failed', 'Cancelled') AS final, status
+FROM cloaca_executions WHERE seq > CAST(%(after)s AS BIGINT) ORDER BY seq LIMIT CAST(%(limit)s AS BIGINT)
+
+-- name: tail_end_tasks
+SELECT COALESCE(MAX(id), 0) AS pos FROM cloaca_task_executions
+
+-- name: tail_tasks
+SELECT id AS pos, status IN ('Completed', 'Failed', 'Skipped') AS final, status, started_at,
+       completed_at
+FROM cloaca_task_executions WHERE id > CAST(%(after)s AS BIGINT) ORDER BY id LIMIT CAST(%(limit)s AS BIGINT)
+
+-- name: tail_end_evaluations
+SELECT COALESCE(MAX(id), 0) AS pos FROM cloaca_trigger_evaluations
+
+-- name: tail_evaluations
+SELECT id AS pos, TRUE AS final, trigger_name, outcome
+FROM cloaca_trigger_evaluations WHERE id > CAST(%(after)s AS BIGINT) ORDER BY id LIMIT CAST(%(limit)s AS BIGINT)
+
+-- name: tail_end_cron_slots
+SELECT COALESCE(MAX(seq), 0) AS pos FROM cloaca_cron_executions
+
+-- name: tail_cron_slots
+SELECT seq AS pos, TRUE AS final, scheduled_time, claimed_at
+FROM cloaca_cron_executions WHERE seq > CAST(%(after)s AS BIGINT) ORDER BY seq LIMIT CAST(%(limit)s AS BIGINT)
