@@ -142,9 +142,8 @@ class DefaultRunner(TriggerManagement, CronManagement):
         if _manual:
             # Under the Harness the heartbeat is refreshed when the harness ticks.
             self._loop.parts.insert(0, self._heartbeat)
-        listen = getattr(self._store.db, "listen", None)
-        if listen is not None and not _manual:
-            listen(self._notified, on_reconnect=self._listener_reconnected)
+        if not _manual:  # a no-op on a database without notifications (SQLite)
+            self._store.db.listen(self._notified, on_reconnect=self._listener_reconnected)
         self._recovery.register(self._clock.now())
         for wf in registered_workflows():
             self._record_workflow(wf)
