@@ -31,8 +31,6 @@ class CronQueries(QueryGroup):
     """``Store.cron``: cron schedules and their records (queries in
     ``sql/<dialect>/cron.sql``)."""
 
-    __slots__ = ()
-
     # -- schedules ----------------------------------------------------------------------------
 
     def register(

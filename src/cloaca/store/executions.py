@@ -17,8 +17,6 @@ from cloaca.store.retry import read_retrying
 class ExecutionQueries(QueryGroup):
     """``Store.executions``: workflow executions."""
 
-    __slots__ = ()
-
     # -- the engine's write path --------------------------------------------------------------
 
     def insert(

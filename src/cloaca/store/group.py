@@ -32,8 +32,6 @@ class QueryGroup:
     """Base of the Store's query groups (one noun each, verb methods). A method whose first
     parameter is ``tx`` runs inside the caller's transaction; the others open their own."""
 
-    __slots__ = ("db", "notices")
-
     def __init__(self, db: Database, notices: Notices) -> None:
         self.db = db
         self.notices = notices

@@ -16,8 +16,6 @@ from cloaca.store.retry import write_retrying
 class RunnerQueries(QueryGroup):
     """``Store.runners``: runners, heartbeats and stale-claim takeover."""
 
-    __slots__ = ()
-
     def register(self, runner_id: str, hostname: str, pid: int, now: datetime) -> None:
         """Record a live runner (its heartbeat starts now)."""
         with self.db.write() as tx:

@@ -17,8 +17,6 @@ from cloaca.store.retry import read_retrying
 class TaskQueries(QueryGroup):
     """``Store.tasks``: task executions and their attempts."""
 
-    __slots__ = ()
-
     # -- claims -------------------------------------------------------------------------------
 
     def claim_ready(

@@ -85,8 +85,6 @@ _db_time = _TimeText()
 class TriggerQueries(QueryGroup):
     """``Store.triggers``: trigger schedules, trigger executions and the evaluation log."""
 
-    __slots__ = ()
-
     # -- schedules --------------------------------------------------------------------------
 
     def upsert_schedule(

@@ -14,8 +14,6 @@ from cloaca.store.group import QueryGroup
 class WorkflowQueries(QueryGroup):
     """``Store.workflows``: recorded workflow definitions."""
 
-    __slots__ = ()
-
     def record(self, name: str, version: str, definition: dict[str, Any], now: datetime) -> None:
         """Record a workflow's definition: the latest per name, and every version ever seen."""
         params = {
