@@ -158,6 +158,7 @@ def test_flat_names_are_the_group_methods(backend: Backend) -> None:
         assert id(bound.__self__) in groups, name  # bound to one of THIS store's groups
         method = bound.__func__
         assert getattr(type(bound.__self__), method.__name__) is method, name
+        assert flats[name].__doc__ == method.__doc__, name  # help(Store) documents it
         covered.add((type(bound.__self__).__name__, method.__name__))
     # Every public group method has a flat name while call sites move to the groups.
     public = {

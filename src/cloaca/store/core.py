@@ -42,11 +42,10 @@ class _Flat(Generic[G, P, R]):
     ``store.tasks.claim_ready(...)``. Typed like the group method, so mypy checks the flat
     call sites too; a test instance may still replace one (``monkeypatch.setattr``)."""
 
-    __slots__ = ("_group", "_method")
-
     def __init__(self, group: Callable[[Store], G], method: Callable[Concatenate[G, P], R]) -> None:
         self._group = group
         self._method = method
+        self.__doc__ = method.__doc__  # help(Store) shows what the flat name does
 
     @overload
     def __get__(self, store: None, owner: type[Store]) -> _Flat[G, P, R]: ...
