@@ -109,7 +109,7 @@ class Control:
             self._executor._wake()
 
     def set_sub_status(self, sub_status: str | None) -> None:
-        self._executor._store.set_sub_status(self._attempt.claimed, sub_status)
+        self._executor._store.tasks.set_sub_status(self._attempt.claimed, sub_status)
 
     def wait(self, seconds: float) -> bool:
         """Pause between two looks at a defer_until condition; True if shutting down."""

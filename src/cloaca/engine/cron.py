@@ -191,7 +191,7 @@ class CronScheduler:
         if self._dirty or poll_due or slot_due:
             self._dirty = False
             did = self._fire_due(now, alive_since) > 0
-            self._next_due = self._store.cron_next_run_at()
+            self._next_due = self._store.cron.next_run_at()
             self._last_read = now
             if poll_due:
                 self._next_poll = now + timedelta(seconds=cfg.cron_poll_interval_seconds)
@@ -240,7 +240,7 @@ class CronScheduler:
         return shapes
 
     def _fire_due(self, now: datetime, alive_since: datetime) -> int:
-        names = self._store.cron_due_workflows(now)
+        names = self._store.cron.due_workflows(now)
         if not names:
             return 0
         shapes = self._shapes(names)
@@ -248,7 +248,7 @@ class CronScheduler:
             fired = self._store.write_retrying(
                 lambda tx: sum(
                     self._fire(tx, record, now, alive_since, shapes)
-                    for record in self._store.cron_due(tx, now, FIRE_BATCH)
+                    for record in self._store.cron.due(tx, now, FIRE_BATCH)
                 ),
                 "firing cron slots",
             )
@@ -300,7 +300,7 @@ class CronScheduler:
         claimed = 0
         for slot in plan.fire:
             claim_id = str(uuid.uuid4())
-            if not self._store.cron_claim_slot(tx, claim_id, record.id, slot, self._runner_id, now):
+            if not self._store.cron.claim_slot(tx, claim_id, record.id, slot, self._runner_id, now):
                 continue  # another runner fired this slot already
             claimed += 1
             if shape is None:
@@ -317,9 +317,9 @@ class CronScheduler:
                 record.id, record.cron_expression, record.timezone, record.params, slot
             )
             execution_id = self._create_execution(tx, shape, text, now)
-            self._store.cron_link_execution(tx, claim_id, execution_id)
+            self._store.cron.link_execution(tx, claim_id, execution_id)
         last = plan.fire[-1] if plan.fire else None
-        self._store.cron_advance(tx, record.id, record.next_run_at, plan.next_run_at, last)
+        self._store.cron.advance(tx, record.id, record.next_run_at, plan.next_run_at, last)
         return claimed
 
     def _fire_one_by_one(
@@ -329,7 +329,7 @@ class CronScheduler:
         that still fails has its slots claimed without an execution (recovery retries
         them), and one that cannot even be planned is retried a poll interval later."""
         due = self._store.read_retrying(
-            lambda tx: self._store.cron_due(tx, now, FIRE_BATCH), "reading due cron schedules"
+            lambda tx: self._store.cron.due(tx, now, FIRE_BATCH), "reading due cron schedules"
         )
         fired = 0
         for record in due:
@@ -348,7 +348,7 @@ class CronScheduler:
             except Exception:
                 log.exception("claiming cron slots failed", extra={"schedule_id": record.id})
             postpone = functools.partial(
-                self._store.cron_advance,
+                self._store.cron.advance,
                 schedule_id=record.id,
                 expected=record.next_run_at,
                 next_run_at=now + timedelta(seconds=self._config.cron_poll_interval_seconds),
@@ -368,7 +368,7 @@ class CronScheduler:
         fewer than ``cron_max_recovery_attempts`` attempts so far); returns how many were
         handed off again. Each attempt is counted, and the claim is flagged lost."""
         cfg = self._config
-        claims = self._store.cron_lost_candidates(
+        claims = self._store.cron.lost_candidates(
             claimed_before=now - timedelta(minutes=cfg.cron_lost_threshold_minutes),
             scheduled_after=now - timedelta(seconds=cfg.cron_max_recovery_age_seconds),
             max_attempts=cfg.cron_max_recovery_attempts,
@@ -382,7 +382,7 @@ class CronScheduler:
             shape = shapes[claim.workflow_name]
             try:
                 with self._store.write() as tx:
-                    if not self._store.cron_mark_recovery(
+                    if not self._store.cron.mark_recovery(
                         tx, claim.id, claim.recovery_attempts, now
                     ):
                         continue  # another runner recovered it, or it is no longer lost
@@ -402,7 +402,7 @@ class CronScheduler:
                         claim.scheduled_time,
                     )
                     execution_id = self._create_execution(tx, shape, text, now)
-                    self._store.cron_link_execution(tx, claim.id, execution_id)
+                    self._store.cron.link_execution(tx, claim.id, execution_id)
                 recovered += 1
                 log.warning(
                     "recovered lost cron slot %s of schedule %s as execution %s",
@@ -415,7 +415,7 @@ class CronScheduler:
                 log.exception("recovering a lost cron slot failed", extra={"claim": claim.id})
                 try:  # count the attempt anyway so a claim that always fails gives up
                     with self._store.write() as tx:
-                        self._store.cron_mark_recovery(tx, claim.id, claim.recovery_attempts, now)
+                        self._store.cron.mark_recovery(tx, claim.id, claim.recovery_attempts, now)
                 except Exception:
                     log.exception("counting a cron recovery attempt failed")
         if recovered:

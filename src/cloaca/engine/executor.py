@@ -116,7 +116,7 @@ class Executor:
         }
         if not running:
             return
-        for execution_id, status in self._store.execution_statuses(running).items():
+        for execution_id, status in self._store.executions.statuses(running).items():
             if status.is_terminal:
                 self.cancel_attempts(execution_id)
 
@@ -139,9 +139,9 @@ class Executor:
                 return self.shape_of(wf)
             # Inside an open transaction (a claim's), read through it: SQLite cannot nest one.
             definition = (
-                self._store.get_workflow_definition(name, version)
+                self._store.workflows.definition(name, version)
                 if tx is None
-                else self._store.workflow_version_definition(tx, name, version)
+                else self._store.workflows.version_definition(tx, name, version)
             )
             if definition is None:
                 return None
@@ -169,7 +169,7 @@ class Executor:
                         claimed = self.claim_in(tx, names, reserved, self._clock.now())
                     self._backlog = len(claimed) == reserved
                     if len(claimed) < reserved:
-                        self._next_ready = self._store.next_ready_at(names)
+                        self._next_ready = self._store.tasks.next_ready_at(names)
                     else:
                         self._dirty = True
             finally:
@@ -259,7 +259,7 @@ class Executor:
         caller) and read their inputs in the same transaction (``inputs``: execution id ->
         input context JSON the caller already knows)."""
         # An execution claimed by the transaction that creates it was inserted Running.
-        claimed = self._store.claim_ready_in(
+        claimed = self._store.tasks.claim_ready_in(
             tx, self._runner_id, names, limit, now, execution_id, mark_running=execution_id is None
         )
         shapes = {

@@ -53,7 +53,7 @@ class Heartbeat:
 
     def beat(self, now: datetime) -> None:
         """Refresh the heartbeat now; register again if a peer declared this runner dead."""
-        if not self._store.heartbeat(self._runner_id, now):
+        if not self._store.runners.heartbeat(self._runner_id, now):
             log.warning(
                 "runner was declared dead by a peer; registering again",
                 extra={"runner_id": self._runner_id},

@@ -65,10 +65,10 @@ def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
     status, retry_at = outcome.status, outcome.retry_at
     if status is TaskStatus.READY:
         # No retry once the execution has ended (cancelled, timed out) meanwhile.
-        state = store.execution_status(tx, claimed.execution_id)
+        state = store.executions.status(tx, claimed.execution_id)
         if state is None or state.is_terminal:
             status, retry_at = TaskStatus.FAILED, None
-    owned = store.finish_attempt(
+    owned = store.tasks.finish_attempt(
         tx,
         claimed,
         runner_id,

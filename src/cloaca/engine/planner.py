@@ -170,28 +170,28 @@ def load_input(
     """The merged input context of ``task_id`` (a fresh dict the caller may own)."""
     deps = shape.deps[task_id]
     if not deps:
-        return json.loads(store.execution_context(tx, execution_id))
+        return json.loads(store.executions.context(tx, execution_id))
     if statuses is None:
         # The common case in one read: every dependency Completed (only Completed tasks
         # have an output), so the input is the merge of their outputs.
-        outputs = store.task_outputs(tx, execution_id, deps)
+        outputs = store.tasks.outputs(tx, execution_id, deps)
         if all(outputs.get(d) for d in deps):
             merged = [json.loads(outputs[d] or "{}") for d in shape.in_order(deps)]
             return merged[0] if len(merged) == 1 else dag.merge_outputs(merged)
     if statuses is None or any(d not in statuses for d in deps):
-        statuses = store.task_statuses(tx, execution_id)
+        statuses = store.tasks.statuses(tx, execution_id)
     if all(statuses[d] is TaskStatus.COMPLETED for d in deps):
         include_input, sources = False, shape.in_order(deps)
     else:
         if any(statuses[d] is TaskStatus.SKIPPED for d in deps) and len(statuses) < len(
             shape.order
         ):
-            statuses = store.task_statuses(tx, execution_id)
+            statuses = store.tasks.statuses(tx, execution_id)
         include_input, sources = input_sources(shape, task_id, statuses)
     parts: list[dict[str, Any]] = []
     if include_input:
-        parts.append(json.loads(store.execution_context(tx, execution_id)))
-    outputs = store.task_outputs(tx, execution_id, sources)
+        parts.append(json.loads(store.executions.context(tx, execution_id)))
+    outputs = store.tasks.outputs(tx, execution_id, sources)
     parts.extend(json.loads(out) for s in sources if (out := outputs.get(s)))
     if len(parts) == 1:
         return parts[0]
@@ -219,7 +219,7 @@ def claimed_inputs(
         else:
             text = texts.get(c.execution_id)
             if text is None:
-                text = texts[c.execution_id] = store.execution_context(tx, c.execution_id)
+                text = texts[c.execution_id] = store.executions.context(tx, c.execution_id)
             found.append(json.loads(text))
     return found
 
@@ -260,7 +260,7 @@ def create(
         for pos, tid in enumerate(shape.order)
     ]
     remaining = sum(1 for s in statuses.values() if not s.is_terminal)
-    store.insert_execution(
+    store.executions.insert(
         tx,
         execution_id=execution_id,
         workflow_name=shape.name,
@@ -282,14 +282,14 @@ def advance(
 ) -> ExecutionStatus | None:
     """``finished_task`` just became Completed or Failed: plan its dependants and end the
     execution when no task is left unfinished. Returns the terminal status if it ended."""
-    locked = store.lock_counting_finished(tx, execution_id, 1)
+    locked = store.executions.lock_counting_finished(tx, execution_id, 1)
     if locked is None or locked[0].is_terminal:
         return None
     remaining = locked[1]
     statuses: dict[str, TaskStatus] = {}
 
     def load(task_ids: set[str]) -> None:
-        statuses.update(store.task_statuses(tx, execution_id, task_ids))
+        statuses.update(store.tasks.statuses(tx, execution_id, task_ids))
 
     def context_for(tid: str) -> Mapping[str, Any]:
         return load_input(store, tx, shape, execution_id, tid)
@@ -298,10 +298,10 @@ def advance(
         shape, shape.dependents.get(finished_task, ()), statuses, load, context_for
     )
     for tid, status, reason in decisions:
-        store.set_task_status(tx, execution_id, tid, status, now, reason)
+        store.tasks.set_status(tx, execution_id, tid, status, now, reason)
     skipped = sum(1 for _, status, _ in decisions if status is TaskStatus.SKIPPED)
     if skipped:
-        remaining = store.count_finished_tasks(tx, execution_id, skipped)
+        remaining = store.executions.count_finished(tx, execution_id, skipped)
     if remaining > 0:
         return None
     return _finish(store, tx, shape, execution_id, now)
@@ -314,15 +314,15 @@ def repair(
     plan every NotStarted task whose dependencies are all finished, recount the unfinished
     tasks, and end the execution when none is left. Returns ``(changed, ended_status)``;
     an execution that is terminal, or has work Ready or Running, is left alone."""
-    state = store.lock_execution(tx, execution_id)
+    state = store.executions.lock(tx, execution_id)
     if state is None or state.is_terminal:
         return False, None
-    statuses = store.task_statuses(tx, execution_id)
+    statuses = store.tasks.statuses(tx, execution_id)
     if any(s in (TaskStatus.READY, TaskStatus.RUNNING) for s in statuses.values()):
         return False, None  # it moves on by itself
 
     def load(task_ids: set[str]) -> None:
-        statuses.update(store.task_statuses(tx, execution_id, task_ids))
+        statuses.update(store.tasks.statuses(tx, execution_id, task_ids))
 
     def context_for(tid: str) -> Mapping[str, Any]:
         return load_input(store, tx, shape, execution_id, tid, statuses)
@@ -330,8 +330,8 @@ def repair(
     waiting = [t for t in shape.order if statuses.get(t) is TaskStatus.NOT_STARTED]
     decisions = _cascade(shape, waiting, statuses, load, context_for)
     for tid, status, reason in decisions:
-        store.set_task_status(tx, execution_id, tid, status, now, reason)
-    if store.recount_remaining(tx, execution_id) > 0:
+        store.tasks.set_status(tx, execution_id, tid, status, now, reason)
+    if store.executions.recount_remaining(tx, execution_id) > 0:
         return bool(decisions), None
     return True, _finish(store, tx, shape, execution_id, now)
 
@@ -339,8 +339,8 @@ def repair(
 def _finish(
     store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
 ) -> ExecutionStatus:
-    results = store.task_results(tx, execution_id)
-    parts = [json.loads(store.execution_context(tx, execution_id))]
+    results = store.tasks.results(tx, execution_id)
+    parts = [json.loads(store.executions.context(tx, execution_id))]
     first_error: str | None = None
     for tid in shape.order:
         status, output, task_error = results.get(tid, (None, None, None))
@@ -351,7 +351,7 @@ def _finish(
     # A task id recorded for this execution but unknown to ``shape`` cannot fail it silently.
     failed = first_error is not None or any(r[0] is TaskStatus.FAILED for r in results.values())
     outcome = ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED
-    store.finish_execution(
+    store.executions.finish(
         tx, execution_id, outcome, now, json.dumps(dag.merge_outputs(parts)), first_error
     )
     return outcome
@@ -366,8 +366,8 @@ def terminate(
     error: str | None,
 ) -> bool:
     """End an execution early (cancel, timeout): skip what has not started, keep what ran."""
-    current = store.lock_execution(tx, execution_id)
+    current = store.executions.lock(tx, execution_id)
     if current is None or current.is_terminal:
         return False
-    store.cancel_pending_tasks(tx, execution_id, now)
-    return store.finish_execution(tx, execution_id, status, now, None, error)
+    store.tasks.cancel_pending(tx, execution_id, now)
+    return store.executions.finish(tx, execution_id, status, now, None, error)

@@ -51,7 +51,7 @@ class Recovery:
 
     def register(self, now: datetime) -> None:
         """Record this runner as alive."""
-        self._store.register_runner(self._runner_id, socket.gethostname(), os.getpid(), now)
+        self._store.runners.register(self._runner_id, socket.gethostname(), os.getpid(), now)
 
     def tick(self, now: datetime) -> tuple[bool, datetime | None]:
         """Stale-claim sweep (with the stalled-execution repair) and workflow timeouts when
@@ -95,7 +95,7 @@ class Recovery:
                 key = (task.workflow_name, task.workflow_version)
                 if key not in shapes:
                     # Read in this transaction (SQLite has one connection per runner).
-                    definition = self._store.workflow_version_definition(tx, *key)
+                    definition = self._store.workflows.version_definition(tx, *key)
                     shapes[key] = Shape.from_definition(definition) if definition else None
                 shape = shapes[key]
                 if shape is not None:
@@ -112,7 +112,7 @@ class Recovery:
                 if status is not None:
                     ended[task.execution_id] = status
 
-        taken = self._store.requeue_stale(self._runner_id, threshold, now, plan_failed)
+        taken = self._store.runners.requeue_stale(self._runner_id, threshold, now, plan_failed)
         if taken:
             log.warning(
                 "took over task executions of silent runners",
@@ -139,7 +139,7 @@ class Recovery:
         transaction, logged with a WARNING; returns True if one changed."""
         quiet_since = now - timedelta(seconds=self._config.stale_claim_threshold_seconds)
         repaired = False
-        for execution_id, name, version in self._store.stalled_executions(
+        for execution_id, name, version in self._store.executions.stalled(
             quiet_since, REPAIR_BATCH
         ):
             try:
@@ -176,10 +176,10 @@ class Recovery:
         the moment the oldest remaining one would time out."""
         limit = timedelta(seconds=self._config.workflow_timeout_seconds)
         reason = f"workflow timed out after {self._config.workflow_timeout_seconds}s"
-        timed_out = self._store.executions_older_than(now - limit)
+        timed_out = self._store.executions.older_than(now - limit)
         for execution_id in timed_out:
             self._end_execution(execution_id, ExecutionStatus.FAILED, reason)
-        oldest = self._store.oldest_active_created_at()
+        oldest = self._store.executions.oldest_active_created_at()
         if oldest is None:
             # Nothing can time out before now + limit; with nothing active this check is no
             # reason to wake up (the loop's own rounds will find it due).

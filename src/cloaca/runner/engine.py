@@ -141,9 +141,8 @@ class Engine:
     def start(self) -> None:
         """Run on threads: the loop, the heartbeat and (PostgreSQL) the LISTEN connection."""
         assert self.heartbeat is not None, "assemble() first"
-        listen = getattr(self._store.db, "listen", None)
-        if listen is not None:
-            listen(self._notified, on_reconnect=self._listener_reconnected)
+        # A no-op on a database without notifications (SQLite notices commits by polling).
+        self._store.db.listen(self._notified, on_reconnect=self._listener_reconnected)
         self.heartbeat.start()
         self.loop.start()
 

@@ -1,61 +1,88 @@
-"""Store: every persistence operation of the engine, written once.
+"""Store: every persistence operation of the engine, written once, in query groups.
 
-Methods whose first parameter is ``tx`` run inside a transaction the caller opened with
-:meth:`Store.write` / :meth:`Store.read`, so the engine can compose a state change with its
-side records in ONE transaction (DESIGN: one transaction per state change). Methods without
-``tx`` open their own transaction. Timestamps go in as aware datetimes and are stored as UTC
-text; contexts go in and come out as JSON text (the engine owns (de)serialisation so a
-context is encoded once per hop).
+Each group is a noun with verb methods over one :class:`~cloaca.store.db.Database`:
+``store.workflows``, ``store.executions``, ``store.tasks``, ``store.runners``,
+``store.triggers``, ``store.cron``. Methods whose first parameter is ``tx`` run inside a
+transaction the caller opened with :meth:`Store.write` / :meth:`Store.read`, so the engine
+can compose a state change with its side records in ONE transaction (DESIGN: one
+transaction per state change). Methods without ``tx`` open their own transaction.
+Timestamps go in as aware datetimes and are stored as UTC text; contexts go in and come out
+as JSON text (the engine owns (de)serialisation so a context is encoded once per hop).
+
+The Store also answers to each group method's older flat name (``store.claim_ready`` is
+``store.tasks.claim_ready``) while call sites move to the groups: see :class:`_Flat`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime
-from typing import Any, TypeVar
+from types import MethodType
+from typing import Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
-from cloaca.clock import from_db_time, to_db_time
+from cloaca.store import retry
 from cloaca.store.admin_reads import AdminReads
-from cloaca.store.cron import CronStore
+from cloaca.store.cron import CronQueries
 from cloaca.store.db import Database, Tx
-from cloaca.store.execution_reads import ExecutionReads
+from cloaca.store.executions import ExecutionQueries
+from cloaca.store.group import Notices
 from cloaca.store.migrate import migrate
 from cloaca.store.overview import OverviewReads
-from cloaca.store.records import (
-    ClaimedTask,
-    ExecutionStatus,
-    NewTask,
-    TaskStatus,
-)
-from cloaca.store.recovery import RecoveryStore
-from cloaca.store.retry import retrying
-from cloaca.store.triggers import TriggerStore
+from cloaca.store.runners import RunnerQueries
+from cloaca.store.tasks import TaskQueries
+from cloaca.store.triggers import TriggerQueries
+from cloaca.store.workflows import WorkflowQueries
 
 T = TypeVar("T")
+G = TypeVar("G")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-class Store(ExecutionReads, RecoveryStore, TriggerStore, CronStore, AdminReads, OverviewReads):
-    """Persistence operations over one :class:`~cloaca.store.db.Database`."""
+class _Flat(Generic[G, P, R]):
+    """A group method under its older flat Store name: ``store.claim_ready(...)`` calls
+    ``store.tasks.claim_ready(...)``. Typed like the group method, so mypy checks the flat
+    call sites too; a test instance may still replace one (``monkeypatch.setattr``)."""
+
+    def __init__(self, group: Callable[[Store], G], method: Callable[Concatenate[G, P], R]) -> None:
+        self._group = group
+        self._method = method
+        self.__doc__ = method.__doc__  # help(Store) shows what the flat name does
+
+    @overload
+    def __get__(self, store: None, owner: type[Store]) -> _Flat[G, P, R]: ...
+
+    @overload
+    def __get__(self, store: Store, owner: type[Store]) -> Callable[P, R]: ...
+
+    def __get__(self, store: Store | None, owner: type[Store]) -> _Flat[G, P, R] | Callable[P, R]:
+        if store is None:
+            return self
+        return cast(Callable[P, R], MethodType(self._method, self._group(store)))
+
+
+class Store(AdminReads, OverviewReads):
+    """Persistence operations over one :class:`~cloaca.store.db.Database`, in groups."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        # PostgreSQL tells other processes about new work and ended executions at commit
-        # (LISTEN/NOTIFY); SQLite processes notice each other's commits by data_version.
-        self._notifies = db.dialect == "postgres"
+        self._notices = Notices(db)
+        self.workflows = WorkflowQueries(db, self._notices)
+        self.executions = ExecutionQueries(db, self._notices)
+        self.tasks = TaskQueries(db, self._notices)
+        self.runners = RunnerQueries(db, self._notices)
+        self.triggers = TriggerQueries(db, self._notices)
+        self.cron = CronQueries(db, self._notices)
 
-    #: Who writes through this Store (a runner id): ``ready`` notifications carry it, so a
-    #: runner's own listener can ignore the work it made Ready itself.
-    origin = ""
+    @property
+    def origin(self) -> str:
+        """Who writes through this Store (a runner id): ``ready`` notifications carry it, so
+        a runner's own listener can ignore the work it made Ready itself."""
+        return self._notices.origin
 
-    def notify(self, tx: Tx, payload: str) -> None:
-        """Tell other processes, when ``tx`` commits: ``ready:<origin>`` (new claimable
-        work) or ``finished:<execution id>``. A no-op on SQLite."""
-        if payload == "ready":
-            payload = f"ready:{self.origin}"
-        if self._notifies:
-            tx.one("notify", {"channel": getattr(self.db, "channel", "cloaca"), "payload": payload})
+    @origin.setter
+    def origin(self, runner_id: str) -> None:
+        self._notices.origin = runner_id
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -76,322 +103,93 @@ class Store(ExecutionReads, RecoveryStore, TriggerStore, CronStore, AdminReads, 
         fails transiently (:class:`~cloaca.store.db.TransientStoreError`) the WHOLE
         transaction is run again, with backoff, on a fresh connection. ``fn`` must be safe
         to run again after a rollback (engine writes are conditional, so they are)."""
-
-        def once() -> T:
-            with self.db.write() as tx:
-                return fn(tx)
-
-        return retrying(once, what)
+        return retry.write_retrying(self.db, fn, what)
 
     def read_retrying(self, fn: Callable[[Tx], T], what: str) -> T:
         """Like :meth:`write_retrying`, for a read transaction."""
+        return retry.read_retrying(self.db, fn, what)
 
-        def once() -> T:
-            with self.db.read() as tx:
-                return fn(tx)
-
-        return retrying(once, what)
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (cheap cross-process change probe)."""
+        return self.db.data_version()
 
     def close(self) -> None:
         """Close the database."""
         self.db.close()
 
-    # -- workflow definitions ---------------------------------------------------------------
+    # -- flat names of the group methods (see _Flat) ----------------------------------------
 
-    def record_workflow(
-        self, name: str, version: str, definition: dict[str, Any], now: datetime
-    ) -> None:
-        """Record a workflow's definition: the latest per name, and every version ever seen."""
-        params = {
-            "name": name,
-            "version": version,
-            "definition": json.dumps(definition),
-            "now": to_db_time(now),
-        }
-        with self.db.write() as tx:
-            tx.run("workflow_upsert", params)
-            tx.run("workflow_version_insert", params)
+    record_workflow = _Flat(lambda s: s.workflows, WorkflowQueries.record)
+    get_workflow_definition = _Flat(lambda s: s.workflows, WorkflowQueries.definition)
+    workflow_version_definition = _Flat(lambda s: s.workflows, WorkflowQueries.version_definition)
 
-    def get_workflow_definition(
-        self, name: str, version: str | None = None
-    ) -> dict[str, Any] | None:
-        """The recorded definition of ``name`` (latest, or the given ``version``), or None."""
-        with self.db.read() as tx:
-            if version is None:
-                row = tx.one("workflow_get", {"name": name})
-            else:
-                row = tx.one("workflow_version_get", {"name": name, "version": version})
-        return json.loads(row["definition"]) if row else None
+    insert_execution = _Flat(lambda s: s.executions, ExecutionQueries.insert)
+    execution_context = _Flat(lambda s: s.executions, ExecutionQueries.context)
+    lock_execution = _Flat(lambda s: s.executions, ExecutionQueries.lock)
+    lock_counting_finished = _Flat(lambda s: s.executions, ExecutionQueries.lock_counting_finished)
+    count_finished_tasks = _Flat(lambda s: s.executions, ExecutionQueries.count_finished)
+    recount_remaining = _Flat(lambda s: s.executions, ExecutionQueries.recount_remaining)
+    execution_status = _Flat(lambda s: s.executions, ExecutionQueries.status)
+    finish_execution = _Flat(lambda s: s.executions, ExecutionQueries.finish)
+    execution_statuses = _Flat(lambda s: s.executions, ExecutionQueries.statuses)
+    get_execution = _Flat(lambda s: s.executions, ExecutionQueries.get)
+    list_executions = _Flat(lambda s: s.executions, ExecutionQueries.list_newest)
+    executions_older_than = _Flat(lambda s: s.executions, ExecutionQueries.older_than)
+    oldest_active_created_at = _Flat(
+        lambda s: s.executions, ExecutionQueries.oldest_active_created_at
+    )
+    stalled_executions = _Flat(lambda s: s.executions, ExecutionQueries.stalled)
 
-    def workflow_version_definition(self, tx: Tx, name: str, version: str) -> dict[str, Any] | None:
-        """The recorded definition of version ``version`` of ``name``, or None (in ``tx``)."""
-        row = tx.one("workflow_version_get", {"name": name, "version": version})
-        return json.loads(row["definition"]) if row else None
+    claim_ready = _Flat(lambda s: s.tasks, TaskQueries.claim_ready)
+    claim_ready_in = _Flat(lambda s: s.tasks, TaskQueries.claim_ready_in)
+    next_ready_at = _Flat(lambda s: s.tasks, TaskQueries.next_ready_at)
+    finish_attempt = _Flat(lambda s: s.tasks, TaskQueries.finish_attempt)
+    set_task_status = _Flat(lambda s: s.tasks, TaskQueries.set_status)
+    set_sub_status = _Flat(lambda s: s.tasks, TaskQueries.set_sub_status)
+    cancel_pending_tasks = _Flat(lambda s: s.tasks, TaskQueries.cancel_pending)
+    task_statuses = _Flat(lambda s: s.tasks, TaskQueries.statuses)
+    task_outputs = _Flat(lambda s: s.tasks, TaskQueries.outputs)
+    task_results = _Flat(lambda s: s.tasks, TaskQueries.results)
+    list_task_executions = _Flat(lambda s: s.tasks, TaskQueries.list_for)
 
-    # -- executions -------------------------------------------------------------------------
+    register_runner = _Flat(lambda s: s.runners, RunnerQueries.register)
+    heartbeat = _Flat(lambda s: s.runners, RunnerQueries.heartbeat)
+    remove_runner = _Flat(lambda s: s.runners, RunnerQueries.remove)
+    requeue_stale = _Flat(lambda s: s.runners, RunnerQueries.requeue_stale)
 
-    def insert_execution(
-        self,
-        tx: Tx,
-        *,
-        execution_id: str,
-        workflow_name: str,
-        version: str,
-        context_json: str,
-        tasks: Sequence[NewTask],
-        now: datetime,
-        remaining: int | None = None,
-        notify_ready: bool = True,
-        running: bool = False,
-    ) -> None:
-        """Create a Pending execution and its task executions in the given initial statuses
-        (Ready ones become claimable at ``now``). ``remaining`` is how many tasks are not
-        yet finished (default: all)."""
-        stamp = to_db_time(now)
-        tx.run(
-            "execution_insert",
-            {
-                "id": execution_id,
-                "workflow_name": workflow_name,
-                "version": version,
-                "context": context_json,
-                "remaining": len(tasks) if remaining is None else remaining,
-                "now": stamp,
-                # Running from the start when the creating transaction claims its roots.
-                "status": str(ExecutionStatus.RUNNING if running else ExecutionStatus.PENDING),
-                "started_at": stamp if running else None,
-            },
-        )
-        tx.run_many(
-            "task_insert",
-            [
-                {
-                    "execution_id": execution_id,
-                    "workflow_name": workflow_name,
-                    "version": version,
-                    "task_id": t.task_id,
-                    "position": t.position,
-                    "status": str(t.status),
-                    "max_attempts": t.max_attempts,
-                    "ready_at": stamp if t.status is TaskStatus.READY else None,
-                    "completed_at": stamp if t.status.is_terminal else None,
-                    "error": t.error,
-                }
-                for t in tasks
-            ],
-        )
-        if notify_ready and any(t.status is TaskStatus.READY for t in tasks):
-            self.notify(tx, "ready")
+    upsert_trigger_schedule = _Flat(lambda s: s.triggers, TriggerQueries.upsert_schedule)
+    get_trigger_schedule = _Flat(lambda s: s.triggers, TriggerQueries.get_schedule)
+    list_trigger_schedules = _Flat(lambda s: s.triggers, TriggerQueries.list_schedules)
+    set_trigger_schedule_enabled = _Flat(lambda s: s.triggers, TriggerQueries.set_enabled)
+    active_trigger_schedules = _Flat(lambda s: s.triggers, TriggerQueries.active_schedules)
+    claim_trigger_polls = _Flat(lambda s: s.triggers, TriggerQueries.claim_polls)
+    extend_trigger_leases = _Flat(lambda s: s.triggers, TriggerQueries.extend_leases)
+    end_polls = _Flat(lambda s: s.triggers, TriggerQueries.end_polls)
+    trigger_schedule_state = _Flat(lambda s: s.triggers, TriggerQueries.schedule_state)
+    release_trigger_leases = _Flat(lambda s: s.triggers, TriggerQueries.release_leases)
+    insert_trigger_execution = _Flat(lambda s: s.triggers, TriggerQueries.insert_execution)
+    trigger_dedup_holder = _Flat(lambda s: s.triggers, TriggerQueries.dedup_holder)
+    link_trigger_execution = _Flat(lambda s: s.triggers, TriggerQueries.link_execution)
+    trigger_execution_history = _Flat(lambda s: s.triggers, TriggerQueries.execution_history)
+    insert_trigger_evaluations = _Flat(lambda s: s.triggers, TriggerQueries.insert_evaluations)
+    prune_trigger_evaluations = _Flat(lambda s: s.triggers, TriggerQueries.prune_evaluations)
+    trigger_evaluations = _Flat(lambda s: s.triggers, TriggerQueries.evaluations)
 
-    def claim_ready(
-        self, runner_id: str, workflow_names: Iterable[str], limit: int, now: datetime
-    ) -> list[ClaimedTask]:
-        """Atomically claim up to ``limit`` Ready task executions (ready_at <= now) of the
-        given workflows for ``runner_id``: each becomes Running with its attempt counted, and
-        its execution becomes Running if it was Pending."""
-        with self.db.write() as tx:
-            return self.claim_ready_in(tx, runner_id, workflow_names, limit, now)
-
-    def claim_ready_in(
-        self,
-        tx: Tx,
-        runner_id: str,
-        workflow_names: Iterable[str],
-        limit: int,
-        now: datetime,
-        execution_id: str | None = None,
-        *,
-        mark_running: bool = True,
-    ) -> list[ClaimedTask]:
-        """:meth:`claim_ready` inside ``tx``, so a claim can ride on the transaction that
-        made the work Ready (a start, an outcome); ``execution_id`` limits it to one
-        execution's task executions. Oldest rows first."""
-        stamp = to_db_time(now)
-        params = {"runner_id": runner_id, "limit": limit, "now": stamp}
-        if execution_id is None:
-            params["workflows"] = json.dumps(sorted(workflow_names))
-            rows = tx.all("task_claim_ready", params)
-        else:
-            rows = tx.all("task_claim_execution", {**params, "execution_id": execution_id})
-        # RETURNING has no order on PostgreSQL: dispatch the oldest rows first.
-        claimed = sorted((ClaimedTask.from_row(r) for r in rows), key=lambda c: c.id)
-        if claimed and mark_running:
-            ids = json.dumps(sorted({c.execution_id for c in claimed}))
-            tx.run("execution_mark_running", {"ids": ids, "now": stamp})
-        return claimed
-
-    def next_ready_at(self, workflow_names: Iterable[str]) -> datetime | None:
-        """Earliest ``ready_at`` among Ready task executions of the given workflows."""
-        with self.db.read() as tx:
-            row = tx.one("task_next_ready_at", {"workflows": json.dumps(sorted(workflow_names))})
-        return from_db_time(row["ready_at"]) if row else None
-
-    def task_statuses(
-        self, tx: Tx, execution_id: str, task_ids: Iterable[str] | None = None
-    ) -> dict[str, TaskStatus]:
-        """task id → status for the task executions of an execution (all, or ``task_ids``)."""
-        if task_ids is not None:
-            rows = tx.all(
-                "task_statuses_of",
-                {"execution_id": execution_id, "task_ids": json.dumps(list(task_ids))},
-            )
-            return {r["task_id"]: TaskStatus(r["status"]) for r in rows}
-        return {
-            r["task_id"]: TaskStatus(r["status"])
-            for r in tx.all("task_statuses", {"execution_id": execution_id})
-        }
-
-    def task_outputs(
-        self, tx: Tx, execution_id: str, task_ids: Iterable[str]
-    ) -> dict[str, str | None]:
-        """task id → output JSON (None when the task produced none) for the given tasks."""
-        rows = tx.all(
-            "task_outputs", {"execution_id": execution_id, "task_ids": json.dumps(list(task_ids))}
-        )
-        return {r["task_id"]: r["output"] for r in rows}
-
-    def execution_context(self, tx: Tx, execution_id: str) -> str:
-        """The input context JSON of an execution."""
-        row = tx.one("execution_context", {"id": execution_id})
-        return row["context"] if row else "{}"
-
-    def lock_counting_finished(
-        self, tx: Tx, execution_id: str, finished: int
-    ) -> tuple[ExecutionStatus, int] | None:
-        """:meth:`lock_execution` and :meth:`count_finished_tasks` in one statement: returns
-        the execution's status and how many tasks remain unfinished (None if it does not
-        exist). The count of a terminal execution no longer matters."""
-        row = tx.one("execution_lock_count_finished", {"id": execution_id, "finished": finished})
-        return (ExecutionStatus(row["status"]), int(row["remaining_tasks"])) if row else None
-
-    def count_finished_tasks(self, tx: Tx, execution_id: str, finished: int) -> int:
-        """Record that ``finished`` more tasks reached a final status; returns how many remain."""
-        row = tx.one("execution_count_finished", {"id": execution_id, "finished": finished})
-        return int(row["remaining_tasks"]) if row else 0
-
-    def task_results(
-        self, tx: Tx, execution_id: str
-    ) -> dict[str, tuple[TaskStatus, str | None, str | None]]:
-        """task id -> (status, output JSON, error) for every task execution of an execution."""
-        return {
-            r["task_id"]: (TaskStatus(r["status"]), r["output"], r["error"])
-            for r in tx.all("task_results", {"execution_id": execution_id})
-        }
-
-    def lock_execution(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
-        """Lock an execution's row until ``tx`` ends and return its status (None if it does
-        not exist). Every planning step takes this lock first, so two tasks of one execution
-        finishing at the same moment are planned one after the other, each seeing the
-        other's outcome."""
-        row = tx.one("execution_lock", {"id": execution_id})
-        return ExecutionStatus(row["status"]) if row else None
-
-    def execution_status(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
-        """Current status of an execution, or None if it does not exist."""
-        row = tx.one("execution_status", {"id": execution_id})
-        return ExecutionStatus(row["status"]) if row else None
-
-    def finish_attempt(
-        self,
-        tx: Tx,
-        claimed: ClaimedTask,
-        runner_id: str,
-        *,
-        status: TaskStatus,
-        now: datetime,
-        output_json: str | None = None,
-        error: str | None = None,
-        retry_at: datetime | None = None,
-    ) -> bool:
-        """Record the outcome of one attempt, only if this runner still owns it (same
-        attempt, still Running). ``status`` Ready with ``retry_at`` schedules a retry.
-        Returns False when the claim was lost (timed out, taken over, cancelled)."""
-        terminal = status.is_terminal
-        if status is TaskStatus.READY:
-            self.notify(tx, "ready")  # a retry: other runners learn its ready_at
-        return (
-            tx.run(
-                "task_finish_attempt",
-                {
-                    "id": claimed.id,
-                    "attempt": claimed.attempt,
-                    "runner_id": runner_id,
-                    "status": str(status),
-                    "output": output_json,
-                    "error": error,
-                    "ready_at": to_db_time(retry_at) if retry_at else None,
-                    "completed_at": to_db_time(now) if terminal else None,
-                },
-            )
-            > 0
-        )
-
-    def set_task_status(
-        self,
-        tx: Tx,
-        execution_id: str,
-        task_id: str,
-        status: TaskStatus,
-        now: datetime,
-        error: str | None = None,
-    ) -> None:
-        """Move a NotStarted task execution to Ready (now) or Skipped (with a reason)."""
-        ready = status is TaskStatus.READY
-        tx.run(
-            "task_set_status",
-            {
-                "execution_id": execution_id,
-                "task_id": task_id,
-                "status": str(status),
-                "error": error,
-                "ready_at": to_db_time(now) if ready else None,
-                "completed_at": None if ready else to_db_time(now),
-            },
-        )
-        if ready:
-            self.notify(tx, "ready")
-
-    def set_sub_status(self, claimed: ClaimedTask, sub_status: str | None) -> None:
-        """Set or clear a running task execution's sub-status (e.g. "Deferred")."""
-        with self.db.write() as tx:
-            tx.run(
-                "task_set_sub_status",
-                {"id": claimed.id, "attempt": claimed.attempt, "sub_status": sub_status},
-            )
-
-    def finish_execution(
-        self,
-        tx: Tx,
-        execution_id: str,
-        status: ExecutionStatus,
-        now: datetime,
-        final_context_json: str | None = None,
-        error: str | None = None,
-    ) -> bool:
-        """Make an execution terminal and, in the same transaction, release the trigger dedup
-        hold it carried. Returns False if it was already terminal."""
-        changed = (
-            tx.run(
-                "execution_finish",
-                {
-                    "id": execution_id,
-                    "status": str(status),
-                    "final_context": final_context_json,
-                    "error": error,
-                    "now": to_db_time(now),
-                },
-            )
-            > 0
-        )
-        if changed:
-            tx.run("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
-            self.notify(tx, f"finished:{execution_id}")
-        return changed
-
-    def cancel_pending_tasks(self, tx: Tx, execution_id: str, now: datetime) -> None:
-        """Skip every task execution of ``execution_id`` that has not started."""
-        tx.run("task_cancel_pending", {"execution_id": execution_id, "now": to_db_time(now)})
-
-    def data_version(self) -> int:
-        """Changes whenever another connection commits (cheap cross-process change probe)."""
-        return self.db.data_version()
+    cron_register = _Flat(lambda s: s.cron, CronQueries.register)
+    cron_get_in = _Flat(lambda s: s.cron, CronQueries.get_in)
+    cron_get = _Flat(lambda s: s.cron, CronQueries.get)
+    cron_find_plain = _Flat(lambda s: s.cron, CronQueries.find_plain)
+    cron_list = _Flat(lambda s: s.cron, CronQueries.list_schedules)
+    cron_set_expression = _Flat(lambda s: s.cron, CronQueries.set_expression)
+    cron_set_enabled = _Flat(lambda s: s.cron, CronQueries.set_enabled)
+    cron_delete = _Flat(lambda s: s.cron, CronQueries.delete)
+    cron_due_workflows = _Flat(lambda s: s.cron, CronQueries.due_workflows)
+    cron_due = _Flat(lambda s: s.cron, CronQueries.due)
+    cron_next_run_at = _Flat(lambda s: s.cron, CronQueries.next_run_at)
+    cron_claim_slot = _Flat(lambda s: s.cron, CronQueries.claim_slot)
+    cron_link_execution = _Flat(lambda s: s.cron, CronQueries.link_execution)
+    cron_advance = _Flat(lambda s: s.cron, CronQueries.advance)
+    cron_history = _Flat(lambda s: s.cron, CronQueries.history)
+    cron_stats = _Flat(lambda s: s.cron, CronQueries.stats)
+    cron_lost_candidates = _Flat(lambda s: s.cron, CronQueries.lost_candidates)
+    cron_mark_recovery = _Flat(lambda s: s.cron, CronQueries.mark_recovery)

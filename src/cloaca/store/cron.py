@@ -1,4 +1,4 @@
-"""Cron persistence operations, mixed into :class:`~cloaca.store.core.Store`.
+"""Cron persistence: the ``Store.cron`` query group.
 
 The store knows nothing about cron arithmetic: callers pass every computed instant
 (``next_run_at``) in. What it guarantees is the exactly-once part: a slot is claimed by
@@ -19,23 +19,21 @@ from cloaca.store.cron_records import (
     CronStats,
     LostClaim,
 )
-from cloaca.store.db import Database, Tx, limit_param
-
-# SQLite reads LIMIT -1 as "no limit" but PostgreSQL does not; a huge number works in both.
+from cloaca.store.db import Tx, limit_param
+from cloaca.store.group import QueryGroup
 
 
 def _params_text(params: dict[str, Any] | None) -> str | None:
     return None if params is None else json.dumps(params, sort_keys=True)
 
 
-class CronStore:
-    """Cron schedules and their records (queries in ``sql/<dialect>/cron.sql``)."""
-
-    db: Database
+class CronQueries(QueryGroup):
+    """``Store.cron``: cron schedules and their records (queries in
+    ``sql/<dialect>/cron.sql``)."""
 
     # -- schedules ----------------------------------------------------------------------------
 
-    def cron_register(
+    def register(
         self,
         *,
         new_id: str,
@@ -72,21 +70,21 @@ class CronStore:
             assert row is not None, "the schedule row vanished inside its own transaction"
             if not created:
                 tx.run("cron_schedule_reregister", {"id": row["id"], **values})
-            record = self.cron_get_in(tx, row["id"])
+            record = self.get_in(tx, row["id"])
         assert record is not None
         return record, created
 
-    def cron_get_in(self, tx: Tx, schedule_id: str) -> CronScheduleRecord | None:
+    def get_in(self, tx: Tx, schedule_id: str) -> CronScheduleRecord | None:
         """One schedule, read inside the caller's transaction."""
         row = tx.one("cron_schedule_get", {"id": schedule_id})
         return CronScheduleRecord.from_row(row) if row else None
 
-    def cron_get(self, schedule_id: str) -> CronScheduleRecord | None:
+    def get(self, schedule_id: str) -> CronScheduleRecord | None:
         """One schedule, or ``None``."""
         with self.db.read() as tx:
-            return self.cron_get_in(tx, schedule_id)
+            return self.get_in(tx, schedule_id)
 
-    def cron_find_plain(
+    def find_plain(
         self, tx: Tx, workflow_name: str, cron_expression: str, timezone: str
     ) -> str | None:
         """The id of the plain (non-instance) schedule with this identity, if any."""
@@ -101,7 +99,7 @@ class CronStore:
         )
         return row["id"] if row else None
 
-    def cron_list(
+    def list_schedules(
         self, enabled_only: bool, limit: int | None, offset: int
     ) -> list[CronScheduleRecord]:
         """Schedules in creation order."""
@@ -116,7 +114,7 @@ class CronStore:
             )
         return [CronScheduleRecord.from_row(r) for r in rows]
 
-    def cron_set_expression(
+    def set_expression(
         self,
         tx: Tx,
         schedule_id: str,
@@ -135,7 +133,7 @@ class CronStore:
         }
         return tx.run("cron_schedule_set_expression", params) > 0
 
-    def cron_set_enabled(
+    def set_enabled(
         self, schedule_id: str, enabled: bool, next_run_at: datetime, now: datetime
     ) -> bool:
         """Enable or disable a schedule; False if it does not exist.
@@ -152,31 +150,31 @@ class CronStore:
             }
             return tx.run("cron_schedule_set_enabled", params) > 0
 
-    def cron_delete(self, schedule_id: str) -> bool:
+    def delete(self, schedule_id: str) -> bool:
         """Delete a schedule and its cron execution records (the executions it started stay)."""
         with self.db.write() as tx:
             return tx.run("cron_schedule_delete", {"id": schedule_id}) > 0
 
     # -- firing -------------------------------------------------------------------------------
 
-    def cron_due_workflows(self, now: datetime) -> list[str]:
+    def due_workflows(self, now: datetime) -> list[str]:
         """Names of the workflows of enabled schedules due at ``now``."""
         with self.db.read() as tx:
             rows = tx.all("cron_due_workflows", {"now": to_db_time(now)})
         return [r["workflow_name"] for r in rows]
 
-    def cron_due(self, tx: Tx, now: datetime, limit: int) -> list[CronScheduleRecord]:
+    def due(self, tx: Tx, now: datetime, limit: int) -> list[CronScheduleRecord]:
         """Enabled schedules with ``next_run_at <= now``, earliest first (inside ``tx``)."""
         rows = tx.all("cron_due", {"now": to_db_time(now), "limit": limit})
         return [CronScheduleRecord.from_row(r) for r in rows]
 
-    def cron_next_run_at(self) -> datetime | None:
+    def next_run_at(self) -> datetime | None:
         """The earliest ``next_run_at`` among enabled schedules."""
         with self.db.read() as tx:
             row = tx.one("cron_next_run_at")
         return from_db_time(row["next_run_at"]) if row else None
 
-    def cron_claim_slot(
+    def claim_slot(
         self,
         tx: Tx,
         claim_id: str,
@@ -195,11 +193,11 @@ class CronStore:
         }
         return tx.run("cron_execution_claim", params) > 0
 
-    def cron_link_execution(self, tx: Tx, claim_id: str, execution_id: str) -> None:
+    def link_execution(self, tx: Tx, claim_id: str, execution_id: str) -> None:
         """Record the execution a claimed slot started."""
         tx.run("cron_execution_link", {"id": claim_id, "execution_id": execution_id})
 
-    def cron_advance(
+    def advance(
         self,
         tx: Tx,
         schedule_id: str,
@@ -218,7 +216,7 @@ class CronStore:
 
     # -- history, stats, recovery ---------------------------------------------------------------
 
-    def cron_history(
+    def history(
         self, schedule_id: str, limit: int | None, offset: int
     ) -> list[CronExecutionRecord]:
         """Claimed slots of a schedule, latest scheduled time first."""
@@ -233,7 +231,7 @@ class CronStore:
             )
         return [CronExecutionRecord.from_row(r) for r in rows]
 
-    def cron_stats(self, since: datetime, lost_before: datetime) -> CronStats:
+    def stats(self, since: datetime, lost_before: datetime) -> CronStats:
         """Counts over slots scheduled at or after ``since``. A slot is lost once recovery
         flagged it, or when it has no live execution and was claimed before ``lost_before``."""
         with self.db.read() as tx:
@@ -251,7 +249,7 @@ class CronStore:
             recovered=row["recovered"],
         )
 
-    def cron_lost_candidates(
+    def lost_candidates(
         self,
         claimed_before: datetime,
         scheduled_after: datetime,
@@ -272,7 +270,7 @@ class CronStore:
             )
         return [LostClaim.from_row(r) for r in rows]
 
-    def cron_mark_recovery(self, tx: Tx, claim_id: str, attempts: int, now: datetime) -> bool:
+    def mark_recovery(self, tx: Tx, claim_id: str, attempts: int, now: datetime) -> bool:
         """Count one recovery attempt and flag the claim lost; True only for the one caller
         that saw ``attempts`` and found the execution still missing."""
         params = {"id": claim_id, "attempts": attempts, "now": to_db_time(now)}

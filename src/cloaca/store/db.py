@@ -1,4 +1,5 @@
-"""The tiny database protocol every driver implements, and the errors drivers raise.
+"""The database seam: one Protocol per capability every driver implements (queries and
+scripts inside a transaction, transactions, notifications), and the errors drivers raise.
 
 SQL is data: each dialect keeps its statements in ``sql/<dialect>/*.sql`` files as named
 queries (a ``-- name: <query>`` line starts each one). The Store asks a :class:`Tx` to run a
@@ -8,10 +9,10 @@ query *by name* with bound parameters; it never builds SQL text itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Params = Mapping[str, Any]
 
@@ -46,8 +47,9 @@ class SchemaTooNew(StoreError, ValueError):
     """The database was migrated by a newer cloaca than this one."""
 
 
-class Tx(Protocol):
-    """One open transaction. Statements are addressed by query name."""
+@runtime_checkable
+class Queries(Protocol):
+    """Capability: run the dialect's named queries inside one open transaction."""
 
     def one(self, query: str, params: Params | None = None) -> Row | None:
         """Run a query and return its first row, or ``None``."""
@@ -66,39 +68,30 @@ class Tx(Protocol):
         ...
 
 
-class CursorTx:
-    """What both drivers' transactions share: named-query lookup, batches and DDL scripts
-    over a DB-API cursor. Drivers add ``one`` / ``all`` / ``run``."""
-
-    __slots__ = ("_cur", "_queries", "_dialect")
-
-    def __init__(self, cur: Any, queries: dict[str, str], dialect: str) -> None:
-        self._cur = cur
-        self._queries = queries
-        self._dialect = dialect
-
-    def _sql(self, query: str) -> str:
-        try:
-            return self._queries[query]
-        except KeyError:
-            raise StoreError(f"unknown query {query!r} for {self._dialect}") from None
-
-    def run_many(self, query: str, params: Sequence[Params]) -> None:
-        """Run a statement once per parameter set."""
-        if params:
-            self._cur.executemany(self._sql(query), params)
+@runtime_checkable
+class Scripts(Protocol):
+    """Capability: run raw DDL text inside one open transaction (migrations only)."""
 
     def script(self, sql: str) -> None:
-        """Run raw DDL statements (migrations only; statements are split on ``;``)."""
-        for statement in sql.split(";"):
-            if statement.strip():
-                self._cur.execute(statement)
+        """Run DDL statements separated by ``;``."""
+        ...
 
 
-class Database(Protocol):
-    """A connection (or pool) to one database, speaking one dialect."""
+@runtime_checkable
+class Tx(Queries, Scripts, Protocol):
+    """One open transaction of a driver: named queries and DDL scripts."""
 
+
+@runtime_checkable
+class Transactions(Protocol):
+    """Capability: open transactions on one database that speaks one dialect."""
+
+    #: The dialect of the SQL files the driver runs (``sqlite``, ``postgres``).
     dialect: str
+    #: Where the database is (a file path, ``:memory:`` or a URL), for messages.
+    path: str
+    #: How many write transactions were opened (observability: benchmarks count them).
+    write_transactions: int
 
     def write(self) -> AbstractContextManager[Tx]:
         """Open a write transaction (committed on success, rolled back on error)."""
@@ -113,8 +106,33 @@ class Database(Protocol):
         ...
 
     def close(self) -> None:
-        """Release every connection."""
+        """Release every connection (and stop listening)."""
         ...
+
+
+@runtime_checkable
+class Notifications(Protocol):
+    """Capability: tell other processes about a commit, and hear what they tell.
+
+    A driver without a notification channel implements both as explicit no-ops; its
+    processes notice each other's commits through :meth:`Transactions.data_version`."""
+
+    def notify(self, tx: Tx, payload: str) -> None:
+        """Send ``payload`` to every listener when ``tx`` commits."""
+        ...
+
+    def listen(
+        self, callback: Callable[[str], None], on_reconnect: Callable[[], None] | None = None
+    ) -> None:
+        """Call ``callback(payload)`` for each notification other transactions send;
+        ``on_reconnect()`` after a lost listening connection is back (notifications sent
+        meanwhile are lost)."""
+        ...
+
+
+@runtime_checkable
+class Database(Transactions, Notifications, Protocol):
+    """What the Store needs of a driver: every capability above."""
 
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)

@@ -9,10 +9,9 @@ exactly once.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from cloaca.clock import SystemClock, to_db_time
-from cloaca.store.db import NotACloacaDatabase, SchemaTooNew, load_migrations
+from cloaca.store.db import NotACloacaDatabase, SchemaTooNew, Transactions, Tx, load_migrations
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ def latest_version(dialect: str) -> int:
     return migrations[-1][0] if migrations else 0
 
 
-def migrate(db: Any) -> int:
+def migrate(db: Transactions) -> int:
     """Bring ``db`` to the latest schema; return the version now in place.
 
     Raises :class:`NotACloacaDatabase` for a database that has tables but no version table,
@@ -53,20 +52,20 @@ def migrate(db: Any) -> int:
         return latest
 
 
-def current_version(db: Any) -> int:
+def current_version(db: Transactions) -> int:
     """The schema version recorded in ``db`` (0 for an empty database)."""
     with db.read() as tx:
         return _current_version(tx, db)
 
 
-def _current_version(tx: Any, db: Any) -> int:
+def _current_version(tx: Tx, db: Transactions) -> int:
     tables = {row["name"] for row in tx.all("list_tables")}
     if VERSION_TABLE not in tables:
         user_tables = {t for t in tables if not t.startswith("sqlite_")}
         if user_tables:
             shown = ", ".join(sorted(user_tables)[:5])
             raise NotACloacaDatabase(
-                f"database {getattr(db, 'path', '')!r} is not a cloaca database: it holds "
+                f"database {db.path!r} is not a cloaca database: it holds "
                 f"tables ({shown}) but no {VERSION_TABLE} table"
             )
         tx.script(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from cloaca.store.db import TransientStoreError
+from cloaca.store.db import Transactions, TransientStoreError, Tx
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +91,26 @@ def retrying(
                 extra={"operation": what, "try": failures, "delay": delay},
             )
             sleep(delay)
+
+
+def write_retrying(db: Transactions, fn: Callable[[Tx], T], what: str) -> T:
+    """Run ``fn(tx)`` in a write transaction of ``db`` and return its result; when the
+    database fails transiently the WHOLE transaction is run again (:func:`retrying`), on a
+    fresh connection. ``fn`` must be safe to run again after a rollback (engine writes are
+    conditional, so they are)."""
+
+    def once() -> T:
+        with db.write() as tx:
+            return fn(tx)
+
+    return retrying(once, what)
+
+
+def read_retrying(db: Transactions, fn: Callable[[Tx], T], what: str) -> T:
+    """Like :func:`write_retrying`, for a read transaction."""
+
+    def once() -> T:
+        with db.read() as tx:
+            return fn(tx)
+
+    return retrying(once, what)

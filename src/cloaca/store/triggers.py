@@ -1,4 +1,4 @@
-"""Trigger persistence operations, mixed into :class:`~cloaca.store.core.Store`.
+"""Trigger persistence: the ``Store.triggers`` query group.
 
 Queries live in ``sql/<dialect>/triggers.sql``. Methods taking ``tx`` compose inside the
 caller's transaction; the others open their own. The contracts the engine relies on:
@@ -8,7 +8,7 @@ caller's transaction; the others open their own. The contracts the engine relies
   never poll the same due instant nor overlap their polls of one trigger;
 - a dedup hold is taken by inserting a trigger execution with ``holds_dedup = 1`` under a
   unique partial index (``INSERT ... ON CONFLICT DO NOTHING``, row count read back), and
-  is released by ``Store.finish_execution`` in the transaction that ends the execution.
+  is released by ``Store.executions.finish`` in the transaction that ends the execution.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from cloaca.clock import from_db_time, to_db_time
 from cloaca.store.db import Tx, limit_param
+from cloaca.store.group import QueryGroup
 from cloaca.store.trigger_records import (
     ActiveSchedule,
     ClaimedPoll,
@@ -44,7 +43,7 @@ class PollClaim:
 
 @dataclass(frozen=True, slots=True)
 class PollEnd:
-    """How a claimed poll ended, for the schedule row (see :meth:`TriggerStore.end_poll`)."""
+    """How a claimed poll ended, for the schedule row (see :meth:`TriggerQueries.end_polls`)."""
 
     failed: bool
     retry_at: datetime | None = None
@@ -83,18 +82,12 @@ class _TimeText:
 _db_time = _TimeText()
 
 
-class TriggerStore:
-    """Trigger schedules, trigger executions and the evaluation log."""
-
-    if TYPE_CHECKING:
-
-        def write(self) -> AbstractContextManager[Tx]: ...
-
-        def read(self) -> AbstractContextManager[Tx]: ...
+class TriggerQueries(QueryGroup):
+    """``Store.triggers``: trigger schedules, trigger executions and the evaluation log."""
 
     # -- schedules --------------------------------------------------------------------------
 
-    def upsert_trigger_schedule(
+    def upsert_schedule(
         self,
         trigger_name: str,
         workflow_name: str,
@@ -110,7 +103,7 @@ class TriggerStore:
         brings the next poll forward to at most ``now + interval``.
         """
         next_if_updated = now + timedelta(milliseconds=poll_interval_ms)
-        with self.write() as tx:
+        with self.db.write() as tx:
             tx.run(
                 "trigger_schedule_upsert",
                 {
@@ -127,17 +120,17 @@ class TriggerStore:
         assert row is not None
         return str(row["id"])
 
-    def get_trigger_schedule(self, trigger_name: str) -> TriggerScheduleRecord | None:
+    def get_schedule(self, trigger_name: str) -> TriggerScheduleRecord | None:
         """The schedule of ``trigger_name``, or ``None``."""
-        with self.read() as tx:
+        with self.db.read() as tx:
             row = tx.one("trigger_schedule_get", {"trigger_name": trigger_name})
         return TriggerScheduleRecord.from_row(row) if row else None
 
-    def list_trigger_schedules(
+    def list_schedules(
         self, enabled: bool | None, limit: int | None, offset: int | None
     ) -> list[TriggerScheduleRecord]:
         """Schedules ordered by trigger name, optionally only enabled/disabled ones."""
-        with self.read() as tx:
+        with self.db.read() as tx:
             rows = tx.all(
                 "trigger_schedule_list",
                 {
@@ -148,24 +141,24 @@ class TriggerStore:
             )
         return [TriggerScheduleRecord.from_row(r) for r in rows]
 
-    def set_trigger_schedule_enabled(self, trigger_name: str, enabled: bool, now: datetime) -> bool:
+    def set_enabled(self, trigger_name: str, enabled: bool, now: datetime) -> bool:
         """Enable or disable a schedule; False when there is none. Enabling clears a pause
         (reason and error count) and, if it was disabled, makes the trigger due at ``now``.
         A claim re-checks ``enabled``, so a disabled trigger is not polled again by any
         runner once this commits."""
         query = "trigger_schedule_enable" if enabled else "trigger_schedule_disable"
-        with self.write() as tx:
+        with self.db.write() as tx:
             return tx.run(query, {"trigger_name": trigger_name, "now": to_db_time(now)}) > 0
 
-    def active_trigger_schedules(self, trigger_names: Sequence[str]) -> list[ActiveSchedule]:
+    def active_schedules(self, trigger_names: Sequence[str]) -> list[ActiveSchedule]:
         """Enabled schedules of the given triggers (the scheduler's view of what to poll)."""
-        with self.read() as tx:
+        with self.db.read() as tx:
             rows = tx.all("trigger_schedules_active", {"names": json.dumps(list(trigger_names))})
         return [ActiveSchedule.from_row(r) for r in rows]
 
     # -- polls ------------------------------------------------------------------------------
 
-    def claim_trigger_polls(
+    def claim_polls(
         self,
         tx: Tx,
         claims: Sequence[PollClaim],
@@ -177,7 +170,7 @@ class TriggerStore:
         A claim succeeds only if the schedule is enabled, its ``next_poll_at`` still equals
         ``claim.due`` and no other runner holds a lease past that instant. It moves
         ``next_poll_at`` to ``claim.next``, sets ``last_poll_at`` and takes the lease until
-        ``claim.next`` (see :meth:`extend_trigger_leases` for polls that run longer).
+        ``claim.next`` (see :meth:`extend_leases` for polls that run longer).
         """
         if not claims:
             return []
@@ -189,12 +182,10 @@ class TriggerStore:
         )
         return [(by_id[r["id"]], ClaimedPoll.from_row(r)) for r in rows]
 
-    def extend_trigger_leases(
-        self, schedule_ids: Sequence[str], runner_id: str, until: datetime
-    ) -> None:
+    def extend_leases(self, schedule_ids: Sequence[str], runner_id: str, until: datetime) -> None:
         """Extend this runner's leases of still-running polls to ``until``, so no other
         runner starts an overlapping poll when the next one falls due."""
-        with self.write() as tx:
+        with self.db.write() as tx:
             tx.run(
                 "trigger_extend_leases",
                 {
@@ -243,19 +234,19 @@ class TriggerStore:
             out[row["id"]] = (bool(row["enabled"]), int(row["consecutive_errors"]), next_poll)
         return out
 
-    def trigger_schedule_state(self, tx: Tx, schedule_id: str) -> tuple[bool, str | None] | None:
+    def schedule_state(self, tx: Tx, schedule_id: str) -> tuple[bool, str | None] | None:
         """``(enabled, lease_owner)`` of a schedule read inside ``tx``; None if it is gone."""
         row = tx.one("trigger_schedule_state", {"id": schedule_id})
         return (bool(row["enabled"]), row["lease_owner"]) if row else None
 
-    def release_trigger_leases(self, runner_id: str) -> None:
+    def release_leases(self, runner_id: str) -> None:
         """Drop every poll lease ``runner_id`` holds (it is shutting down)."""
-        with self.write() as tx:
+        with self.db.write() as tx:
             tx.run("trigger_release_leases", {"runner_id": runner_id})
 
     # -- fires ------------------------------------------------------------------------------
 
-    def insert_trigger_execution(
+    def insert_execution(
         self,
         tx: Tx,
         *,
@@ -281,7 +272,7 @@ class TriggerStore:
         )
         return inserted > 0
 
-    def trigger_dedup_holder(self, tx: Tx, trigger_name: str, context_hash: str) -> str | None:
+    def dedup_holder(self, tx: Tx, trigger_name: str, context_hash: str) -> str | None:
         """The execution id holding the dedup hold on (trigger, hash), or None."""
         row = tx.one(
             "trigger_execution_holder",
@@ -289,7 +280,7 @@ class TriggerStore:
         )
         return row["workflow_execution_id"] if row else None
 
-    def link_trigger_execution(
+    def link_execution(
         self, tx: Tx, trigger_execution_id: str, execution_id: str, now: datetime
     ) -> None:
         """Record the execution a fire started (same transaction as the fire)."""
@@ -298,11 +289,11 @@ class TriggerStore:
             {"id": trigger_execution_id, "execution_id": execution_id, "now": to_db_time(now)},
         )
 
-    def trigger_execution_history(
+    def execution_history(
         self, trigger_name: str, limit: int | None, offset: int | None
     ) -> list[TriggerExecutionRecord]:
         """Fires of ``trigger_name``, newest first."""
-        with self.read() as tx:
+        with self.db.read() as tx:
             rows = tx.all(
                 "trigger_execution_history",
                 {"trigger_name": trigger_name, "limit": limit_param(limit), "offset": offset or 0},
@@ -311,7 +302,7 @@ class TriggerStore:
 
     # -- evaluation log ---------------------------------------------------------------------
 
-    def insert_trigger_evaluations(
+    def insert_evaluations(
         self, tx: Tx, runner_id: str, evaluations: Sequence[NewEvaluation]
     ) -> None:
         """Append evaluations (recorded by ``runner_id``) to the log, in one statement."""
@@ -331,12 +322,12 @@ class TriggerStore:
         ]
         tx.run("trigger_evaluation_insert", {"runner_id": runner_id, "rows": json.dumps(rows)})
 
-    def prune_trigger_evaluations(self, tx: Tx, trigger_name: str, keep: int) -> int:
+    def prune_evaluations(self, tx: Tx, trigger_name: str, keep: int) -> int:
         """Delete all but the newest ``keep`` evaluations of ``trigger_name``."""
         return tx.run("trigger_evaluation_prune", {"trigger_name": trigger_name, "keep": keep})
 
-    def trigger_evaluations(self, trigger_name: str, limit: int) -> list[TriggerEvaluationRecord]:
+    def evaluations(self, trigger_name: str, limit: int) -> list[TriggerEvaluationRecord]:
         """The newest ``limit`` evaluations of ``trigger_name``, newest first."""
-        with self.read() as tx:
+        with self.db.read() as tx:
             rows = tx.all("trigger_evaluation_list", {"trigger_name": trigger_name, "limit": limit})
         return [TriggerEvaluationRecord.from_row(r) for r in rows]

@@ -181,8 +181,8 @@ class TriggerRecorder:
             ends.append((run.claim.schedule_id, end))
             ended.append(run)
             evaluations.append(_evaluation(run, outcome, run.error))
-        states = self._store.end_polls(tx, ends, self._runner_id, self._max_errors)
-        self._store.insert_trigger_evaluations(tx, self._runner_id, evaluations)
+        states = self._store.triggers.end_polls(tx, ends, self._runner_id, self._max_errors)
+        self._store.triggers.insert_evaluations(tx, self._runner_id, evaluations)
         self._prune(tx, [run.name for run in runs])
         recorded = [Recorded(run, True, run.next_due) for run in quiet]
         for run, (schedule_id, end) in zip(ended, ends, strict=True):
@@ -235,16 +235,16 @@ class TriggerRecorder:
         name = run.name
         cursor = run.result.cursor
         schedule_id = run.claim.schedule_id
-        state = self._store.trigger_schedule_state(tx, schedule_id)
+        state = self._store.triggers.schedule_state(tx, schedule_id)
         if state is None or not state[0] or state[1] != self._runner_id:
             # Disabled (or re-leased) while the poll ran: the fire is discarded and the
             # cursor stays where it was, so nothing the poll saw is skipped for good.
             why = "disabled" if state is None or not state[0] else "claimed by another runner"
-            ended = self._store.end_polls(
+            ended = self._store.triggers.end_polls(
                 tx, [(schedule_id, PollEnd(False))], self._runner_id, self._max_errors
             )
             message = f"fire discarded: the trigger was {why} while its poll ran"
-            self._store.insert_trigger_evaluations(
+            self._store.triggers.insert_evaluations(
                 tx, self._runner_id, [_evaluation(run, EvaluationOutcome.SKIPPED, message)]
             )
             self._prune(tx, [name])
@@ -254,9 +254,11 @@ class TriggerRecorder:
             tx, schedule_id, name, run.claim.allow_concurrent, shape, prepared, now
         )
         end = PollEnd(False, set_cursor=cursor is not None, cursor=cursor)
-        ended = self._store.end_polls(tx, [(schedule_id, end)], self._runner_id, self._max_errors)
+        ended = self._store.triggers.end_polls(
+            tx, [(schedule_id, end)], self._runner_id, self._max_errors
+        )
         outcome, note = _fire_outcome(fire)
-        self._store.insert_trigger_evaluations(
+        self._store.triggers.insert_evaluations(
             tx, self._runner_id, [_evaluation(run, outcome, note, fire.execution_ids)]
         )
         self._prune(tx, [name])
@@ -320,7 +322,7 @@ class TriggerRecorder:
         execution_ids: Sequence[str],
     ) -> None:
         """The evaluation row of a manual fire (``fire_trigger``), inside ``tx``."""
-        self._store.insert_trigger_evaluations(
+        self._store.triggers.insert_evaluations(
             tx,
             self._runner_id,
             [
@@ -368,7 +370,7 @@ class TriggerRecorder:
         for digest, text in prepared:
             trigger_execution_id = str(uuid.uuid4())
             # The unique partial index decides; reading the row count is the only check.
-            if not self._store.insert_trigger_execution(
+            if not self._store.triggers.insert_execution(
                 tx,
                 trigger_execution_id=trigger_execution_id,
                 schedule_id=schedule_id,
@@ -377,10 +379,10 @@ class TriggerRecorder:
                 hold=not allow_concurrent,
                 now=now,
             ):
-                holders.append(self._store.trigger_dedup_holder(tx, name, digest))
+                holders.append(self._store.triggers.dedup_holder(tx, name, digest))
                 continue
             execution_id = self._create_execution(tx, shape, text, now)
-            self._store.link_trigger_execution(tx, trigger_execution_id, execution_id, now)
+            self._store.triggers.link_execution(tx, trigger_execution_id, execution_id, now)
             started.append(execution_id)
         return FireResult(tuple(started), tuple(holders))
 
@@ -400,7 +402,7 @@ class TriggerRecorder:
                 else:
                     self._since_prune[name] = count + 1
         for name in due:
-            self._store.prune_trigger_evaluations(tx, name, keep)
+            self._store.triggers.prune_evaluations(tx, name, keep)
 
 
 def _evaluation(

@@ -121,7 +121,7 @@ class TriggerScheduler:
         if self._pool is not None:
             self._pool.shutdown()
         try:
-            self._store.release_trigger_leases(self._runner_id)
+            self._store.triggers.release_leases(self._runner_id)
         except Exception:
             log.exception("releasing trigger poll leases failed")
 
@@ -151,7 +151,7 @@ class TriggerScheduler:
         try:
             with self._store.write() as tx:
                 recorded = self._recorder.record_plain(tx, plain, now) if plain else []
-                won = self._store.claim_trigger_polls(
+                won = self._store.triggers.claim_polls(
                     tx, [p.claim for p in picked], self._runner_id, now
                 )
         except Exception:
@@ -247,7 +247,7 @@ class TriggerScheduler:
             return
         until = now + timedelta(seconds=self._config.trigger_poll_timeout) + 2 * self._base
         try:
-            self._store.extend_trigger_leases(
+            self._store.triggers.extend_leases(
                 [run.claim.schedule_id for run in late], self._runner_id, until
             )
         except Exception:

@@ -121,7 +121,7 @@ class ScheduleView:
         self._version = self._store.data_version()  # before the read: a later commit shows
         names = [spec.name for spec in registered_triggers()]
         self._has_local = bool(names)
-        rows = self._store.active_trigger_schedules(names) if names else []
+        rows = self._store.triggers.active_schedules(names) if names else []
         slots: dict[str, _Slot] = {}
         for row in rows:
             slot = self._merge(row)
@@ -136,7 +136,7 @@ class ScheduleView:
         if not names:
             return
         self._has_local = True
-        found = {row.trigger_name: row for row in self._store.active_trigger_schedules(names)}
+        found = {row.trigger_name: row for row in self._store.triggers.active_schedules(names)}
         for name in names:
             row = found.get(name)
             slot = self._merge(row) if row is not None else None

@@ -13,11 +13,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
 
 from cloaca.names import MAX_IDENTIFIER_BYTES, check_schema_name
-from cloaca.store.db import CursorTx, Params, Row, StoreError, TransientStoreError, load_queries
+from cloaca.store.db import (
+    Database,
+    Params,
+    Row,
+    StoreError,
+    TransientStoreError,
+    Tx,
+    load_queries,
+)
+from cloaca.store.drivers.cursor import CursorTx
 from cloaca.store.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -91,7 +100,9 @@ class _PgTx(CursorTx):
 
 
 class PostgresDatabase:
-    """A PostgreSQL database (optionally one schema of it) behind the Database protocol."""
+    """A PostgreSQL database (optionally one schema of it) behind the
+    :class:`~cloaca.store.db.Database` protocol; notifications are LISTEN/NOTIFY on the
+    channel of its schema (:func:`notification_channel`)."""
 
     dialect = "postgres"
 
@@ -170,21 +181,24 @@ class PostgresDatabase:
         except self._psycopg.Error as exc:
             raise StoreError(f"postgres error: {exc}") from exc
 
-    def write(self) -> Any:
+    def write(self) -> AbstractContextManager[Tx]:
         """Open a write transaction on a pooled connection."""
         self.write_transactions += 1
         return self._transaction()
 
-    def read(self) -> Any:
+    def read(self) -> AbstractContextManager[Tx]:
         """Open a read transaction on a pooled connection."""
         return self._transaction()
 
     def data_version(self) -> int:
         """The server's WAL insert position: it moves whenever anything is committed."""
         with self._transaction() as tx:
-            tx._cur.execute("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint AS v")
-            row = tx._cur.fetchone()
+            row = tx.one("data_version")
         return int(row["v"]) if row else 0
+
+    def notify(self, tx: Tx, payload: str) -> None:
+        """``pg_notify`` on this database's channel: listeners hear it when ``tx`` commits."""
+        tx.one("notify", {"channel": self.channel, "payload": payload})
 
     def listen(
         self, callback: Callable[[str], None], on_reconnect: Callable[[], None] | None = None
@@ -278,3 +292,8 @@ def _close_quietly(conn: Any) -> None:
         conn.close()
     except Exception:  # pragma: no cover - closing a broken connection
         log.debug("closing a broken LISTEN connection failed", exc_info=True)
+
+
+if TYPE_CHECKING:  # mypy checks this driver against every capability of the seam
+    _database: type[Database] = PostgresDatabase
+    _tx: type[Tx] = _PgTx

@@ -10,18 +10,20 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING
 
 from cloaca.store.db import (
-    CursorTx,
+    Database,
     Params,
     Row,
     StoreError,
     TransientStoreError,
+    Tx,
     load_queries,
 )
+from cloaca.store.drivers.cursor import CursorTx
 from cloaca.store.migrate import VERSION_TABLE
 
 _BUSY_TIMEOUT_MS = 30_000
@@ -46,7 +48,9 @@ class _SqliteTx(CursorTx):
 
 class SqliteDatabase:
     """A SQLite database file (or ``:memory:``) behind the :class:`~cloaca.store.db.Database`
-    protocol."""
+    protocol. SQLite has no notification channel: :meth:`notify` and :meth:`listen` do
+    nothing, and processes sharing a file notice each other's commits by
+    :meth:`data_version`."""
 
     dialect = "sqlite"
 
@@ -124,17 +128,17 @@ class SqliteDatabase:
             finally:
                 cur.close()
 
-    def write(self) -> Any:
+    def write(self) -> AbstractContextManager[Tx]:
         """Open a write transaction (``BEGIN IMMEDIATE``: takes the write lock up front)."""
         self.write_transactions += 1
         return self._translated(self._transaction("BEGIN IMMEDIATE"))
 
-    def read(self) -> Any:
+    def read(self) -> AbstractContextManager[Tx]:
         """Open a read transaction (a consistent snapshot under WAL)."""
         return self._translated(self._transaction("BEGIN"))
 
     @contextmanager
-    def _translated(self, inner: Any) -> Iterator[_SqliteTx]:
+    def _translated(self, inner: AbstractContextManager[_SqliteTx]) -> Iterator[Tx]:
         try:
             with inner as tx:
                 yield tx
@@ -152,6 +156,14 @@ class SqliteDatabase:
         with self._lock:
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
+    def notify(self, tx: Tx, payload: str) -> None:
+        """Nothing: other processes see the commit through :meth:`data_version`."""
+
+    def listen(
+        self, callback: Callable[[str], None], on_reconnect: Callable[[], None] | None = None
+    ) -> None:
+        """Nothing: SQLite sends no notifications (see :meth:`notify`)."""
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
@@ -160,9 +172,15 @@ class SqliteDatabase:
 
 def _is_locked(exc: sqlite3.Error) -> bool:
     """SQLITE_BUSY / SQLITE_LOCKED: another connection holds a lock we need."""
+    # Absent on an error sqlite3 did not raise itself (one made by hand has no code).
     code = getattr(exc, "sqlite_errorcode", None)
     # Extended result codes (e.g. SQLITE_BUSY_SNAPSHOT) keep the primary code in the low byte.
     if isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return True
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+if TYPE_CHECKING:  # mypy checks this driver against every capability of the seam
+    _database: type[Database] = SqliteDatabase
+    _tx: type[Tx] = _SqliteTx

@@ -246,6 +246,10 @@ SELECT pg_advisory_xact_lock(823117)
 -- name: notify
 SELECT pg_notify(%(channel)s, %(payload)s)
 
+-- name: data_version
+-- The server's WAL insert position: it moves whenever anything is committed.
+SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint AS v
+
 -- name: execution_stalled
 -- Active executions nothing will move on: no task Ready or Running, none started or
 -- finished since threshold (the active-status index keeps this cheap).

@@ -223,9 +223,6 @@ WHERE execution_id = :execution_id
 -- SQLite serialises migrations through the write transaction itself: nothing to lock.
 SELECT 1
 
--- name: notify
-SELECT :channel AS channel, :payload AS payload
-
 -- name: execution_stalled
 -- Active executions nothing will move on: no task Ready or Running, none started or
 -- finished since :threshold (the active-status index keeps this cheap).

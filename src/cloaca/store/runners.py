@@ -1,33 +1,22 @@
-"""Runner liveness and recovery persistence, mixed into :class:`~cloaca.store.core.Store`:
-runner rows and heartbeats, taking over the work of silent runners, and finding the
-executions the last-resort repair re-plans."""
+"""Runner liveness persistence: runner rows and heartbeats, and taking over the work of
+silent runners."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
 
 from cloaca.clock import to_db_time
-from cloaca.store.db import Database, Tx
+from cloaca.store.db import Tx
+from cloaca.store.group import QueryGroup
 from cloaca.store.records import ClaimedTask
+from cloaca.store.retry import write_retrying
 
-T = TypeVar("T")
 
+class RunnerQueries(QueryGroup):
+    """``Store.runners``: runners, heartbeats and stale-claim takeover."""
 
-class RecoveryStore:
-    """Runners, heartbeats, stale-claim takeover and stalled executions."""
-
-    if TYPE_CHECKING:
-        db: Database
-
-        def notify(self, tx: Tx, payload: str) -> None: ...
-
-        def write_retrying(self, fn: Callable[[Tx], T], what: str) -> T: ...
-
-    # -- runners and heartbeats -------------------------------------------------------------
-
-    def register_runner(self, runner_id: str, hostname: str, pid: int, now: datetime) -> None:
+    def register(self, runner_id: str, hostname: str, pid: int, now: datetime) -> None:
         """Record a live runner (its heartbeat starts now)."""
         with self.db.write() as tx:
             tx.run(
@@ -40,7 +29,7 @@ class RecoveryStore:
         with self.db.write() as tx:
             return tx.run("runner_heartbeat", {"id": runner_id, "now": to_db_time(now)}) > 0
 
-    def remove_runner(self, runner_id: str) -> None:
+    def remove(self, runner_id: str) -> None:
         """Forget a runner that shut down cleanly."""
         with self.db.write() as tx:
             tx.run("runner_delete", {"id": runner_id})
@@ -72,25 +61,7 @@ class RecoveryStore:
             if failed and plan_failed is not None:
                 plan_failed(tx, failed)
             if requeued:
-                self.notify(tx, "ready")
+                self.notices.ready(tx)
             return requeued + len(failed)
 
-        return self.write_retrying(take_over, "taking over the work of silent runners")
-
-    # -- last-resort repair -----------------------------------------------------------------
-
-    def stalled_executions(self, quiet_since: datetime, limit: int) -> list[tuple[str, str, str]]:
-        """``(id, workflow name, version)`` of up to ``limit`` active executions created
-        before ``quiet_since`` with no Running or Ready task execution and no task started
-        or finished since then: nothing will move them on by itself."""
-        with self.db.read() as tx:
-            rows = tx.all(
-                "execution_stalled", {"threshold": to_db_time(quiet_since), "limit": limit}
-            )
-        return [(r["id"], r["workflow_name"], r["workflow_version"]) for r in rows]
-
-    def recount_remaining(self, tx: Tx, execution_id: str) -> int:
-        """Reset an execution's count of unfinished tasks from its task executions' actual
-        statuses; returns it."""
-        row = tx.one("execution_recount_remaining", {"id": execution_id})
-        return int(row["remaining_tasks"]) if row else 0
+        return write_retrying(self.db, take_over, "taking over the work of silent runners")

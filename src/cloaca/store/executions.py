@@ -1,0 +1,198 @@
+"""Executions: creating one with its task executions, the per-execution lock and counters
+the planner works with, ending one, and reads for the API and the engine's checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from cloaca.clock import from_db_time, to_db_time
+from cloaca.store.db import Tx
+from cloaca.store.group import QueryGroup
+from cloaca.store.records import ExecutionRecord, ExecutionStatus, NewTask, TaskStatus
+from cloaca.store.retry import read_retrying
+
+
+class ExecutionQueries(QueryGroup):
+    """``Store.executions``: workflow executions."""
+
+    # -- the engine's write path --------------------------------------------------------------
+
+    def insert(
+        self,
+        tx: Tx,
+        *,
+        execution_id: str,
+        workflow_name: str,
+        version: str,
+        context_json: str,
+        tasks: Sequence[NewTask],
+        now: datetime,
+        remaining: int | None = None,
+        notify_ready: bool = True,
+        running: bool = False,
+    ) -> None:
+        """Create a Pending execution and its task executions in the given initial statuses
+        (Ready ones become claimable at ``now``). ``remaining`` is how many tasks are not
+        yet finished (default: all)."""
+        stamp = to_db_time(now)
+        tx.run(
+            "execution_insert",
+            {
+                "id": execution_id,
+                "workflow_name": workflow_name,
+                "version": version,
+                "context": context_json,
+                "remaining": len(tasks) if remaining is None else remaining,
+                "now": stamp,
+                # Running from the start when the creating transaction claims its roots.
+                "status": str(ExecutionStatus.RUNNING if running else ExecutionStatus.PENDING),
+                "started_at": stamp if running else None,
+            },
+        )
+        tx.run_many(
+            "task_insert",
+            [
+                {
+                    "execution_id": execution_id,
+                    "workflow_name": workflow_name,
+                    "version": version,
+                    "task_id": t.task_id,
+                    "position": t.position,
+                    "status": str(t.status),
+                    "max_attempts": t.max_attempts,
+                    "ready_at": stamp if t.status is TaskStatus.READY else None,
+                    "completed_at": stamp if t.status.is_terminal else None,
+                    "error": t.error,
+                }
+                for t in tasks
+            ],
+        )
+        if notify_ready and any(t.status is TaskStatus.READY for t in tasks):
+            self.notices.ready(tx)
+
+    def context(self, tx: Tx, execution_id: str) -> str:
+        """The input context JSON of an execution."""
+        row = tx.one("execution_context", {"id": execution_id})
+        return row["context"] if row else "{}"
+
+    def lock(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
+        """Lock an execution's row until ``tx`` ends and return its status (None if it does
+        not exist). Every planning step takes this lock first, so two tasks of one execution
+        finishing at the same moment are planned one after the other, each seeing the
+        other's outcome."""
+        row = tx.one("execution_lock", {"id": execution_id})
+        return ExecutionStatus(row["status"]) if row else None
+
+    def lock_counting_finished(
+        self, tx: Tx, execution_id: str, finished: int
+    ) -> tuple[ExecutionStatus, int] | None:
+        """:meth:`lock` and :meth:`count_finished` in one statement: returns the execution's
+        status and how many tasks remain unfinished (None if it does not exist). The count
+        of a terminal execution no longer matters."""
+        row = tx.one("execution_lock_count_finished", {"id": execution_id, "finished": finished})
+        return (ExecutionStatus(row["status"]), int(row["remaining_tasks"])) if row else None
+
+    def count_finished(self, tx: Tx, execution_id: str, finished: int) -> int:
+        """Record that ``finished`` more tasks reached a final status; returns how many remain."""
+        row = tx.one("execution_count_finished", {"id": execution_id, "finished": finished})
+        return int(row["remaining_tasks"]) if row else 0
+
+    def recount_remaining(self, tx: Tx, execution_id: str) -> int:
+        """Reset an execution's count of unfinished tasks from its task executions' actual
+        statuses; returns it."""
+        row = tx.one("execution_recount_remaining", {"id": execution_id})
+        return int(row["remaining_tasks"]) if row else 0
+
+    def status(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
+        """Current status of an execution, or None if it does not exist."""
+        row = tx.one("execution_status", {"id": execution_id})
+        return ExecutionStatus(row["status"]) if row else None
+
+    def finish(
+        self,
+        tx: Tx,
+        execution_id: str,
+        status: ExecutionStatus,
+        now: datetime,
+        final_context_json: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Make an execution terminal and, in the same transaction, release the trigger dedup
+        hold it carried. Returns False if it was already terminal."""
+        changed = (
+            tx.run(
+                "execution_finish",
+                {
+                    "id": execution_id,
+                    "status": str(status),
+                    "final_context": final_context_json,
+                    "error": error,
+                    "now": to_db_time(now),
+                },
+            )
+            > 0
+        )
+        if changed:
+            tx.run("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
+            self.notices.finished(tx, execution_id)
+        return changed
+
+    # -- reads (each in its own read transaction) -----------------------------------------------
+
+    def statuses(self, execution_ids: Iterable[str]) -> dict[str, ExecutionStatus]:
+        """execution id → status for the given executions (unknown ids are left out)."""
+        with self.db.read() as tx:
+            rows = tx.all("execution_statuses", {"ids": json.dumps(list(execution_ids))})
+        return {r["id"]: ExecutionStatus(r["status"]) for r in rows}
+
+    def get(self, execution_id: str) -> ExecutionRecord | None:
+        """One execution, or None (transient database errors are retried)."""
+        row = read_retrying(
+            self.db,
+            lambda tx: tx.one("execution_get", {"id": execution_id}),
+            "reading an execution",
+        )
+        return ExecutionRecord.from_row(row) if row else None
+
+    def list_newest(
+        self, workflow_name: str | None, status: str | None, limit: int, offset: int
+    ) -> list[ExecutionRecord]:
+        """Executions newest first, optionally filtered."""
+        with self.db.read() as tx:
+            rows = tx.all(
+                "execution_list",
+                {
+                    "workflow_name": workflow_name,
+                    "status": status,
+                    "limit": limit,
+                    "offset": offset,
+                },
+            )
+        return [ExecutionRecord.from_row(r) for r in rows]
+
+    def older_than(self, threshold: datetime) -> list[str]:
+        """Ids of non-terminal executions created before ``threshold`` (workflow timeout)."""
+        with self.db.read() as tx:
+            return [
+                r["id"]
+                for r in tx.all("execution_list_timed_out", {"threshold": to_db_time(threshold)})
+            ]
+
+    def oldest_active_created_at(self) -> datetime | None:
+        """Creation time of the oldest Pending/Running execution, or None."""
+        with self.db.read() as tx:
+            row = tx.one("execution_oldest_active")
+        return from_db_time(row["created_at"]) if row else None
+
+    def stalled(self, quiet_since: datetime, limit: int) -> list[tuple[str, str, str]]:
+        """``(id, workflow name, version)`` of up to ``limit`` active executions created
+        before ``quiet_since`` with no Running or Ready task execution and no task started
+        or finished since then: nothing will move them on by itself (the last-resort
+        repair re-plans them)."""
+        with self.db.read() as tx:
+            rows = tx.all(
+                "execution_stalled", {"threshold": to_db_time(quiet_since), "limit": limit}
+            )
+        return [(r["id"], r["workflow_name"], r["workflow_version"]) for r in rows]

@@ -1,0 +1,178 @@
+"""Task executions: claiming Ready work, recording each attempt's outcome, and what the
+planner reads of an execution's tasks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from cloaca.clock import from_db_time, to_db_time
+from cloaca.store.db import Tx
+from cloaca.store.group import QueryGroup
+from cloaca.store.records import ClaimedTask, TaskExecutionRecord, TaskStatus
+from cloaca.store.retry import read_retrying
+
+
+class TaskQueries(QueryGroup):
+    """``Store.tasks``: task executions and their attempts."""
+
+    # -- claims -------------------------------------------------------------------------------
+
+    def claim_ready(
+        self, runner_id: str, workflow_names: Iterable[str], limit: int, now: datetime
+    ) -> list[ClaimedTask]:
+        """Atomically claim up to ``limit`` Ready task executions (ready_at <= now) of the
+        given workflows for ``runner_id``: each becomes Running with its attempt counted, and
+        its execution becomes Running if it was Pending."""
+        with self.db.write() as tx:
+            return self.claim_ready_in(tx, runner_id, workflow_names, limit, now)
+
+    def claim_ready_in(
+        self,
+        tx: Tx,
+        runner_id: str,
+        workflow_names: Iterable[str],
+        limit: int,
+        now: datetime,
+        execution_id: str | None = None,
+        *,
+        mark_running: bool = True,
+    ) -> list[ClaimedTask]:
+        """:meth:`claim_ready` inside ``tx``, so a claim can ride on the transaction that
+        made the work Ready (a start, an outcome); ``execution_id`` limits it to one
+        execution's task executions. Oldest rows first."""
+        stamp = to_db_time(now)
+        params = {"runner_id": runner_id, "limit": limit, "now": stamp}
+        if execution_id is None:
+            params["workflows"] = json.dumps(sorted(workflow_names))
+            rows = tx.all("task_claim_ready", params)
+        else:
+            rows = tx.all("task_claim_execution", {**params, "execution_id": execution_id})
+        # RETURNING has no order on PostgreSQL: dispatch the oldest rows first.
+        claimed = sorted((ClaimedTask.from_row(r) for r in rows), key=lambda c: c.id)
+        if claimed and mark_running:
+            ids = json.dumps(sorted({c.execution_id for c in claimed}))
+            tx.run("execution_mark_running", {"ids": ids, "now": stamp})
+        return claimed
+
+    def next_ready_at(self, workflow_names: Iterable[str]) -> datetime | None:
+        """Earliest ``ready_at`` among Ready task executions of the given workflows."""
+        with self.db.read() as tx:
+            row = tx.one("task_next_ready_at", {"workflows": json.dumps(sorted(workflow_names))})
+        return from_db_time(row["ready_at"]) if row else None
+
+    # -- attempts and statuses ------------------------------------------------------------------
+
+    def finish_attempt(
+        self,
+        tx: Tx,
+        claimed: ClaimedTask,
+        runner_id: str,
+        *,
+        status: TaskStatus,
+        now: datetime,
+        output_json: str | None = None,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        """Record the outcome of one attempt, only if this runner still owns it (same
+        attempt, still Running). ``status`` Ready with ``retry_at`` schedules a retry.
+        Returns False when the claim was lost (timed out, taken over, cancelled)."""
+        terminal = status.is_terminal
+        if status is TaskStatus.READY:
+            self.notices.ready(tx)  # a retry: other runners learn its ready_at
+        return (
+            tx.run(
+                "task_finish_attempt",
+                {
+                    "id": claimed.id,
+                    "attempt": claimed.attempt,
+                    "runner_id": runner_id,
+                    "status": str(status),
+                    "output": output_json,
+                    "error": error,
+                    "ready_at": to_db_time(retry_at) if retry_at else None,
+                    "completed_at": to_db_time(now) if terminal else None,
+                },
+            )
+            > 0
+        )
+
+    def set_status(
+        self,
+        tx: Tx,
+        execution_id: str,
+        task_id: str,
+        status: TaskStatus,
+        now: datetime,
+        error: str | None = None,
+    ) -> None:
+        """Move a NotStarted task execution to Ready (now) or Skipped (with a reason)."""
+        ready = status is TaskStatus.READY
+        tx.run(
+            "task_set_status",
+            {
+                "execution_id": execution_id,
+                "task_id": task_id,
+                "status": str(status),
+                "error": error,
+                "ready_at": to_db_time(now) if ready else None,
+                "completed_at": None if ready else to_db_time(now),
+            },
+        )
+        if ready:
+            self.notices.ready(tx)
+
+    def set_sub_status(self, claimed: ClaimedTask, sub_status: str | None) -> None:
+        """Set or clear a running task execution's sub-status (e.g. "Deferred")."""
+        with self.db.write() as tx:
+            tx.run(
+                "task_set_sub_status",
+                {"id": claimed.id, "attempt": claimed.attempt, "sub_status": sub_status},
+            )
+
+    def cancel_pending(self, tx: Tx, execution_id: str, now: datetime) -> None:
+        """Skip every task execution of ``execution_id`` that has not started."""
+        tx.run("task_cancel_pending", {"execution_id": execution_id, "now": to_db_time(now)})
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def statuses(
+        self, tx: Tx, execution_id: str, task_ids: Iterable[str] | None = None
+    ) -> dict[str, TaskStatus]:
+        """task id → status for the task executions of an execution (all, or ``task_ids``)."""
+        if task_ids is not None:
+            rows = tx.all(
+                "task_statuses_of",
+                {"execution_id": execution_id, "task_ids": json.dumps(list(task_ids))},
+            )
+        else:
+            rows = tx.all("task_statuses", {"execution_id": execution_id})
+        return {r["task_id"]: TaskStatus(r["status"]) for r in rows}
+
+    def outputs(self, tx: Tx, execution_id: str, task_ids: Iterable[str]) -> dict[str, str | None]:
+        """task id → output JSON (None when the task produced none) for the given tasks."""
+        rows = tx.all(
+            "task_outputs", {"execution_id": execution_id, "task_ids": json.dumps(list(task_ids))}
+        )
+        return {r["task_id"]: r["output"] for r in rows}
+
+    def results(
+        self, tx: Tx, execution_id: str
+    ) -> dict[str, tuple[TaskStatus, str | None, str | None]]:
+        """task id -> (status, output JSON, error) for every task execution of an execution."""
+        return {
+            r["task_id"]: (TaskStatus(r["status"]), r["output"], r["error"])
+            for r in tx.all("task_results", {"execution_id": execution_id})
+        }
+
+    def list_for(self, execution_id: str) -> list[TaskExecutionRecord]:
+        """The task executions of an execution in topological position order (transient
+        database errors are retried)."""
+        rows = read_retrying(
+            self.db,
+            lambda tx: tx.all("task_list", {"execution_id": execution_id}),
+            "reading task executions",
+        )
+        return [TaskExecutionRecord.from_row(r) for r in rows]

@@ -1,0 +1,170 @@
+"""The typed database seam (``cloaca.store.db``): each driver implements every capability
+Protocol, migrations need only the Transactions capability, notifications work (or are
+explicit no-ops) on each backend, and the Store's flat names are its query groups'
+methods."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+
+from store_backends import Backend
+
+from cloaca.store.core import Store, _Flat
+from cloaca.store.db import (
+    Database,
+    Notifications,
+    Queries,
+    Scripts,
+    Transactions,
+    Tx,
+)
+from cloaca.store.group import QueryGroup
+from cloaca.store.migrate import VERSION_TABLE, current_version, latest_version, migrate
+from cloaca.store.records import ExecutionStatus, NewTask, TaskStatus
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_each_driver_implements_every_capability(backend: Backend) -> None:
+    db = backend.open_db()
+    try:
+        for capability in (Transactions, Notifications, Database):
+            assert isinstance(db, capability), capability.__name__
+        assert db.dialect == backend.dialect
+        for opened in (db.write, db.read):
+            with opened() as tx:
+                for capability in (Queries, Scripts, Tx):
+                    assert isinstance(tx, capability), capability.__name__
+    finally:
+        db.close()
+
+
+class _OnlyTransactions:
+    """A database that offers nothing but the Transactions capability (no notifications),
+    counting the transactions migrate opens through it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.dialect = db.dialect
+        self.path = db.path
+        self.write_transactions = 0
+        self.reads = 0
+
+    def write(self) -> AbstractContextManager[Tx]:
+        self.write_transactions += 1
+        return self._db.write()
+
+    def read(self) -> AbstractContextManager[Tx]:
+        self.reads += 1
+        return self._db.read()
+
+    def data_version(self) -> int:
+        return self._db.data_version()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def test_migrate_needs_only_the_transactions_capability(backend: Backend) -> None:
+    seam = _OnlyTransactions(backend.open_db())
+    try:
+        assert isinstance(seam, Transactions) and not isinstance(seam, Notifications)
+        assert current_version(seam) == 0
+        assert migrate(seam) == latest_version(backend.dialect)
+        assert seam.write_transactions == 1  # every migration in ONE write transaction
+        assert migrate(seam) == latest_version(backend.dialect)  # idempotent
+        assert current_version(seam) == latest_version(backend.dialect)
+        assert VERSION_TABLE in backend.tables() and "cloaca_executions" in backend.tables()
+    finally:
+        seam.close()
+
+
+def test_a_script_runs_each_statement_inside_the_transaction(backend: Backend) -> None:
+    db = backend.open_db()
+    try:
+        with db.write() as tx:
+            tx.script("CREATE TABLE seam_a (x INTEGER); CREATE TABLE seam_b (y INTEGER);")
+        assert {"seam_a", "seam_b"} <= backend.tables()
+    finally:
+        db.close()
+
+
+def _until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    done = threading.Event()
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return True
+        done.wait(0.02)
+    return condition()
+
+
+def test_notifications_reach_listeners_or_are_explicit_no_ops(backend: Backend) -> None:
+    listener, sender = backend.open_db(), backend.open_db()
+    heard: list[str] = []
+    try:
+        listener.listen(heard.append)
+        with sender.write() as tx:
+            sender.notify(tx, "ready:elsewhere")
+        if backend.dialect == "postgres":
+            assert _until(lambda: heard == ["ready:elsewhere"]), heard
+        else:  # SQLite has no channel: notify and listen are no-ops, nothing is heard
+            assert heard == []
+    finally:
+        listener.close()
+        sender.close()
+
+
+def test_a_store_notifies_new_work_with_its_origin_and_ended_executions(
+    backend: Backend,
+) -> None:
+    store = backend.open()
+    store.origin = "runner-1"
+    listener = backend.open_db()
+    heard: list[str] = []
+    try:
+        listener.listen(heard.append)
+        with store.write() as tx:
+            store.executions.insert(
+                tx,
+                execution_id="e1",
+                workflow_name="wf",
+                version="v",
+                context_json="{}",
+                tasks=[NewTask("a", 0, 1, TaskStatus.READY)],
+                now=T0,
+            )
+        with store.write() as tx:
+            assert store.executions.finish(tx, "e1", ExecutionStatus.CANCELLED, T0)
+        if backend.dialect == "postgres":
+            assert _until(lambda: heard == ["ready:runner-1", "finished:e1"]), heard
+        else:  # no channel on SQLite: other processes poll data_version instead
+            assert heard == []
+    finally:
+        listener.close()
+
+
+def test_flat_names_are_the_group_methods(backend: Backend) -> None:
+    store = backend.open()
+    flats = {name: value for name, value in vars(Store).items() if isinstance(value, _Flat)}
+    assert len(flats) > 60
+    groups = {id(g): g for g in vars(store).values() if isinstance(g, QueryGroup)}
+    covered: set[tuple[str, str]] = set()
+    for name in flats:
+        bound = getattr(store, name)
+        assert id(bound.__self__) in groups, name  # bound to one of THIS store's groups
+        method = bound.__func__
+        assert getattr(type(bound.__self__), method.__name__) is method, name
+        assert flats[name].__doc__ == method.__doc__, name  # help(Store) documents it
+        covered.add((type(bound.__self__).__name__, method.__name__))
+    # Every public group method has a flat name while call sites move to the groups.
+    public = {
+        (type(g).__name__, n)
+        for g in groups.values()
+        for n, _ in inspect.getmembers(type(g), inspect.isfunction)
+        if not n.startswith("_")
+    }
+    assert public - covered == set()
