@@ -6,6 +6,7 @@ Declare tasks with :func:`task`, group them with :class:`WorkflowBuilder` or
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
+from cloaca.errors import CloacaError
 from cloaca.runner.default import DefaultRunner
 from cloaca.runner.results import TaskResult, WorkflowResult
 from cloaca.triggers.definition import (
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackoffStrategy",
+    "CloacaError",
     "Context",
     "DefaultRunner",
     "DefaultRunnerConfig",

@@ -51,6 +51,7 @@ def hello_workflow(name: str = "hello") -> None:
 def test_all_is_pinned_and_every_name_exists() -> None:
     assert cloaca.__all__ == [
         "BackoffStrategy",
+        "CloacaError",
         "Context",
         "DefaultRunner",
         "DefaultRunnerConfig",

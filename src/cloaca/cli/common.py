@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cloaca.config import DefaultRunnerConfig
+from cloaca.errors import CloacaError
 from cloaca.runner.default import DefaultRunner
 
 DEFAULT_DB = "sqlite://cloaca.db"
@@ -29,7 +30,7 @@ def out() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=10_000)
 
 
-class UserError(click.ClickException):
+class UserError(CloacaError, click.ClickException):
     """A user mistake: one line on stderr, exit status 1."""
 
     exit_code = 1

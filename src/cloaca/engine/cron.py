@@ -39,7 +39,7 @@ from typing import Any
 from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.cron.schedule import CronSchedule
-from cloaca.engine.planner import Shape
+from cloaca.engine.planner import CreateExecution, Shape
 from cloaca.store.core import Store
 from cloaca.store.cron_records import CatchupPolicy, CronScheduleRecord
 from cloaca.store.db import Tx
@@ -56,7 +56,6 @@ RESERVED_KEYS = ("scheduled_time", "schedule_id", "schedule_timezone", "schedule
 """Context keys every cron-fired execution carries; instance params may not use them."""
 
 ShapeOf = Callable[[str], Shape]
-CreateExecution = Callable[[Tx, Shape, str, datetime], str]
 
 
 def stall_threshold(config: DefaultRunnerConfig) -> timedelta:

@@ -66,6 +66,11 @@ class Shape:
         return sorted(set(task_ids), key=self.position.__getitem__)
 
 
+CreateExecution = Callable[[Tx, Shape, str, datetime], str]
+"""Insert an execution of a shape with an input context JSON at ``now`` inside the caller's
+transaction, and return its id (the runner's; cron and trigger fires hand off through it)."""
+
+
 def _uses_context(rule: Mapping[str, Any]) -> bool:
     if rule.get("type") == "ContextValue":
         return True

@@ -11,6 +11,8 @@ import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cloaca.errors import ValidationError
+
 __all__ = [
     "deep_merge",
     "dependents",
@@ -67,17 +69,17 @@ def validate_graph(deps: Deps, workflow_name: str = "") -> None:
     where = _in_workflow(workflow_name)
     if not deps:
         subject = f"Workflow {workflow_name!r}" if workflow_name else "Workflow"
-        raise ValueError(f"{subject} cannot be empty: add at least one task")
+        raise ValidationError(f"{subject} cannot be empty: add at least one task")
     for task_id, task_deps in deps.items():
         if isinstance(task_deps, str):
             # A bare string is a Sequence[str] of characters: almost certainly a mistake.
-            raise ValueError(
+            raise ValidationError(
                 f"Dependencies of task {task_id!r}{where} must be a list of task ids, "
                 f"got the string {task_deps!r}"
             )
         for dep in task_deps:
             if dep not in deps:
-                raise ValueError(
+                raise ValidationError(
                     f"Task {task_id!r}{where} depends on unknown task {dep!r}; "
                     f"known tasks: {', '.join(sorted(deps))}"
                 )
@@ -87,7 +89,7 @@ def validate_graph(deps: Deps, workflow_name: str = "") -> None:
         ring = cycle[:-1]
         first = min(range(len(ring)), key=lambda i: order[ring[i]])
         ring = ring[first:] + ring[:first]
-        raise ValueError(f"Cycle detected{where}: {' -> '.join([*ring, ring[0]])}")
+        raise ValidationError(f"Cycle detected{where}: {' -> '.join([*ring, ring[0]])}")
 
 
 def topological_order(deps: Deps) -> list[str]:

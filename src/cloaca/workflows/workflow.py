@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cloaca.errors import ValidationError
 from cloaca.names import check_name
 from cloaca.workflows import dag, registry, rules
 from cloaca.workflows.task import TASK_ATTR, TaskSpec
@@ -28,7 +29,7 @@ class Workflow:
         self.tasks: dict[str, TaskSpec] = {}
         for spec in tasks:
             if spec.id in self.tasks:
-                raise ValueError(f"duplicate task id {spec.id!r} in workflow {name!r}")
+                raise ValidationError(f"duplicate task id {spec.id!r} in workflow {name!r}")
             self.tasks[spec.id] = spec
         self.dependencies = {tid: s.dependencies for tid, s in self.tasks.items()}
         self.validate()
@@ -41,13 +42,13 @@ class Workflow:
         """Raise ``ValueError`` for an empty workflow, unknown dependencies, a cycle, or a
         trigger rule naming a task the workflow does not have."""
         if not self.tasks:
-            raise ValueError(f"Workflow {self.name!r} cannot be empty: add at least one task")
+            raise ValidationError(f"Workflow {self.name!r} cannot be empty: add at least one task")
         dag.validate_graph(self.dependencies, self.name)
         for tid, spec in self.tasks.items():
             # A misspelt name would otherwise make the rule silently false forever.
             unknown = sorted(rules.referenced_tasks(spec.trigger_rules) - self.tasks.keys())
             if unknown:
-                raise ValueError(
+                raise ValidationError(
                     f"Trigger rule of task {tid!r} in workflow {self.name!r} names unknown "
                     f"task {unknown[0]!r}; known tasks: {', '.join(sorted(self.tasks))}"
                 )
@@ -129,16 +130,16 @@ class WorkflowBuilder:
         if isinstance(task, str):
             spec = registry.standalone_task(task)
             if spec is None:
-                raise ValueError(f"Task {task!r} not found in registry")
+                raise ValidationError(f"Task {task!r} not found in registry")
         elif callable(task):
             found = getattr(task, TASK_ATTR, None)
             if not isinstance(found, TaskSpec):
-                raise ValueError(
+                raise ValidationError(
                     f"Task {task!r} not found in registry: decorate it with @cloaca.task first"
                 )
             spec = found
         else:
-            raise ValueError(
+            raise ValidationError(
                 f"add_task expects a string task ID or a function object, got {type(task).__name__}"
             )
         self._add_spec(spec)
@@ -147,7 +148,7 @@ class WorkflowBuilder:
     def _add_spec(self, spec: TaskSpec) -> None:
         # The same task added twice is one task; two different tasks sharing an id are not.
         if spec.id in self._tasks and self._tasks[spec.id] is not spec:
-            raise ValueError(f"duplicate task id {spec.id!r} in workflow {self.name!r}")
+            raise ValidationError(f"duplicate task id {spec.id!r} in workflow {self.name!r}")
         self._tasks[spec.id] = spec
 
     def build(self) -> Workflow:
@@ -167,7 +168,7 @@ class WorkflowBuilder:
 def workflow(name: str, tasks: Iterable[object], description: str | None = None) -> Workflow:
     """Build and register a workflow from standalone tasks (ids or decorated functions)."""
     if isinstance(tasks, str) or not isinstance(tasks, Iterable):
-        raise ValueError(f"tasks {tasks!r} must be a list of task ids or decorated functions")
+        raise ValidationError(f"tasks {tasks!r} must be a list of task ids or decorated functions")
     builder = WorkflowBuilder(name)
     if description:
         builder.description(description)
@@ -181,7 +182,7 @@ def workflow(name: str, tasks: Iterable[object], description: str | None = None)
 def register_workflow(wf: Workflow) -> None:
     """Make ``wf`` known to runners in this process (replacing a same-named one)."""
     if not isinstance(wf, Workflow):
-        raise ValueError(f"expected a Workflow, got {type(wf).__name__}")
+        raise ValidationError(f"expected a Workflow, got {type(wf).__name__}")
     registry.store_workflow(wf)
 
 
@@ -193,7 +194,9 @@ def register_workflow_constructor(name: str, constructor: Callable[[], Any]) -> 
     """
     check_name("workflow name", name)
     if not callable(constructor):
-        raise ValueError(f"workflow constructor for {name!r} must be callable, got {constructor!r}")
+        raise ValidationError(
+            f"workflow constructor for {name!r} must be callable, got {constructor!r}"
+        )
     registry.store_constructor(name, constructor)
     result = constructor()
     if isinstance(result, WorkflowBuilder):
@@ -203,7 +206,7 @@ def register_workflow_constructor(name: str, constructor: Callable[[], Any]) -> 
             result = Workflow(name, result.tasks.values(), result.description, result.tags)
         register_workflow(result)
     elif registry.get_workflow(name) is None:
-        raise ValueError(
+        raise ValidationError(
             f"workflow constructor for {name!r} returned {type(result).__name__}; "
             f"it must return a Workflow or a WorkflowBuilder"
         )

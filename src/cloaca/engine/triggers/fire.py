@@ -22,7 +22,7 @@ from typing import Any
 from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError, check_context_size
-from cloaca.engine.planner import Shape
+from cloaca.engine.planner import CreateExecution, Shape
 from cloaca.engine.triggers.polls import PollRun, describe_error
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Consecutive errors back off exponentially up to this multiple of the interval (SPEC 6.5).
 MAX_BACKOFF_FACTOR = 10
-
-CreateExecution = Callable[[Tx, Shape, str, datetime], str]
 
 
 def backoff_delay(interval: timedelta, consecutive_errors: int) -> timedelta:
