@@ -218,8 +218,11 @@ def _reject_constant(name: str) -> Any:
     raise ValidationError(f"invalid JSON constant {name!r} (NaN/Infinity are not JSON)")
 
 
-class Context:
+class Context(Mapping[str, Any]):
     """A JSON-valued, string-keyed map passed into and out of tasks.
+
+    A read-only ``Mapping`` to the rest of Python (``dict(ctx)``, ``ctx.items()``, any API
+    that takes a dict takes a Context), with its own ways to change it.
 
     Values are deep-copied on the way in and on the way out, so callers never share
     mutable state with the context. Keys must be `str`; values must be JSON-serialisable

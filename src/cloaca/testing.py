@@ -73,7 +73,7 @@ class Harness:
     ) -> None:
         self.clock = clock or FakeClock(start)
         self.runner = DefaultRunner(
-            database_url, config, _clock=self.clock, _manual=True, _schema=schema
+            database_url, config, schema=schema, _clock=self.clock, _manual=True
         )
 
     def run_until_idle(self, max_rounds: int = 100_000) -> int:

@@ -30,7 +30,7 @@ from cloaca.runner.triggers import TriggerManagement
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.drivers.sqlite import SqliteDatabase
-from cloaca.store.drivers.urls import parse_database_url
+from cloaca.store.drivers.urls import masked_url, parse_database_url
 from cloaca.store.records import ExecutionStatus
 from cloaca.workflows.registry import (
     add_workflow_listener,
@@ -64,6 +64,15 @@ def context_json(context: Context | Mapping[str, Any] | None) -> str:
     raise TypeError(f"context must be a Context, a dict or None, got {type(context).__name__}")
 
 
+def _check_schema_url(database_url: str, schema: str) -> None:
+    check_schema_name(schema)
+    if parse_database_url(database_url).dialect != "postgres":
+        raise ValueError(
+            f"with_schema requires PostgreSQL; {masked_url(database_url)!r} is not a "
+            f"postgres:// URL"
+        )
+
+
 class DefaultRunner(TriggerManagement, CronManagement):
     """Runs workflows durably against one database.
 
@@ -76,10 +85,14 @@ class DefaultRunner(TriggerManagement, CronManagement):
         database_url: str,
         config: DefaultRunnerConfig | None = None,
         *,
+        schema: str | None = None,
         _clock: Clock | None = None,
         _manual: bool = False,
-        _schema: str | None = None,
     ) -> None:
+        """Open (and migrate) the database ``database_url`` names; ``schema`` keeps the
+        tables in that PostgreSQL schema (see :meth:`with_schema`)."""
+        if schema is not None:
+            _check_schema_url(database_url, schema)
         if config is not None and not isinstance(config, DefaultRunnerConfig):
             raise ValueError(f"config must be a DefaultRunnerConfig, got {type(config).__name__}")
         self.config = (config or DefaultRunnerConfig()).copy()  # copy() validates
@@ -91,7 +104,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
         self._stopping = threading.Event()
         self._waiters: dict[str, list[threading.Event]] = {}
         self._waiters_lock = threading.Lock()
-        self._store = open_store(database_url, _schema, self.config.db_pool_size)
+        self._store = open_store(database_url, schema, self.config.db_pool_size)
         self._store.origin = self.runner_id
         try:
             self._store.migrate()
@@ -161,20 +174,15 @@ class DefaultRunner(TriggerManagement, CronManagement):
         return cls(database_url, config)
 
     @classmethod
-    def with_schema(
-        cls, database_url: str, schema: str, config: DefaultRunnerConfig | None = None
-    ) -> DefaultRunner:
+    def with_schema(cls, database_url: str, schema: str) -> DefaultRunner:
         """Create a runner whose tables live in a PostgreSQL schema (created if missing);
-        several applications can share one database this way. PostgreSQL only.
+        several applications can share one database this way. PostgreSQL only. The two
+        parameters are upstream's; with a config: ``DefaultRunner(url, config, schema=...)``.
 
         ``schema`` is ASCII letters, digits and underscores, at most 63 bytes (PostgreSQL's
         identifier limit); anything else is a ``ValueError`` before anything is created."""
-        check_schema_name(schema)
-        if parse_database_url(database_url).dialect != "postgres":
-            raise ValueError(
-                f"with_schema requires PostgreSQL; {database_url!r} is not a postgres:// URL"
-            )
-        return cls(database_url, config, _schema=schema)
+        _check_schema_url(database_url, schema)  # None too: it is not "no schema" here
+        return cls(database_url, schema=schema)
 
     def __enter__(self) -> DefaultRunner:
         return self
@@ -298,7 +306,7 @@ class DefaultRunner(TriggerManagement, CronManagement):
         self._check_open()
         shape = self._shape(workflow_name)
         text = check_context_size(
-            context_json(context),
+            context_json(shape.bind_params(context)),
             self.config.max_context_bytes,
             f"the input context of workflow {workflow_name!r}",
         )

@@ -65,10 +65,10 @@ def _seconds(value: Any, name: str) -> float:
     return seconds
 
 
-def _attempts(value: Any, name: str) -> int:
-    """Validate a total attempt count (an int >= 1)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(f"{name} must be an int >= 1 (total attempts), got {value!r}")
+def _attempts(value: Any, name: str, lowest: int = 1) -> int:
+    """Validate a total attempt count (an int >= ``lowest``)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+        raise ValidationError(f"{name} must be an int >= {lowest} (total attempts), got {value!r}")
     return value
 
 
@@ -212,6 +212,11 @@ class RetryPolicy:
         if not isinstance(self.jitter, bool):
             raise ValidationError(f"jitter must be True or False, got {self.jitter!r}")
 
+    @property
+    def with_jitter(self) -> bool:
+        """Whether delays are jittered (the name upstream reads back; same as ``jitter``)."""
+        return self.jitter
+
     @classmethod
     def default(cls) -> RetryPolicy:
         """3 attempts, 1 s initial delay, 60 s cap, exponential base 2, all errors, jitter."""
@@ -276,7 +281,10 @@ class RetryPolicy:
                     f"retry must be a RetryPolicy (see RetryPolicy.builder()), got {retry!r}"
                 )
             return retry
-        attempts = 3 if retry_attempts is None else _attempts(retry_attempts, "retry_attempts")
+        attempts = 3
+        if retry_attempts is not None:
+            # Upstream accepts 0 and makes one attempt; any other count is the total.
+            attempts = _attempts(retry_attempts, "retry_attempts", lowest=0) or 1
         initial = 1.0 if retry_delay_ms is None else _ms(retry_delay_ms, "retry_delay_ms")
         if retry_max_delay_ms is None:
             maximum = max(60.0, initial)
