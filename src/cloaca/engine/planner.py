@@ -69,7 +69,7 @@ class Shape:
             secrets=tuple(sorted({s for t in tasks for s in t.get("secrets", ())})),
         )
 
-    def bind_params(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
+    def bind_params(self, context: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """The input context of a new execution: ``context`` with declared defaults filled
         in; :class:`~cloaca.errors.ParamsError` (a ValueError) listing every bad input."""
         return bind_params(self.name, self.params, self.secrets, context)

@@ -11,9 +11,10 @@ only knows the recorded definition enforces them too.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
+from cloaca.context import Context
 from cloaca.errors import MissingKeyError, ParamsError, ValidationError, WrongTypeError
 
 __all__ = [
@@ -149,11 +150,11 @@ def merge_declarations(
 def bind_params(
     workflow_name: str,
     params: Mapping[str, Mapping[str, Any]],
-    secrets: Iterable[str],
+    secrets: Collection[str],
     data: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+) -> Mapping[str, Any] | None:
     """``data`` (a Context, a dict or None) with defaults filled in, checked against the
-    declared ``params``.
+    declared ``params``; ``data`` itself when nothing is declared (no copy on that path).
 
     Raises one :class:`ParamsError` naming every missing required input, every value of the
     wrong type and every declared secret passed in the context. Undeclared keys pass.
@@ -162,7 +163,10 @@ def bind_params(
         raise WrongTypeError(
             f"context must be a Context, a dict or None, got {type(data).__name__}"
         )
-    out = dict(data or {})
+    if not params and not secrets:
+        return data
+    # A shallow view: the caller encodes or copies the result, so values may be shared.
+    out = dict((data._raw() if isinstance(data, Context) else data) or {})
     problems: list[str] = []
     for name, spec in params.items():
         type_name = spec["type"]
