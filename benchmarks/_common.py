@@ -96,7 +96,7 @@ def open_runner(tmp: str, name: str, config: Any = None) -> Iterator[Any]:
 
     schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
     try:
-        with cloaca.DefaultRunner.with_schema(POSTGRES_URL, schema, config) as runner:
+        with cloaca.DefaultRunner(POSTGRES_URL, config, schema=schema) as runner:
             yield runner
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:

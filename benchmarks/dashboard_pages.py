@@ -239,7 +239,7 @@ def main() -> None:
         if schema is None:
             runner = cloaca.DefaultRunner(url, config)
         else:
-            runner = cloaca.DefaultRunner.with_schema(url, schema, config)
+            runner = cloaca.DefaultRunner(url, config, schema=schema)
         with runner, ManagementClient.open(url, schema=schema) as client:
             cron_id = _define(runner)
             versions = {w["name"]: w["version"] for w in client.list_workflows()}

@@ -34,7 +34,7 @@ cloaca.workflow("w1_mp", [noop])
 config = cloaca.DefaultRunnerConfig(
     max_concurrent_tasks=8, enable_cron_scheduling=False, enable_trigger_scheduling=False
 )
-with cloaca.DefaultRunner.with_schema(url, schema, config) as runner:
+with cloaca.DefaultRunner(url, config, schema=schema) as runner:
     print("up", flush=True)
     sys.stdin.readline()  # the benchmark says when to stop
     print(runner._store.db.write_transactions, flush=True)
@@ -80,7 +80,7 @@ def run(workers: int, n: int) -> dict[str, float]:
     )
     procs: list[subprocess.Popen[str]] = []
     try:
-        with cloaca.DefaultRunner.with_schema(POSTGRES_URL, schema, config) as client:
+        with cloaca.DefaultRunner(POSTGRES_URL, config, schema=schema) as client:
             # The client submits but must not run anything: it forgets the workflow's code.
             clear_registry()
             ids = [client.start("w1_mp") for _ in range(n)]

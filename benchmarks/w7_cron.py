@@ -53,7 +53,7 @@ def tick(context):
 
 cloaca.workflow("w7_tick", [tick])
 config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=int(sys.argv[3]))
-with cloaca.DefaultRunner.with_schema(sys.argv[1], sys.argv[2], config) as runner:
+with cloaca.DefaultRunner(sys.argv[1], config, schema=sys.argv[2]) as runner:
     print("up", flush=True)
     sys.stdin.readline()
 """

@@ -6,8 +6,10 @@ Declare tasks with :func:`task`, group them with :class:`WorkflowBuilder` or
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
+from cloaca.errors import CloacaError
 from cloaca.runner.default import DefaultRunner
 from cloaca.runner.results import TaskResult, WorkflowResult
+from cloaca.tenants import DatabaseAdmin, TenantConfig, TenantCredentials
 from cloaca.triggers.definition import (
     Trigger,
     TriggerError,
@@ -15,7 +17,19 @@ from cloaca.triggers.definition import (
     register_trigger,
     trigger,
 )
-from cloaca.workflows.retry import BackoffStrategy, RetryCondition, RetryPolicy
+from cloaca.workflows.params import (
+    boundary_schema,
+    var,
+    var_or,
+    workflow_params,
+    workflow_secrets,
+)
+from cloaca.workflows.retry import (
+    BackoffStrategy,
+    RetryCondition,
+    RetryPolicy,
+    RetryPolicyBuilder,
+)
 from cloaca.workflows.rules import (
     all_of,
     always,
@@ -38,13 +52,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackoffStrategy",
+    "CloacaError",
     "Context",
+    "DatabaseAdmin",
     "DefaultRunner",
     "DefaultRunnerConfig",
     "RetryCondition",
     "RetryPolicy",
+    "RetryPolicyBuilder",
     "TaskHandle",
     "TaskResult",
+    "TenantConfig",
+    "TenantCredentials",
     "Trigger",
     "TriggerError",
     "TriggerResult",
@@ -55,6 +74,7 @@ __all__ = [
     "all_of",
     "always",
     "any_of",
+    "boundary_schema",
     "context_value",
     "none_of",
     "register_trigger",
@@ -64,5 +84,9 @@ __all__ = [
     "task_skipped",
     "task_success",
     "trigger",
+    "var",
+    "var_or",
     "workflow",
+    "workflow_params",
+    "workflow_secrets",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Protocol
 
+from cloaca.errors import ValidationError
+
 
 class Clock(Protocol):
     """Source of the current time (aware UTC datetimes)."""
@@ -33,7 +35,7 @@ def to_db_time(value: datetime) -> str:
     compare and index these strings directly.
     """
     if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: an aware datetime is required")
+        raise ValidationError(f"naive datetime {value!r}: an aware datetime is required")
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from cloaca.errors import ValidationError
+
 # name -> (default, kind, minimum). kind "int" and "float" are checked against minimum
 # (inclusive); "bool" must be a bool; "seconds" accepts a number or a timedelta.
 _FIELDS: dict[str, tuple[Any, str, float]] = {
@@ -39,16 +41,16 @@ def _coerce(name: str, value: Any) -> Any:
     default, kind, minimum = _FIELDS[name]
     if kind == "bool":
         if not isinstance(value, bool):
-            raise ValueError(f"{name}={value!r} is invalid: expected True or False")
+            raise ValidationError(f"{name}={value!r} is invalid: expected True or False")
         return value
     if kind == "seconds" and isinstance(value, timedelta):
         value = value.total_seconds()
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
-        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum:g}")
+        raise ValidationError(f"{name}={value!r} is invalid: expected an integer >= {minimum:g}")
     if not numeric or value != value or value < minimum:
         accepted = "seconds (number) or a timedelta" if kind == "seconds" else "a number"
-        raise ValueError(f"{name}={value!r} is invalid: expected {accepted} >= {minimum:g}")
+        raise ValidationError(f"{name}={value!r} is invalid: expected {accepted} >= {minimum:g}")
     return float(value) if kind == "seconds" else value
 
 
@@ -103,7 +105,7 @@ class DefaultRunnerConfig:
         heartbeat = self.heartbeat_interval_seconds
         threshold = self.stale_claim_threshold_seconds
         if threshold <= heartbeat:
-            raise ValueError(
+            raise ValidationError(
                 f"stale_claim_threshold_seconds={threshold:g} must be greater than "
                 f"heartbeat_interval_seconds={heartbeat:g}: a live runner's claims would look "
                 f"stale between two of its heartbeats"
@@ -111,7 +113,7 @@ class DefaultRunnerConfig:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _FIELDS:
-            raise ValueError(
+            raise ValidationError(
                 f"unknown DefaultRunnerConfig field {name!r}; accepted: {', '.join(_FIELDS)}"
             )
         object.__setattr__(self, name, _coerce(name, value))

@@ -18,6 +18,14 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from cloaca.errors import (
+    CloacaError,
+    ContextLimitError,
+    MissingKeyError,
+    ValidationError,
+    WrongTypeError,
+)
+
 __all__ = ["MAX_CONTEXT_DEPTH", "Context", "ContextLimitError", "check_context_size"]
 
 _isfinite = math.isfinite
@@ -28,15 +36,11 @@ _isfinite = math.isfinite
 MAX_CONTEXT_DEPTH = 100
 
 
-class ContextLimitError(ValueError):
-    """A context is too deeply nested or too large (``max_context_bytes``)."""
-
-
-class _NotJson(Exception):
+class _NotJson(CloacaError):
     """Internal: raised by `_clean` with a description of the offending part."""
 
 
-class _TooDeep(Exception):
+class _TooDeep(CloacaError):
     """Internal: raised by `_clean` when a value nests more than MAX_CONTEXT_DEPTH levels."""
 
 
@@ -160,7 +164,7 @@ def _copy(value: Any) -> Any:
 def _check_key(key: Any) -> None:
     """Raise TypeError unless `key` is a str."""
     if not isinstance(key, str):
-        raise TypeError(f"Context keys must be str, got {key!r} of type {type(key).__name__}")
+        raise WrongTypeError(f"Context keys must be str, got {key!r} of type {type(key).__name__}")
 
 
 def _clean_value(key: str, value: Any) -> Any:
@@ -174,7 +178,7 @@ def _clean_value(key: str, value: Any) -> Any:
         if not _is_circular(value):
             raise _depth_error(key) from None
         what = "a circular reference (a list or dict that contains itself)"
-    raise TypeError(
+    raise WrongTypeError(
         f"Context value for key {key!r} is not JSON-serialisable: {what} "
         f"(accepted: dict, list, tuple, str, int, float, bool, None)"
     )
@@ -183,7 +187,9 @@ def _clean_value(key: str, value: Any) -> Any:
 def _clean_dict(data: Any) -> dict[str, Any]:
     """Validate and deep-copy a mapping of str keys to JSON values."""
     if not isinstance(data, Mapping):
-        raise TypeError(f"Context data must be a dict with str keys, got {type(data).__name__}")
+        raise WrongTypeError(
+            f"Context data must be a dict with str keys, got {type(data).__name__}"
+        )
     out: dict[str, Any] = {}
     for key, value in data.items():
         if type(key) is not str:
@@ -209,11 +215,14 @@ def _check_depth(text: str | bytes | bytearray, data: dict[str, Any]) -> None:
 
 def _reject_constant(name: str) -> Any:
     """json.loads hook: NaN and Infinity are not valid JSON."""
-    raise ValueError(f"invalid JSON constant {name!r} (NaN/Infinity are not JSON)")
+    raise ValidationError(f"invalid JSON constant {name!r} (NaN/Infinity are not JSON)")
 
 
-class Context:
+class Context(Mapping[str, Any]):
     """A JSON-valued, string-keyed map passed into and out of tasks.
+
+    A read-only ``Mapping`` to the rest of Python (``dict(ctx)``, ``ctx.items()``, any API
+    that takes a dict takes a Context), with its own ways to change it.
 
     Values are deep-copied on the way in and on the way out, so callers never share
     mutable state with the context. Keys must be `str`; values must be JSON-serialisable
@@ -261,14 +270,14 @@ class Context:
         """Insert a new key; raise ValueError ("Key already exists") if it is present."""
         _check_key(key)
         if key in self._data:
-            raise ValueError(f"Key already exists: {key}")
+            raise ValidationError(f"Key already exists: {key}")
         self._data[key] = _clean_value(key, value)
 
     def update(self, key: str, value: Any) -> None:
         """Replace the value of an existing key; raise KeyError if it is missing."""
         _check_key(key)
         if key not in self._data:
-            raise KeyError(f"Key not found: {key}")
+            raise MissingKeyError(f"Key not found: {key}")
         self._data[key] = _clean_value(key, value)
 
     def remove(self, key: str) -> Any:
@@ -294,15 +303,15 @@ class Context:
     def from_json(cls, text: str | bytes) -> Context:
         """Parse JSON text holding an object; raise ValueError for anything else."""
         if not isinstance(text, str | bytes | bytearray):
-            raise ValueError(
+            raise ValidationError(
                 f"Context.from_json expects JSON text (str), got {type(text).__name__}"
             )
         try:
             data = json.loads(text, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
-            raise ValueError(f"Invalid JSON for Context: {exc}") from None
+            raise ValidationError(f"Invalid JSON for Context: {exc}") from None
         if not isinstance(data, dict):
-            raise ValueError(
+            raise ValidationError(
                 f"Context JSON must be an object, got {type(data).__name__}: {text!r:.80}"
             )
         _check_depth(text, data)
@@ -321,7 +330,11 @@ class Context:
 
     def __getitem__(self, key: str) -> Any:
         """Return a copy of the value under `key`; KeyError if missing."""
-        return _copy(self._data[key])
+        try:
+            value = self._data[key]
+        except KeyError:
+            raise MissingKeyError(key) from None
+        return _copy(value)
 
     def __setitem__(self, key: str, value: Any) -> None:
         """Insert or replace the value under `key` (same as `set`)."""
@@ -329,7 +342,10 @@ class Context:
 
     def __delitem__(self, key: str) -> None:
         """Remove `key`; KeyError if missing."""
-        del self._data[key]
+        try:
+            del self._data[key]
+        except KeyError:
+            raise MissingKeyError(key) from None
 
     def __iter__(self) -> Iterator[str]:
         """Iterate over the keys in insertion order."""

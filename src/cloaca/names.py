@@ -14,6 +14,8 @@ import re
 import unicodedata
 from typing import Any
 
+from cloaca.errors import ValidationError
+
 __all__ = ["MAX_IDENTIFIER_BYTES", "MAX_NAME_LENGTH", "check_name", "check_schema_name"]
 
 #: The longest name accepted, in characters (a generous bound for indexes and displays).
@@ -63,7 +65,9 @@ def check_name(kind: str, value: Any) -> str:
     """
     problem = _problem(value)
     if problem is not None:
-        raise ValueError(f"{kind} {_shown(value)} is invalid ({problem}); accepted: {_NAME_RULE}")
+        raise ValidationError(
+            f"{kind} {_shown(value)} is invalid ({problem}); accepted: {_NAME_RULE}"
+        )
     return str(value)
 
 
@@ -74,14 +78,14 @@ def check_schema_name(schema: Any) -> str:
     bytes (PostgreSQL would silently truncate a longer one).
     """
     if not isinstance(schema, str) or not schema:
-        raise ValueError(f"Schema name cannot be empty (got {schema!r})")
+        raise ValidationError(f"Schema name cannot be empty (got {schema!r})")
     if not _SCHEMA_NAME.fullmatch(schema):
-        raise ValueError(
+        raise ValidationError(
             f"Schema name must contain only alphanumeric characters and underscores: "
             f"{_shown(schema)}"
         )
     if len(schema) > MAX_IDENTIFIER_BYTES:  # ASCII only by now: characters are bytes
-        raise ValueError(
+        raise ValidationError(
             f"Schema name {_shown(schema)} is {len(schema)} bytes long, over PostgreSQL's "
             f"identifier limit of {MAX_IDENTIFIER_BYTES} bytes"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cloaca.errors import ValidationError
+
 
 def check_count(label: str, value: object, *, optional: bool = True) -> None:
     """Raise ``ValueError`` unless ``value`` is a non-negative int (or None if optional)."""
@@ -9,4 +11,4 @@ def check_count(label: str, value: object, *, optional: bool = True) -> None:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         accepted = "a non-negative integer or None" if optional else "a non-negative integer"
-        raise ValueError(f"{label} {value!r} must be {accepted}")
+        raise ValidationError(f"{label} {value!r} must be {accepted}")

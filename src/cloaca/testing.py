@@ -77,7 +77,7 @@ class Harness:
     ) -> None:
         self.clock = clock or FakeClock(start)
         self.runner = DefaultRunner(
-            database_url, config, clock=self.clock, start_engine=False, _schema=schema
+            database_url, config, clock=self.clock, start_engine=False, schema=schema
         )
 
     def run_until_idle(self, max_rounds: int = 100_000) -> int:

@@ -51,13 +51,18 @@ def hello_workflow(name: str = "hello") -> None:
 def test_all_is_pinned_and_every_name_exists() -> None:
     assert cloaca.__all__ == [
         "BackoffStrategy",
+        "CloacaError",
         "Context",
+        "DatabaseAdmin",
         "DefaultRunner",
         "DefaultRunnerConfig",
         "RetryCondition",
         "RetryPolicy",
+        "RetryPolicyBuilder",
         "TaskHandle",
         "TaskResult",
+        "TenantConfig",
+        "TenantCredentials",
         "Trigger",
         "TriggerError",
         "TriggerResult",
@@ -68,6 +73,7 @@ def test_all_is_pinned_and_every_name_exists() -> None:
         "all_of",
         "always",
         "any_of",
+        "boundary_schema",
         "context_value",
         "none_of",
         "register_trigger",
@@ -77,7 +83,11 @@ def test_all_is_pinned_and_every_name_exists() -> None:
         "task_skipped",
         "task_success",
         "trigger",
+        "var",
+        "var_or",
         "workflow",
+        "workflow_params",
+        "workflow_secrets",
     ]
     for name in cloaca.__all__:
         assert getattr(cloaca, name) is not None
@@ -187,7 +197,7 @@ def test_task_returns_the_function_still_callable_and_takes_every_parameter() ->
         ({"retry": cloaca.RetryPolicy.default(), "retry_attempts": 2}, "not both.*retry_attempts"),
         ({"retry_backoff": "quadratic"}, "quadratic"),
         ({"retry_condition": "sometimes"}, "sometimes"),
-        ({"retry_attempts": 0}, "retry_attempts"),
+        ({"retry_attempts": -1}, "retry_attempts"),
         ({"timeout": -1}, "timeout"),
         ({"timeout": "soon"}, "timeout"),
         ({"trigger_rules": {"type": "Sometimes"}}, "Sometimes"),

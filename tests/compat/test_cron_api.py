@@ -45,6 +45,7 @@ HISTORY_KEYS = {
     "recovery_attempts",
     "recovered_at",
     "created_at",
+    "updated_at",
 }
 UNKNOWN_ID = "123e4567-e89b-12d3-a456-426614174000"
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from cloaca.cron.schedule import CronSchedule
 from cloaca.engine.cron import SlotPlan, plan_slots, slot_context
+from cloaca.engine.planner import Shape
 from cloaca.store.cron_records import CatchupPolicy
 
 SKIP, RUN_ALL = CatchupPolicy.SKIP, CatchupPolicy.RUN_ALL
@@ -143,7 +144,10 @@ def test_plan_properties(
 
 
 def test_slot_context_holds_params_and_the_schedule_keys() -> None:
-    text = slot_context("sid", "0 9 * * *", "Europe/Berlin", {"region": "eu"}, at(60))
+    shape = Shape.from_definition(
+        {"name": "wf", "version": "v", "tasks": [{"id": "a", "dependencies": []}]}
+    )
+    text = slot_context(shape, "sid", "0 9 * * *", "Europe/Berlin", {"region": "eu"}, at(60))
     assert json.loads(text) == {
         "region": "eu",
         "scheduled_time": "2026-01-01T01:00:00Z",

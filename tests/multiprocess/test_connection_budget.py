@@ -30,7 +30,7 @@ def noop(context):
 
 cloaca.workflow("budget", [noop])
 config = cloaca.DefaultRunnerConfig(enable_cron_scheduling=False)
-with cloaca.DefaultRunner.with_schema(url, schema, config) as runner:
+with cloaca.DefaultRunner(url, config, schema=schema) as runner:
     print("up", flush=True)
     while not os.path.exists(stop_file):
         time.sleep(0.05)
@@ -68,7 +68,7 @@ def test_eight_workers_fit_the_default_server_and_each_stays_within_its_pool(
 
     sampler = threading.Thread(target=sample, daemon=True)
     config = cloaca.DefaultRunnerConfig(enable_cron_scheduling=False, max_concurrent_tasks=1)
-    with reaped([]) as procs, cloaca.DefaultRunner.with_schema(url, schema, config) as client:
+    with reaped([]) as procs, cloaca.DefaultRunner(url, config, schema=schema) as client:
         clear_registry()  # the client submits; only the workers have the code
         for _ in range(WORKERS):
             procs.append(spawn(WORKER, worker_url, schema, str(tmp_path / "stop")))

@@ -28,7 +28,7 @@ def tick():
     return TriggerResult.fire({"n": next(counter), "pid": __import__("os").getpid()})
 
 config = cloaca.DefaultRunnerConfig(trigger_base_poll_interval=0.05)
-with cloaca.DefaultRunner.with_schema(url, schema, config) as runner:
+with cloaca.DefaultRunner(url, config, schema=schema) as runner:
     runner.register_trigger("pg_mp_tick", "pg_mp")
     runner.register_cron_workflow("pg_mp", "* * * * * *")
     print("up", flush=True)
@@ -91,7 +91,7 @@ config = cloaca.DefaultRunnerConfig(
     enable_trigger_scheduling=False,
     enable_cron_scheduling=False,
 )
-with cloaca.DefaultRunner.with_schema(sys.argv[1], sys.argv[2], config) as runner:
+with cloaca.DefaultRunner(sys.argv[1], config, schema=sys.argv[2]) as runner:
     print("up", flush=True)
     sys.stdin.readline()
 """
@@ -109,7 +109,7 @@ def test_work_and_results_cross_processes_by_notification_not_by_polling(pg_sche
     try:
         assert worker.stdout is not None and worker.stdout.readline().strip() == "up"
         config = cloaca.DefaultRunnerConfig(scheduler_poll_interval_ms=60_000)
-        with cloaca.DefaultRunner.with_schema(url, schema, config) as client:
+        with cloaca.DefaultRunner(url, config, schema=schema) as client:
             for value in range(3):
                 # Far less than the worker's timers: it must be woken by the start's NOTIFY.
                 result = client.wait(client.start("pg_notify_echo", {"value": value}), 8)

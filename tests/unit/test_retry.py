@@ -283,7 +283,7 @@ class TestFromTaskOptions:
             ({"retry_backoff": "quadratic"}, "exponential"),
             ({"retry_condition": "sometimes"}, "sometimes"),
             ({"retry_condition": "sometimes"}, "transient"),
-            ({"retry_attempts": 0}, "retry_attempts"),
+            ({"retry_attempts": -1}, "retry_attempts"),
             ({"retry_attempts": "3"}, "'3'"),
             ({"retry_delay_ms": -5}, "-5"),
             ({"retry_max_delay_ms": -1}, "retry_max_delay_ms"),

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cloaca.runner.management import ManagementClient
+from cloaca.errors import CloacaError
 
 DEFAULT_DB = "sqlite://cloaca.db"
 
@@ -28,7 +29,7 @@ def out() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=10_000)
 
 
-class UserError(click.ClickException):
+class UserError(CloacaError, click.ClickException):
     """A user mistake: one line on stderr, exit status 1."""
 
     exit_code = 1

@@ -13,6 +13,8 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import MAXYEAR, datetime, timedelta
 
+from cloaca.errors import ValidationError
+
 __all__ = ["SEARCH_YEARS", "CronExpression"]
 
 SEARCH_YEARS = 10
@@ -38,7 +40,7 @@ _UNRESTRICTED = ("*", "?")
 _QUARTZ_ONLY = re.compile(r"^(L|LW|L-\d+|\d+[LW]|\w+#\d+)$", re.IGNORECASE)
 
 
-class _FieldError(ValueError):
+class _FieldError(ValidationError):
     """A problem inside one field; :meth:`CronExpression.parse` adds the expression prefix."""
 
 
@@ -193,24 +195,24 @@ class CronExpression:
         including "never fires" for expressions no calendar date can satisfy (``0 0 30 2 *``).
         """
         if not isinstance(expression, str):
-            raise ValueError(
+            raise ValidationError(
                 f"Invalid cron expression {expression!r}: expected a string, "
                 f"got {type(expression).__name__}"
             )
         text = expression.strip()
         prefix = f"Invalid cron expression '{text}': "
         if not text:
-            raise ValueError(prefix + "the expression is empty; " + _FORMS)
+            raise ValidationError(prefix + "the expression is empty; " + _FORMS)
         body = text
         if text.startswith("@"):
             if text.lower() not in _ALIASES:
-                raise ValueError(
+                raise ValidationError(
                     prefix + f"unknown alias; accepted aliases are {', '.join(_ALIASES)}"
                 )
             body = _ALIASES[text.lower()]
         parts = body.split()
         if len(parts) not in (5, 6):
-            raise ValueError(prefix + f"got {len(parts)} field(s); " + _FORMS)
+            raise ValidationError(prefix + f"got {len(parts)} field(s); " + _FORMS)
         has_seconds = len(parts) == 6
         if not has_seconds:
             parts.insert(0, "0")
@@ -219,11 +221,11 @@ class CronExpression:
                 _parse_field(part, spec) for part, spec in zip(parts, _FIELDS, strict=True)
             )
         except _FieldError as error:
-            raise ValueError(prefix + str(error)) from None
+            raise ValidationError(prefix + str(error)) from None
         dom_restricted = parts[3] not in _UNRESTRICTED
         dow_restricted = parts[5] not in _UNRESTRICTED
         if not _can_ever_fire(months, days, dom_restricted and not dow_restricted):
-            raise ValueError(
+            raise ValidationError(
                 prefix + "never fires: no month in the month field has any of the days "
                 "in the day-of-month field"
             )

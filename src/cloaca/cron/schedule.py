@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cloaca.cron.expression import SEARCH_YEARS, CronExpression
+from cloaca.errors import ValidationError, WrongTypeError
 
 __all__ = ["CronExpression", "CronSchedule", "resolve_timezone", "validate_cron"]
 
@@ -31,21 +32,21 @@ def resolve_timezone(name: str) -> ZoneInfo:
     """
     hint = "use an IANA timezone name such as 'UTC', 'Europe/Berlin' or 'America/New_York'"
     if not isinstance(name, str):
-        raise ValueError(f"Invalid timezone {name!r}: expected a string; {hint}")
+        raise ValidationError(f"Invalid timezone {name!r}: expected a string; {hint}")
     if not name.strip():
-        raise ValueError(f"Invalid timezone '{name}': the name is empty; {hint}")
+        raise ValidationError(f"Invalid timezone '{name}': the name is empty; {hint}")
     try:
         return ZoneInfo(name)
     # ZoneInfo raises ValueError for malformed keys and OSError for odd paths (a directory).
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"Invalid timezone '{name}': not a known timezone; {hint}") from None
+        raise ValidationError(f"Invalid timezone '{name}': not a known timezone; {hint}") from None
 
 
 def _require_aware(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a timezone-aware datetime, got {value!r}")
+        raise WrongTypeError(f"{name} must be a timezone-aware datetime, got {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
+        raise ValidationError(
             f"{name} must be a timezone-aware datetime, got naive {value.isoformat()!r}; "
             "attach a timezone, e.g. datetime.now(UTC)"
         )
@@ -92,7 +93,7 @@ class CronSchedule:
         while True:
             found = self.expression.next_wall_time(wall, inclusive=inclusive)
             if found is None:
-                raise ValueError(
+                raise ValidationError(
                     f"Invalid cron expression '{self.expression.expression}': never fires "
                     f"within {SEARCH_YEARS} years after {instant.isoformat()}"
                 )
@@ -113,9 +114,9 @@ class CronSchedule:
         low = _require_aware(start, "start")
         high = _require_aware(end, "end")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise TypeError(f"limit must be an int or None, got {limit!r}")
+            raise WrongTypeError(f"limit must be an int or None, got {limit!r}")
         if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0 or None, got {limit}")
+            raise ValidationError(f"limit must be >= 0 or None, got {limit}")
         slots: list[datetime] = []
         while limit is None or len(slots) < limit:
             slot = self.next_after(low)

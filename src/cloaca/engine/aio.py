@@ -9,10 +9,12 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+from cloaca.errors import CloacaError
+
 log = logging.getLogger(__name__)
 
 
-class EscapedBaseException(Exception):
+class EscapedBaseException(CloacaError):
     """User code raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
     ``KeyboardInterrupt``, ``GeneratorExit``, a custom subclass).
 

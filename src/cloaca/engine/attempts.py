@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cloaca.context import Context, check_context_size
 from cloaca.engine.outcomes import Outcome
 from cloaca.engine.planner import Shape
+from cloaca.errors import BadTaskResult, TaskTimedOut  # noqa: F401  (their home was here)
 from cloaca.store.records import ClaimedTask
 from cloaca.workflows.task import TaskHandle, TaskSpec
 
@@ -54,14 +55,6 @@ class Done:
     attempt: Attempt
     outcome: Outcome
     holds_slot: bool
-
-
-class TaskTimedOut(Exception):
-    """An attempt ran past its timeout."""
-
-
-class BadTaskResult(TypeError):
-    """A task body returned something the engine cannot use; retrying cannot fix that."""
 
 
 def output_of(task_id: str, result: Any, ctx: Context, max_bytes: int) -> str:

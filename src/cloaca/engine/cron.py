@@ -31,7 +31,7 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +39,8 @@ from typing import Any
 from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.cron.schedule import CronSchedule
-from cloaca.engine.planner import Shape
+from cloaca.engine.planner import CreateExecution, Shape
+from cloaca.errors import ParamsError
 from cloaca.store.core import Store
 from cloaca.store.cron_records import CatchupPolicy, CronScheduleRecord
 from cloaca.store.db import Tx
@@ -56,7 +57,6 @@ RESERVED_KEYS = ("scheduled_time", "schedule_id", "schedule_timezone", "schedule
 """Context keys every cron-fired execution carries; instance params may not use them."""
 
 ShapeOf = Callable[[str], Shape]
-CreateExecution = Callable[[Tx, Shape, str, datetime], str]
 
 
 def stall_threshold(config: DefaultRunnerConfig) -> timedelta:
@@ -129,14 +129,16 @@ def plan_slots(
 
 
 def slot_context(
+    shape: Shape,
     schedule_id: str,
     expression: str,
     timezone: str,
-    params: dict[str, Any] | None,
+    params: Mapping[str, Any] | None,
     slot: datetime,
 ) -> str:
     """The input context (JSON) of the execution fired for ``slot``: the instance params
-    plus the four schedule keys."""
+    plus the four schedule keys, bound to the workflow's declared inputs (ParamsError when
+    they do not fit)."""
     data = dict(params or {})
     data.update(
         scheduled_time=rfc3339(slot),
@@ -144,7 +146,7 @@ def slot_context(
         schedule_timezone=timezone,
         schedule_expression=expression,
     )
-    return json.dumps(data)
+    return json.dumps(shape.bind_params(data))
 
 
 class CronScheduler:
@@ -313,9 +315,21 @@ class CronScheduler:
                     extra={"schedule_id": record.id},
                 )
                 continue
-            text = slot_context(
-                record.id, record.cron_expression, record.timezone, record.params, slot
-            )
+            try:
+                text = slot_context(
+                    shape, record.id, record.cron_expression, record.timezone, record.params, slot
+                )
+            except ParamsError as exc:
+                # Claimed without an execution, on the record: recovery retries it (the
+                # workflow may be fixed meanwhile) and finally counts it lost.
+                log.error(
+                    "cron slot %s of schedule %s not started: %s",
+                    rfc3339(slot),
+                    record.id,
+                    exc,
+                    extra={"schedule_id": record.id},
+                )
+                continue
             execution_id = self._create_execution(tx, shape, text, now)
             self._store.cron.link_execution(tx, claim_id, execution_id)
         last = plan.fire[-1] if plan.fire else None
@@ -395,6 +409,7 @@ class CronScheduler:
                         )
                         continue
                     text = slot_context(
+                        shape,
                         claim.schedule_id,
                         claim.cron_expression,
                         claim.timezone,

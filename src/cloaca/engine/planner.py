@@ -19,6 +19,7 @@ from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, NewTask, TaskStatus
 from cloaca.workflows import dag, rules
+from cloaca.workflows.params import bind_params, merge_declarations
 
 UPSTREAM_FAILED = "upstream failed"
 RULE_NOT_MET = "trigger rule not satisfied"
@@ -38,6 +39,9 @@ class Shape:
     position: Mapping[str, int] = field(default_factory=dict)
     # Tasks each trigger rule names: their statuses must be loaded before deciding it.
     rule_tasks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Declared inputs (``@workflow_params``) and secret names, checked at every entry.
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
 
     @classmethod
     def from_definition(cls, definition: Mapping[str, Any]) -> Shape:
@@ -59,11 +63,25 @@ class Shape:
                 for t in tasks
                 if t.get("trigger_rules")
             },
+            params=merge_declarations(
+                definition["name"], ((t["id"], t.get("params", {})) for t in tasks)
+            ),
+            secrets=tuple(sorted({s for t in tasks for s in t.get("secrets", ())})),
         )
+
+    def bind_params(self, context: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """The input context of a new execution: ``context`` with declared defaults filled
+        in; :class:`~cloaca.errors.ParamsError` (a ValueError) listing every bad input."""
+        return bind_params(self.name, self.params, self.secrets, context)
 
     def in_order(self, task_ids: Iterable[str]) -> list[str]:
         """``task_ids`` sorted topologically (duplicates dropped)."""
         return sorted(set(task_ids), key=self.position.__getitem__)
+
+
+CreateExecution = Callable[[Tx, Shape, str, datetime], str]
+"""Insert an execution of a shape with an input context JSON at ``now`` inside the caller's
+transaction, and return its id (the runner's; cron and trigger fires hand off through it)."""
 
 
 def _uses_context(rule: Mapping[str, Any]) -> bool:

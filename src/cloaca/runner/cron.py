@@ -18,7 +18,7 @@ from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
 from cloaca.cron.schedule import CronSchedule, validate_cron
-from cloaca.engine.cron import RESERVED_KEYS
+from cloaca.engine.cron import RESERVED_KEYS, slot_context
 from cloaca.names import check_name
 from cloaca.paging import check_count
 from cloaca.store.core import Store
@@ -111,8 +111,10 @@ class CronSchedules:
         self._check_open()
         cron = validate_cron(cron_expression, timezone)
         policy = _check_policy(catchup_policy)
-        self._shape(workflow_name)  # unknown everywhere -> ValueError "... not found"
         now = self._clock.now()
+        # Unknown everywhere -> "... not found"; params its fires could not start with ->
+        # ParamsError now rather than a failed slot later.
+        slot_context(self._shape(workflow_name), "", cron_expression, timezone, params, now)
         record, _ = self._store.cron_register(
             new_id=str(uuid.uuid4()),
             workflow_name=workflow_name,
@@ -161,7 +163,7 @@ class CronSchedules:
         """Claimed slots of a schedule, latest scheduled time first, as dicts with keys
         ``id, schedule_id, workflow_execution_id, scheduled_time, claimed_at, claimed_by,
         status, started_at, completed_at, lost, recovery_attempts, recovered_at,
-        created_at``. ``status`` is the execution's status, or ``"Lost"`` while its
+        created_at, updated_at``. ``status`` is the execution's status, or ``"Lost"`` while its
         execution is missing. An unknown (or deleted) schedule has no history: ``[]``."""
         self._check_open()
         key = _schedule_id(schedule_id)
@@ -361,4 +363,6 @@ def _history_dict(r: CronExecutionRecord) -> dict[str, Any]:
         "recovery_attempts": r.recovery_attempts,
         "recovered_at": rfc3339(r.recovered_at),
         "created_at": rfc3339(r.claimed_at),
+        # A claim row changes when claimed (with its hand-off) and when recovered.
+        "updated_at": rfc3339(max(r.claimed_at, r.recovered_at or r.claimed_at)),
     }

@@ -16,7 +16,7 @@ from cloaca.runner.engine import Engine
 from cloaca.runner.executions import Executions, Shapes
 from cloaca.runner.facade import Services
 from cloaca.runner.triggers import Triggers
-from cloaca.store.drivers.urls import parse_database_url
+from cloaca.store.drivers.urls import masked_url, parse_database_url
 from cloaca.workflows.registry import (
     add_workflow_listener,
     registered_workflows,
@@ -25,6 +25,15 @@ from cloaca.workflows.registry import (
 from cloaca.workflows.workflow import Workflow
 
 log = logging.getLogger(__name__)
+
+
+def _check_schema_url(database_url: str, schema: str) -> None:
+    check_schema_name(schema)
+    if parse_database_url(database_url).dialect != "postgres":
+        raise ValueError(
+            f"with_schema requires PostgreSQL; {masked_url(database_url)!r} is not a "
+            f"postgres:// URL"
+        )
 
 
 class DefaultRunner(Services):
@@ -45,8 +54,13 @@ class DefaultRunner(Services):
         *,
         clock: Clock | None = None,
         start_engine: bool = True,
-        _schema: str | None = None,
+        schema: str | None = None,
     ) -> None:
+        """Open (and migrate) the database ``database_url`` names; ``schema`` keeps the
+        tables in that PostgreSQL schema (see :meth:`with_schema`). ``clock`` and
+        ``start_engine=False`` are the engine's test seam (see :mod:`cloaca.testing`)."""
+        if schema is not None:
+            _check_schema_url(database_url, schema)
         if config is not None and not isinstance(config, DefaultRunnerConfig):
             raise ValueError(f"config must be a DefaultRunnerConfig, got {type(config).__name__}")
         self.config = (config or DefaultRunnerConfig()).copy()  # copy() validates
@@ -54,7 +68,7 @@ class DefaultRunner(Services):
         self.runner_id = str(uuid.uuid4())
         self._clock: Clock = clock or SystemClock()
         self._closed = False
-        self._store = open_migrated(database_url, _schema, self.config.db_pool_size)
+        self._store = open_migrated(database_url, schema, self.config.db_pool_size)
         self._store.origin = self.runner_id
         self.engine = Engine(
             self._store, self._clock, self.config, self.runner_id, by_hand=not start_engine
@@ -96,20 +110,15 @@ class DefaultRunner(Services):
         return cls(database_url, config)
 
     @classmethod
-    def with_schema(
-        cls, database_url: str, schema: str, config: DefaultRunnerConfig | None = None
-    ) -> DefaultRunner:
+    def with_schema(cls, database_url: str, schema: str) -> DefaultRunner:
         """Create a runner whose tables live in a PostgreSQL schema (created if missing);
-        several applications can share one database this way. PostgreSQL only.
+        several applications can share one database this way. PostgreSQL only. The two
+        parameters are upstream's; with a config: ``DefaultRunner(url, config, schema=...)``.
 
         ``schema`` is ASCII letters, digits and underscores, at most 63 bytes (PostgreSQL's
         identifier limit); anything else is a ``ValueError`` before anything is created."""
-        check_schema_name(schema)
-        if parse_database_url(database_url).dialect != "postgres":
-            raise ValueError(
-                f"with_schema requires PostgreSQL; {database_url!r} is not a postgres:// URL"
-            )
-        return cls(database_url, config, _schema=schema)
+        _check_schema_url(database_url, schema)  # None too: it is not "no schema" here
+        return cls(database_url, schema=schema)
 
     def __enter__(self) -> DefaultRunner:
         return self

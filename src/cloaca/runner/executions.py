@@ -207,7 +207,7 @@ class Executions:
         self._check_open()
         shape = self._shapes(workflow_name)
         text = check_context_size(
-            context_json(context),
+            context_json(shape.bind_params(context)),
             self._config.max_context_bytes,
             f"the input context of workflow {workflow_name!r}",
         )

@@ -14,6 +14,13 @@ from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
+from cloaca.errors import (  # noqa: F401  (their home was here)
+    NotACloacaDatabase,
+    SchemaTooNew,
+    StoreError,
+    TransientStoreError,
+)
+
 Params = Mapping[str, Any]
 
 #: The LIMIT parameter meaning "no limit" in every dialect's SQL (SQLite reads a negative
@@ -27,24 +34,6 @@ def limit_param(limit: int | None) -> int:
 
 
 Row = Mapping[str, Any]
-
-
-class StoreError(Exception):
-    """A persistence failure the engine cannot interpret further."""
-
-
-class TransientStoreError(StoreError):
-    """A failure that may pass if the whole transaction is tried again: a lost connection,
-    a serialization failure or deadlock, a database locked by another writer. Drivers raise
-    it; :func:`cloaca.store.retry.retrying` retries it."""
-
-
-class NotACloacaDatabase(StoreError, ValueError):
-    """The database holds tables but none of cloaca's schema bookkeeping."""
-
-
-class SchemaTooNew(StoreError, ValueError):
-    """The database was migrated by a newer cloaca than this one."""
 
 
 @runtime_checkable

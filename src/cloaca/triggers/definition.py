@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
+from cloaca.errors import ValidationError, WrongTypeError
 from cloaca.names import check_name
 from cloaca.triggers import registry
 from cloaca.triggers.registry import (
@@ -151,7 +152,7 @@ class Trigger:
             try:
                 setattr(self, attr, value)
             except AttributeError:
-                raise TypeError(
+                raise WrongTypeError(
                     f"{type(self).__qualname__} defines {attr!r} as a read-only property; "
                     f"do not pass {attr}= to Trigger.__init__()"
                 ) from None
@@ -210,7 +211,7 @@ def _poll_call(poll: Callable[..., Any], desc: str, is_async: bool) -> tuple[Cal
         cursor = positional[0]
     if any(p.default is p.empty and p is not cursor for p in named):
         required = ", ".join(p.name for p in named if p.default is p.empty)
-        raise ValueError(
+        raise ValidationError(
             f"poll() of {desc} must take no arguments or a single 'cursor' argument, "
             f"but it requires ({required})"
         )
@@ -247,18 +248,18 @@ def _build_spec(
     try:
         check_name("trigger name", name)
     except ValueError as exc:
-        raise ValueError(
+        raise ValidationError(
             f"{desc} has no valid name: {exc}. Set 'name' as a class attribute, instance "
             "attribute, property or Trigger(name=...)"
         ) from None
     desc = f"trigger {name!r}"
     interval = parse_interval(poll_interval, what=f"poll_interval of {desc}")
     if not isinstance(allow_concurrent, bool):
-        raise ValueError(
+        raise ValidationError(
             f"allow_concurrent of {desc} must be True or False, got {allow_concurrent!r}"
         )
     if not callable(poll):
-        raise ValueError(f"{desc} has no callable poll(); got {poll!r}")
+        raise ValidationError(f"{desc} has no callable poll(); got {poll!r}")
     is_async = _is_async(poll)
     call, takes_cursor = _poll_call(poll, desc, is_async)
     return TriggerSpec(
@@ -289,12 +290,12 @@ def register_trigger(trigger: Trigger | Callable[..., Any]) -> TriggerSpec:
     desc = f"trigger {type(trigger).__qualname__} instance"
     poll = getattr(trigger, "poll", None)
     if poll is None:
-        raise ValueError(
+        raise ValidationError(
             f"{trigger!r} is not a trigger: it has no poll(); subclass cloaca.Trigger "
             "or decorate a function with @cloaca.trigger"
         )
     if isinstance(trigger, Trigger) and type(trigger).poll is Trigger.poll:
-        raise ValueError(f"{desc} does not implement poll()")
+        raise ValidationError(f"{desc} does not implement poll()")
     spec = _build_spec(
         desc=desc,
         name=getattr(trigger, "name", None),
@@ -342,7 +343,7 @@ def trigger(
 
     def decorate(fn: _F) -> _F:
         if not callable(fn):
-            raise TypeError(f"@trigger decorates a function, got {type(fn).__name__}")
+            raise WrongTypeError(f"@trigger decorates a function, got {type(fn).__name__}")
         registry.store(
             _build_spec(
                 desc=f"@trigger function {getattr(fn, '__qualname__', fn)!r}",

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from cloaca.context import Context
+from cloaca.errors import TriggerError, ValidationError, WrongTypeError
 
 __all__ = [
     "NO_CONTEXT_HASH",
@@ -30,17 +31,6 @@ __all__ = [
 
 #: The dedup hash recorded for a fire without a context (SPEC 6.3).
 NO_CONTEXT_HASH = "fire_no_context"
-
-
-class TriggerError(Exception):
-    """A poll failed; raised by user ``poll()`` code (any other exception is treated alike)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 # --------------------------------------------------------------------------- results
@@ -57,14 +47,16 @@ def _to_context(value: Any, where: str) -> Context | None:
     if isinstance(value, Mapping):
         # Context validates JSON-ness and raises TypeError naming the offending key.
         return Context(value)
-    raise TypeError(
+    raise WrongTypeError(
         f"{where}: a context must be a Context, a dict or None, got {type(value).__name__}"
     )
 
 
 def _check_cursor(cursor: Any) -> str | None:
     if cursor is not None and not isinstance(cursor, str):
-        raise TypeError(f"cursor must be a str or None, got {type(cursor).__name__}: {cursor!r}")
+        raise WrongTypeError(
+            f"cursor must be a str or None, got {type(cursor).__name__}: {cursor!r}"
+        )
     return cursor
 
 
@@ -107,7 +99,7 @@ class TriggerResult:
             contexts, Iterable
         ):
             # A dict is iterable (over its keys), which would silently do the wrong thing.
-            raise TypeError(
+            raise WrongTypeError(
                 "TriggerResult.fire_many() takes an iterable of contexts (Context, dict or "
                 f"None), got {type(contexts).__name__}; use TriggerResult.fire() for one"
             )
@@ -116,7 +108,7 @@ class TriggerResult:
             for i, ctx in enumerate(contexts)
         ]
         if not converted:
-            raise ValueError(
+            raise ValidationError(
                 "TriggerResult.fire_many() needs at least one context; "
                 "return TriggerResult.skip() to fire nothing"
             )
@@ -219,7 +211,7 @@ def with_trigger_metadata(
     ``triggered_at`` (RFC 3339); keys the user already set win (SPEC 6.2)."""
     if isinstance(triggered_at, datetime):
         if triggered_at.tzinfo is None:
-            raise ValueError(f"triggered_at must be timezone-aware, got {triggered_at!r}")
+            raise ValidationError(f"triggered_at must be timezone-aware, got {triggered_at!r}")
         triggered_at = triggered_at.isoformat()
     result: dict[str, Any] = {"trigger_name": trigger_name, "triggered_at": triggered_at}
     if context is not None:

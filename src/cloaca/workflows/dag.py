@@ -8,8 +8,11 @@ between equally valid answers uses it, so results are deterministic.
 from __future__ import annotations
 
 import heapq
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from cloaca.errors import ValidationError
 
 __all__ = [
     "deep_merge",
@@ -67,17 +70,17 @@ def validate_graph(deps: Deps, workflow_name: str = "") -> None:
     where = _in_workflow(workflow_name)
     if not deps:
         subject = f"Workflow {workflow_name!r}" if workflow_name else "Workflow"
-        raise ValueError(f"{subject} cannot be empty: add at least one task")
+        raise ValidationError(f"{subject} cannot be empty: add at least one task")
     for task_id, task_deps in deps.items():
         if isinstance(task_deps, str):
             # A bare string is a Sequence[str] of characters: almost certainly a mistake.
-            raise ValueError(
+            raise ValidationError(
                 f"Dependencies of task {task_id!r}{where} must be a list of task ids, "
                 f"got the string {task_deps!r}"
             )
         for dep in task_deps:
             if dep not in deps:
-                raise ValueError(
+                raise ValidationError(
                     f"Task {task_id!r}{where} depends on unknown task {dep!r}; "
                     f"known tasks: {', '.join(sorted(deps))}"
                 )
@@ -87,7 +90,7 @@ def validate_graph(deps: Deps, workflow_name: str = "") -> None:
         ring = cycle[:-1]
         first = min(range(len(ring)), key=lambda i: order[ring[i]])
         ring = ring[first:] + ring[:first]
-        raise ValueError(f"Cycle detected{where}: {' -> '.join([*ring, ring[0]])}")
+        raise ValidationError(f"Cycle detected{where}: {' -> '.join([*ring, ring[0]])}")
 
 
 def topological_order(deps: Deps) -> list[str]:
@@ -156,7 +159,9 @@ def dependents(deps: Deps) -> dict[str, list[str]]:
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a new dict: `override` wins per key, nested dicts merge, lists are replaced.
+    """Return a new dict merged by Cloacina's rule: two dicts merge recursively, two lists
+    concatenate without duplicates (items of `override`'s list not already present are
+    appended), anything else: `override`'s value wins.
 
     Neither input is mutated. Values that are not merged (scalars, lists, dicts present on
     one side only) are shared with the inputs rather than copied: callers that must isolate
@@ -167,7 +172,7 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def _merge_into(target: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``override`` into ``target`` in place: override wins, nested dicts merge.
+    """Merge ``override`` into ``target`` in place by the :func:`deep_merge` rule.
 
     Iterative (a stack of dict pairs still to merge), so no nesting depth can exhaust the
     interpreter's recursion limit. A nested dict merged here is a fresh copy of the
@@ -182,9 +187,31 @@ def _merge_into(target: dict[str, Any], override: Mapping[str, Any]) -> dict[str
                 merged = dict(current)
                 into[key] = merged
                 pending.append((merged, value))
+            elif isinstance(current, list) and isinstance(value, list):
+                into[key] = _merge_lists(current, value)
             else:
                 into[key] = value
     return target
+
+
+def _merge_lists(current: list[Any], extra: list[Any]) -> list[Any]:
+    """``current`` plus the items of ``extra`` not already present (a new list)."""
+    merged = list(current)
+    seen = {_item_key(item) for item in current}
+    for item in extra:
+        key = _item_key(item)
+        if key not in seen:
+            seen.add(key)
+            merged.append(item)
+    return merged
+
+
+def _item_key(item: Any) -> tuple[bool, str]:
+    """A hashable identity of a JSON value in which ``1``, ``1.0`` and ``true`` differ (as
+    JSON values do) and dicts compare whatever their key order."""
+    if type(item) is str:
+        return True, item
+    return False, json.dumps(item, sort_keys=True, separators=(",", ":"))
 
 
 def merge_outputs(outputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

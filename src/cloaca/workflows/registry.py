@@ -1,8 +1,9 @@
 """The per-process registry of workflows and standalone tasks, and the open-builder stack.
 
 ``@task`` reports each new task here (:func:`task_defined`); a ``with WorkflowBuilder(...)``
-block open on this thread takes it, else it joins the standalone tasks that
-``add_task("id")`` looks up. Runners subscribe to workflow registrations.
+block open on this thread takes it (and it is remembered under that workflow's name), else
+it joins the standalone tasks; ``add_task("id")`` finds both. Runners subscribe to workflow
+registrations.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
 _lock = threading.RLock()
 _standalone_tasks: dict[str, TaskSpec] = {}
+# Tasks defined inside ``with WorkflowBuilder`` blocks: task id -> workflow name -> task.
+_builder_tasks: dict[str, dict[str, TaskSpec]] = {}
 _workflows: dict[str, Workflow] = {}
 _constructors: dict[str, Callable[[], Any]] = {}
 _listeners: list[Callable[[Workflow], None]] = []
@@ -37,19 +40,29 @@ def close_builder() -> None:
 
 
 def task_defined(spec: TaskSpec) -> None:
-    """Called by ``@task``: join the open builder, else the standalone registry."""
+    """Called by ``@task``: join the open builder (and be remembered under its workflow
+    name), else the standalone registry."""
     stack = getattr(_local, "builders", None)
     if stack:
-        stack[-1]._add_spec(spec)
+        builder = stack[-1]
+        builder._add_spec(spec)
+        with _lock:
+            _builder_tasks.setdefault(spec.id, {})[builder.name] = spec
         return
     with _lock:
         _standalone_tasks[spec.id] = spec
 
 
-def standalone_task(task_id: str) -> TaskSpec | None:
-    """The standalone task registered under ``task_id``, or None."""
+def find_task(workflow_name: str, task_id: str) -> TaskSpec | None:
+    """The task ``add_task(task_id)`` means in a builder of ``workflow_name``: one defined
+    in a builder of that workflow, else a standalone task, else the one task of that id
+    defined in some builder (None when there is none, or several)."""
     with _lock:
-        return _standalone_tasks.get(task_id)
+        in_builders = _builder_tasks.get(task_id, {})
+        found = in_builders.get(workflow_name) or _standalone_tasks.get(task_id)
+        if found is None and len(in_builders) == 1:
+            found = next(iter(in_builders.values()))
+        return found
 
 
 def store_workflow(wf: Workflow) -> None:
@@ -97,4 +110,5 @@ def clear_registry() -> None:
     with _lock:
         _workflows.clear()
         _standalone_tasks.clear()
+        _builder_tasks.clear()
         _constructors.clear()

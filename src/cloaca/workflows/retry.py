@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
+from cloaca.errors import ValidationError
+
 __all__ = [
     "BackoffStrategy",
     "RetryCondition",
@@ -55,16 +57,18 @@ def _seconds(value: Any, name: str) -> float:
     elif _is_real(value):
         seconds = float(value)
     else:
-        raise ValueError(f"{name} must be seconds (int or float) or a timedelta, got {value!r}")
+        raise ValidationError(
+            f"{name} must be seconds (int or float) or a timedelta, got {value!r}"
+        )
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        raise ValidationError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
     return seconds
 
 
-def _attempts(value: Any, name: str) -> int:
-    """Validate a total attempt count (an int >= 1)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1 (total attempts), got {value!r}")
+def _attempts(value: Any, name: str, lowest: int = 1) -> int:
+    """Validate a total attempt count (an int >= ``lowest``)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+        raise ValidationError(f"{name} must be an int >= {lowest} (total attempts), got {value!r}")
     return value
 
 
@@ -79,17 +83,17 @@ class BackoffStrategy:
     def __post_init__(self) -> None:
         """Reject unknown kinds and nonsensical numbers."""
         if self.kind not in _BACKOFF_KINDS:
-            raise ValueError(
+            raise ValidationError(
                 f"Unknown backoff kind {self.kind!r}; accepted: {', '.join(_BACKOFF_KINDS)}"
             )
         if not _is_real(self.base) or not math.isfinite(self.base) or self.base < 1:
-            raise ValueError(f"Backoff base must be a finite number >= 1, got {self.base!r}")
+            raise ValidationError(f"Backoff base must be a finite number >= 1, got {self.base!r}")
         if (
             not _is_real(self.multiplier)
             or not math.isfinite(self.multiplier)
             or self.multiplier <= 0
         ):
-            raise ValueError(
+            raise ValidationError(
                 f"Backoff multiplier must be a finite number > 0, got {self.multiplier!r}"
             )
 
@@ -133,11 +137,11 @@ class RetryCondition:
     def __post_init__(self) -> None:
         """Reject unknown kinds and pattern lists that cannot match sensibly."""
         if self.kind not in ("never", "transient", "all", "pattern"):
-            raise ValueError(
+            raise ValidationError(
                 f"Unknown retry condition {self.kind!r}; accepted: never, transient, all, pattern"
             )
         if self.kind == "pattern" and not self.patterns:
-            raise ValueError("error_pattern needs at least one non-empty pattern string")
+            raise ValidationError("error_pattern needs at least one non-empty pattern string")
 
     @classmethod
     def never(cls) -> RetryCondition:
@@ -160,7 +164,7 @@ class RetryCondition:
         items = [patterns] if isinstance(patterns, str) else list(patterns)
         for pattern in items:
             if not isinstance(pattern, str) or not pattern:
-                raise ValueError(
+                raise ValidationError(
                     f"error_pattern patterns must be non-empty strings, got {pattern!r}"
                 )
         return cls("pattern", tuple(items))
@@ -198,15 +202,20 @@ class RetryPolicy:
         initial = _seconds(self.initial_delay, "initial_delay")
         maximum = _seconds(self.max_delay, "max_delay")
         if maximum < initial:
-            raise ValueError(f"max_delay ({maximum}s) must be >= initial_delay ({initial}s)")
+            raise ValidationError(f"max_delay ({maximum}s) must be >= initial_delay ({initial}s)")
         object.__setattr__(self, "initial_delay", initial)
         object.__setattr__(self, "max_delay", maximum)
         if not isinstance(self.backoff, BackoffStrategy):
-            raise ValueError(f"backoff must be a BackoffStrategy, got {self.backoff!r}")
+            raise ValidationError(f"backoff must be a BackoffStrategy, got {self.backoff!r}")
         if not isinstance(self.condition, RetryCondition):
-            raise ValueError(f"condition must be a RetryCondition, got {self.condition!r}")
+            raise ValidationError(f"condition must be a RetryCondition, got {self.condition!r}")
         if not isinstance(self.jitter, bool):
-            raise ValueError(f"jitter must be True or False, got {self.jitter!r}")
+            raise ValidationError(f"jitter must be True or False, got {self.jitter!r}")
+
+    @property
+    def with_jitter(self) -> bool:
+        """Whether delays are jittered (the name upstream reads back; same as ``jitter``)."""
+        return self.jitter
 
     @classmethod
     def default(cls) -> RetryPolicy:
@@ -225,7 +234,7 @@ class RetryPolicy:
         capped again; pass `rng` for reproducible results.
         """
         if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
-            raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
+            raise ValidationError(f"attempt must be an int >= 1, got {attempt!r}")
         delay = min(self.backoff.raw_delay(self.initial_delay, attempt), self.max_delay)
         if self.jitter and delay > 0:
             factor = (rng or random).uniform(1 - _JITTER, 1 + _JITTER)
@@ -263,28 +272,31 @@ class RetryPolicy:
         named = [name for name, value in given.items() if value is not None]
         if retry is not None:
             if named:
-                raise ValueError(
+                raise ValidationError(
                     f"Pass retry=RetryPolicy or the retry_* options, not both "
                     f"(got retry= and {', '.join(named)})"
                 )
             if not isinstance(retry, RetryPolicy):
-                raise ValueError(
+                raise ValidationError(
                     f"retry must be a RetryPolicy (see RetryPolicy.builder()), got {retry!r}"
                 )
             return retry
-        attempts = 3 if retry_attempts is None else _attempts(retry_attempts, "retry_attempts")
+        attempts = 3
+        if retry_attempts is not None:
+            # Upstream accepts 0 and makes one attempt; any other count is the total.
+            attempts = _attempts(retry_attempts, "retry_attempts", lowest=0) or 1
         initial = 1.0 if retry_delay_ms is None else _ms(retry_delay_ms, "retry_delay_ms")
         if retry_max_delay_ms is None:
             maximum = max(60.0, initial)
         else:
             maximum = _ms(retry_max_delay_ms, "retry_max_delay_ms")
             if maximum < initial:
-                raise ValueError(
+                raise ValidationError(
                     f"retry_max_delay_ms ({retry_max_delay_ms}) must be >= "
                     f"retry_delay_ms ({1000.0 if retry_delay_ms is None else retry_delay_ms})"
                 )
         if retry_jitter is not None and not isinstance(retry_jitter, bool):
-            raise ValueError(f"retry_jitter must be True or False, got {retry_jitter!r}")
+            raise ValidationError(f"retry_jitter must be True or False, got {retry_jitter!r}")
         return cls(
             max_attempts=attempts,
             initial_delay=initial,
@@ -298,7 +310,7 @@ class RetryPolicy:
 def _ms(value: Any, name: str) -> float:
     """Validate a millisecond option and return seconds."""
     if not _is_real(value) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a number of milliseconds >= 0, got {value!r}")
+        raise ValidationError(f"{name} must be a number of milliseconds >= 0, got {value!r}")
     return float(value) / 1000.0
 
 
@@ -313,7 +325,7 @@ def _backoff_option(value: str | BackoffStrategy | None) -> BackoffStrategy:
         if kind == "fixed":
             return BackoffStrategy.fixed()
         return BackoffStrategy.linear() if kind == "linear" else BackoffStrategy.exponential()
-    raise ValueError(
+    raise ValidationError(
         f"Unknown retry_backoff {value!r}; accepted: {', '.join(map(repr, _BACKOFF_KINDS))}"
         " or a BackoffStrategy"
     )
@@ -327,7 +339,7 @@ def _condition_option(value: str | RetryCondition | None) -> RetryCondition:
         return value
     if isinstance(value, str) and value.strip().lower() in _CONDITION_NAMES:
         return RetryCondition(value.strip().lower())  # type: ignore[arg-type]
-    raise ValueError(
+    raise ValidationError(
         f"Unknown retry_condition {value!r}; accepted: {', '.join(map(repr, _CONDITION_NAMES))}"
         " or a RetryCondition"
     )
@@ -369,21 +381,21 @@ class RetryPolicyBuilder:
     def backoff_strategy(self, strategy: BackoffStrategy) -> RetryPolicyBuilder:
         """How delays grow between retries."""
         if not isinstance(strategy, BackoffStrategy):
-            raise ValueError(f"backoff_strategy expects a BackoffStrategy, got {strategy!r}")
+            raise ValidationError(f"backoff_strategy expects a BackoffStrategy, got {strategy!r}")
         self._backoff = strategy
         return self
 
     def retry_condition(self, condition: RetryCondition) -> RetryPolicyBuilder:
         """Which failures are retried."""
         if not isinstance(condition, RetryCondition):
-            raise ValueError(f"retry_condition expects a RetryCondition, got {condition!r}")
+            raise ValidationError(f"retry_condition expects a RetryCondition, got {condition!r}")
         self._condition = condition
         return self
 
     def with_jitter(self, jitter: bool = True) -> RetryPolicyBuilder:
         """Randomise each delay by +-25 % so retries of many tasks spread out."""
         if not isinstance(jitter, bool):
-            raise ValueError(f"with_jitter expects True or False, got {jitter!r}")
+            raise ValidationError(f"with_jitter expects True or False, got {jitter!r}")
         self._jitter = jitter
         return self
 

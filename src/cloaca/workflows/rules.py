@@ -14,6 +14,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cloaca.errors import ValidationError
+
 __all__ = [
     "OPERATORS",
     "all_of",
@@ -96,13 +98,13 @@ def _canonical_operator(operator: Any) -> str:
             "lt",
         ]
     )
-    raise ValueError(f"Unknown context_value operator {operator!r}; accepted: {accepted}")
+    raise ValidationError(f"Unknown context_value operator {operator!r}; accepted: {accepted}")
 
 
 def _check_task_name(task_name: Any, what: str) -> str:
     """Return `task_name` if it is a non-empty str, else raise ValueError."""
     if not isinstance(task_name, str) or not task_name:
-        raise ValueError(f"{what} needs a non-empty task name string, got {task_name!r}")
+        raise ValidationError(f"{what} needs a non-empty task name string, got {task_name!r}")
     return task_name
 
 
@@ -134,12 +136,12 @@ def context_value(key: str, operator: str, value: Any = None) -> dict[str, Any]:
     case-insensitive. `value` must be JSON-serialisable (ignored by exists/not_exists).
     """
     if not isinstance(key, str) or not key:
-        raise ValueError(f"context_value needs a non-empty key string, got {key!r}")
+        raise ValidationError(f"context_value needs a non-empty key string, got {key!r}")
     op = _canonical_operator(operator)
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ValidationError(
             f"context_value value for key {key!r} must be JSON-serialisable, "
             f"got {type(value).__name__}"
         ) from None
@@ -173,7 +175,7 @@ def _check_keys(node: Mapping[str, Any], allowed: set[str], kind: str) -> None:
     """Reject keys a node of type `kind` does not have (typos must not pass silently)."""
     extra = set(node) - allowed
     if extra:
-        raise ValueError(
+        raise ValidationError(
             f"Unexpected key(s) {sorted(extra)} in {kind} trigger rule; accepted: {sorted(allowed)}"
         )
 
@@ -183,11 +185,11 @@ def _normalize_node(node: Any, where: str) -> dict[str, Any]:
     if isinstance(node, str):
         return task_success(node)
     if not isinstance(node, Mapping):
-        raise ValueError(
+        raise ValidationError(
             f"Invalid {where} {node!r}: expected a rule/condition dict or a task name string"
         )
     if "type" not in node:
-        raise ValueError(
+        raise ValidationError(
             f"Invalid {where} {dict(node)!r}: missing 'type'; accepted types: "
             f"{', '.join((*_RULE_TYPES, *_CONDITION_TYPES))}"
         )
@@ -199,21 +201,25 @@ def _normalize_node(node: Any, where: str) -> dict[str, Any]:
         _check_keys(node, {"type", "conditions"}, kind)
         conditions = node.get("conditions")
         if not isinstance(conditions, list | tuple):
-            raise ValueError(f"{kind} trigger rule needs a 'conditions' list, got {conditions!r}")
+            raise ValidationError(
+                f"{kind} trigger rule needs a 'conditions' list, got {conditions!r}"
+            )
         return _combine(kind, conditions)
     if kind in _TASK_CONDITIONS:
         _check_keys(node, {"type", "task_name"}, kind)
         if "task_name" not in node:
-            raise ValueError(f"{kind} condition is missing 'task_name': {dict(node)!r}")
+            raise ValidationError(f"{kind} condition is missing 'task_name': {dict(node)!r}")
         return {"type": kind, "task_name": _check_task_name(node["task_name"], kind)}
     if kind == "ContextValue":
         _check_keys(node, {"type", "key", "operator", "value"}, kind)
         for required in ("key", "operator"):
             if required not in node:
-                raise ValueError(f"ContextValue condition is missing {required!r}: {dict(node)!r}")
+                raise ValidationError(
+                    f"ContextValue condition is missing {required!r}: {dict(node)!r}"
+                )
         return context_value(node["key"], node["operator"], node.get("value"))
     accepted = ", ".join((*_RULE_TYPES, *_CONDITION_TYPES))
-    raise ValueError(f"Unknown trigger rule type {kind!r} in {where}; accepted: {accepted}")
+    raise ValidationError(f"Unknown trigger rule type {kind!r} in {where}; accepted: {accepted}")
 
 
 def normalize_rule(rule: Any) -> dict[str, Any] | None:
@@ -330,4 +336,4 @@ def evaluate_rule(
         held = any(results)
         return held if kind == "Any" else not held
     accepted = ", ".join((*_RULE_TYPES, *_CONDITION_TYPES))
-    raise ValueError(f"Unknown trigger rule type {kind!r}; accepted: {accepted}")
+    raise ValidationError(f"Unknown trigger rule type {kind!r}; accepted: {accepted}")

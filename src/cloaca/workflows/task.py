@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
+from cloaca.errors import RunnerShutDown, ValidationError
 from cloaca.names import check_name
 from cloaca.workflows import registry, rules
 from cloaca.workflows.retry import RetryCondition, RetryPolicy
@@ -41,7 +42,7 @@ def task_id_of(ref: object) -> str:
     spec = getattr(ref, TASK_ATTR, None)
     if isinstance(spec, TaskSpec):
         return spec.id
-    raise ValueError(
+    raise ValidationError(
         f"dependency {ref!r} must be a string task ID or a function object decorated with @task"
     )
 
@@ -54,16 +55,16 @@ def _timeout_seconds(value: object) -> float | None:
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        raise ValueError(f"timeout {value!r} must be seconds (int/float) or a timedelta")
+        raise ValidationError(f"timeout {value!r} must be seconds (int/float) or a timedelta")
     if not seconds > 0:
-        raise ValueError(f"timeout {value!r} must be positive")
+        raise ValidationError(f"timeout {value!r} must be positive")
     return seconds
 
 
 def _wants_handle(fn: Callable[..., Any]) -> bool:
     params = list(inspect.signature(fn).parameters.values())
     if not params:
-        raise ValueError(f"task function {fn.__name__!r} must accept a `context` parameter")
+        raise ValidationError(f"task function {fn.__name__!r} must accept a `context` parameter")
     if len(params) >= 2 and params[1].name in _HANDLE_PARAMS:
         return True
     required = [
@@ -73,7 +74,7 @@ def _wants_handle(fn: Callable[..., Any]) -> bool:
         and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
     if required:
-        raise ValueError(
+        raise ValidationError(
             f"task function {fn.__name__!r} takes an unexpected parameter {required[0].name!r}; "
             f"accepted: (context) or (context, handle) / (context, task_handle)"
         )
@@ -106,7 +107,7 @@ def task(
     """
     if fn is not None:
         if not callable(fn):
-            raise ValueError(
+            raise ValidationError(
                 f"@task takes keyword arguments only (id=..., dependencies=...); got {fn!r}"
             )
         return task()(fn)
@@ -121,18 +122,20 @@ def task(
     )
     deps = tuple(task_id_of(d) for d in (dependencies or ()))
     if isinstance(dependencies, str):
-        raise ValueError(f"dependencies {dependencies!r} must be a list of task ids, not a string")
+        raise ValidationError(
+            f"dependencies {dependencies!r} must be a list of task ids, not a string"
+        )
     rule = rules.normalize_rule(trigger_rules)
     seconds = _timeout_seconds(timeout)
     for name, cb in (("on_success", on_success), ("on_failure", on_failure)):
         if cb is not None and not callable(cb):
-            raise ValueError(f"{name} {cb!r} must be callable")
+            raise ValidationError(f"{name} {cb!r} must be callable")
     if id is not None:
         check_name("task id", id)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(fn):
-            raise ValueError(f"@task must decorate a function, got {fn!r}")
+            raise ValidationError(f"@task must decorate a function, got {fn!r}")
         spec = TaskSpec(
             id=id if id is not None else check_name("task id", getattr(fn, "__name__", None)),
             fn=fn,
@@ -173,7 +176,7 @@ class TaskHandle:
 
     def _check(self) -> None:
         if self._ended:
-            raise ValueError(f"TaskHandle for task {self.task_id!r} used after its task ended")
+            raise ValidationError(f"TaskHandle for task {self.task_id!r} used after its task ended")
 
     def is_slot_held(self) -> bool:
         """True while the task holds one of the runner's concurrency slots."""
@@ -188,9 +191,11 @@ class TaskHandle:
         """
         self._check()
         if not callable(condition):
-            raise ValueError(f"defer_until condition {condition!r} must be callable")
+            raise ValidationError(f"defer_until condition {condition!r} must be callable")
         if not isinstance(poll_interval_ms, int) or poll_interval_ms <= 0:
-            raise ValueError(f"poll_interval_ms {poll_interval_ms!r} must be a positive integer")
+            raise ValidationError(
+                f"poll_interval_ms {poll_interval_ms!r} must be a positive integer"
+            )
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -212,7 +217,7 @@ class TaskHandle:
         try:
             while not condition():
                 if self._control.wait(interval):
-                    raise RuntimeError("runner is shutting down")
+                    raise RunnerShutDown("runner is shutting down")
         finally:
             self._end_defer()
 
@@ -227,7 +232,7 @@ class TaskHandle:
                 if result:
                     break
                 if await loop.run_in_executor(None, self._control.wait, interval):
-                    raise RuntimeError("runner is shutting down")
+                    raise RunnerShutDown("runner is shutting down")
         finally:
             await loop.run_in_executor(None, self._end_defer)
 

@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError, check_context_size
-from cloaca.engine.planner import Shape
+from cloaca.engine.planner import CreateExecution, Shape
 from cloaca.engine.triggers.polls import PollRun, describe_error
+from cloaca.errors import ParamsError
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.trigger_records import (
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Consecutive errors back off exponentially up to this multiple of the interval (SPEC 6.5).
 MAX_BACKOFF_FACTOR = 10
-
-CreateExecution = Callable[[Tx, Shape, str, datetime], str]
 
 
 def backoff_delay(interval: timedelta, consecutive_errors: int) -> timedelta:
@@ -210,7 +208,7 @@ class TriggerRecorder:
         name = run.name
         try:
             shape = self._shape(run.claim.workflow_name)
-            prepared = _prepare(run.result.contexts, name, now, self._max_bytes)
+            prepared = _prepare(shape, run.result.contexts, name, now, self._max_bytes)
         except Exception as exc:
             run.error = describe_error(exc)
             run.result = None
@@ -274,8 +272,8 @@ class TriggerRecorder:
         shape = self._shape(schedule.workflow_name)
         started = time.perf_counter()
         try:
-            prepared = _prepare([context], schedule.trigger_name, now, self._max_bytes)
-        except ContextLimitError as exc:
+            prepared = _prepare(shape, [context], schedule.trigger_name, now, self._max_bytes)
+        except (ContextLimitError, ParamsError) as exc:
             # Refused, but on the record: the evaluation log shows what was asked and why.
             self._record_manual_error(schedule, f"manual fire: {exc}", started, now)
             raise
@@ -431,14 +429,15 @@ def _recorded(
 
 
 def _prepare(
-    contexts: Sequence[Context | None], name: str, now: datetime, max_bytes: int
+    shape: Shape, contexts: Sequence[Context | None], name: str, now: datetime, max_bytes: int
 ) -> list[tuple[str, str]]:
-    """``(dedup hash, execution input JSON)`` per fired context; raises for non-JSON, and
-    ContextLimitError for an input over ``max_bytes`` (then none of them fires)."""
+    """``(dedup hash, execution input JSON)`` per fired context; raises for non-JSON,
+    ParamsError for inputs the workflow does not accept, and ContextLimitError for an input
+    over ``max_bytes`` (then none of them fires)."""
     stamp = rfc3339(now)
     out = []
     for i, ctx in enumerate(contexts):
-        data: dict[str, Any] = with_trigger_metadata(ctx, name, stamp or "")
+        data = shape.bind_params(with_trigger_metadata(ctx, name, stamp or ""))
         what = f"the context fired by trigger {name!r}"
         if len(contexts) > 1:
             what = f"context {i} of the {len(contexts)} fired by trigger {name!r}"

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
+from cloaca.errors import ValidationError
 from cloaca.names import MAX_IDENTIFIER_BYTES, check_schema_name
 from cloaca.store.db import (
     Database,
@@ -27,6 +28,7 @@ from cloaca.store.db import (
     load_queries,
 )
 from cloaca.store.drivers.cursor import CursorTx
+from cloaca.store.drivers.urls import masked_url
 from cloaca.store.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,9 @@ class PostgresDatabase:
             self._pool.wait(timeout=10)
         except PoolTimeout as exc:
             self._pool.close()
-            raise ValueError(f"cannot connect to PostgreSQL at {url!r} within 10 s") from exc
+            raise ValueError(
+                f"cannot connect to PostgreSQL at {masked_url(url)!r} within 10 s"
+            ) from exc
 
     def _note_returned(self, conn: Any) -> None:
         """Pool callback: a connection came back; remember when (see ``_check_idle``)."""
@@ -167,7 +171,9 @@ class PostgresDatabase:
         except self._psycopg.errors.UniqueViolation:
             pass  # another process created it at the same moment
         except self._psycopg.Error as exc:
-            raise ValueError(f"cannot prepare schema {schema!r} at {url!r}: {exc}") from exc
+            raise ValidationError(
+                f"Failed to set up schema {schema!r} at {masked_url(url)!r}: {exc}"
+            ) from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[_PgTx]:

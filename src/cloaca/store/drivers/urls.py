@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -31,7 +32,7 @@ def parse_database_url(url: object) -> DatabaseUrl:
         return DatabaseUrl("sqlite", ":memory:", text)
     if text.startswith(("postgres://", "postgresql://")):
         if not urlsplit(text).hostname and "host=" not in text:
-            raise ValueError(f"Malformed PostgreSQL URL {text!r}: a host is required")
+            raise ValueError(f"Malformed PostgreSQL URL {masked_url(text)!r}: a host is required")
         return DatabaseUrl("postgres", text, text)
     if text.startswith("sqlite://"):
         rest = text[len("sqlite://") :]
@@ -49,3 +50,8 @@ def parse_database_url(url: object) -> DatabaseUrl:
             return DatabaseUrl("sqlite", ":memory:", text)
         return DatabaseUrl("sqlite", os.path.expanduser(path), text)
     raise ValueError(f"Unsupported database URL {text!r}: expected one of {ACCEPTED_FORMS}")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs (SPEC 10)."""
+    return re.sub(r"(://[^:/@?#\s]*:)[^@/?#\s]*@", r"\1***@", url)
