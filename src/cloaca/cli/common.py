@@ -16,8 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cloaca.runner.management import ManagementClient
 from cloaca.errors import CloacaError
+from cloaca.runner.management import ManagementClient
 
 DEFAULT_DB = "sqlite://cloaca.db"
 
