@@ -471,3 +471,20 @@ def test_every_dialect_has_the_same_numbered_migrations() -> None:
     first = numbered[_DIALECTS[0]]
     assert first and [n for n, _ in first] == list(range(1, len(first) + 1))
     assert all(m == first for m in numbered.values()), numbered
+
+
+def test_an_execution_with_its_tasks_is_one_read_and_skips_tasks_while_active(
+    store: Store,
+) -> None:
+    e = make_execution(store, tasks=("a", "b"), ready={"a": T0})
+    record, tasks = store.executions.get_with_tasks(e)
+    assert record is not None and record.id == e
+    assert [t.task_id for t in tasks] == ["a", "b"]
+    # A waiter asks for the tasks only once the execution is terminal.
+    assert store.executions.get_with_tasks(e, tasks_unless_active=True) == (record, [])
+    with store.write() as tx:
+        store.executions.finish(tx, e, ExecutionStatus.FAILED, T0, "{}", "bad")
+    record, tasks = store.executions.get_with_tasks(e, tasks_unless_active=True)
+    assert record is not None and record.status is ExecutionStatus.FAILED
+    assert [t.task_id for t in tasks] == ["a", "b"]
+    assert store.executions.get_with_tasks("missing") == (None, [])

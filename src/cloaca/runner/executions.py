@@ -285,11 +285,13 @@ class Executions:
 
     def _terminal(self, execution_id: str) -> WorkflowResult | None:
         # Retries transient database errors (a dropped connection) with backoff.
-        record = self._store.get_execution(execution_id)
+        record, tasks = self._store.executions.get_with_tasks(
+            execution_id, tasks_unless_active=True
+        )
         if record is None:
             raise ValueError(f"Execution {execution_id!r} not found")
         if record.status.is_terminal:
-            return WorkflowResult.build(record, self._store.list_task_executions(execution_id))
+            return WorkflowResult.build(record, tasks)
         if self._engine.waits_block:
             raise RuntimeError(
                 "wait() on a manually driven runner would block forever; "
@@ -300,10 +302,10 @@ class Executions:
     def get_execution(self, execution_id: str) -> WorkflowResult:
         """The current state of an execution (status may be Pending or Running)."""
         self._check_open()
-        record = self._store.get_execution(str(execution_id))
+        record, tasks = self._store.executions.get_with_tasks(str(execution_id))
         if record is None:
             raise ValueError(f"Execution {execution_id!r} not found")
-        return WorkflowResult.build(record, self._store.list_task_executions(record.id))
+        return WorkflowResult.build(record, tasks)
 
     def list_executions(
         self,

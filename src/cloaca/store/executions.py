@@ -10,7 +10,13 @@ from datetime import datetime
 from cloaca.clock import from_db_time, to_db_time
 from cloaca.store.db import Tx
 from cloaca.store.group import QueryGroup
-from cloaca.store.records import ExecutionRecord, ExecutionStatus, NewTask, TaskStatus
+from cloaca.store.records import (
+    ExecutionRecord,
+    ExecutionStatus,
+    NewTask,
+    TaskExecutionRecord,
+    TaskStatus,
+)
 from cloaca.store.retry import read_retrying
 
 
@@ -155,6 +161,25 @@ class ExecutionQueries(QueryGroup):
             "reading an execution",
         )
         return ExecutionRecord.from_row(row) if row else None
+
+    def get_with_tasks(
+        self, execution_id: str, tasks_unless_active: bool = False
+    ) -> tuple[ExecutionRecord | None, list[TaskExecutionRecord]]:
+        """One execution and its task executions (topological order), read in ONE
+        transaction; with ``tasks_unless_active`` the tasks are read only once the execution
+        is terminal (a waiter needs them only then). Transient errors are retried."""
+
+        def read(tx: Tx) -> tuple[ExecutionRecord | None, list[TaskExecutionRecord]]:
+            row = tx.one("execution_get", {"id": execution_id})
+            if row is None:
+                return None, []
+            record = ExecutionRecord.from_row(row)
+            if tasks_unless_active and not record.status.is_terminal:
+                return record, []
+            rows = tx.all("task_list", {"execution_id": execution_id})
+            return record, [TaskExecutionRecord.from_row(r) for r in rows]
+
+        return read_retrying(self.db, read, "reading an execution")
 
     def list_newest(
         self, workflow_name: str | None, status: str | None, limit: int, offset: int
