@@ -32,6 +32,7 @@ from cloaca.cli.common import (
 )
 from cloaca.cli.dashboard import dashboard, serve_metrics
 from cloaca.cli.schedules import cron, triggers
+from cloaca.cli.workflows import workflows
 from cloaca.config import DefaultRunnerConfig
 from cloaca.runner.database import mask_url
 from cloaca.runner.default import DefaultRunner
@@ -256,3 +257,4 @@ def db_status(url: str, as_json: bool) -> None:
 main.add_command(triggers)
 main.add_command(cron)
 main.add_command(dashboard)
+main.add_command(workflows)

@@ -26,6 +26,7 @@ from cloaca.runner.overview import Overview
 from cloaca.runner.triggers import Triggers
 from cloaca.store.core import Store
 from cloaca.store.migrate import current_version, latest_version
+from cloaca.workflows.params import merge_declarations
 
 
 class ManagementClient(Services):
@@ -104,7 +105,8 @@ class ManagementClient(Services):
         """Workflow definitions recorded in the database (by any runner), by name: dicts
         with ``name, version, description, updated_at``, ``params`` (declared inputs, if
         recorded) and ``tasks``, a list of dicts with ``id``, ``dependencies``,
-        ``max_attempts`` and ``trigger_rules``."""
+        ``max_attempts`` and ``trigger_rules``; ``params`` and ``secrets`` are what its tasks
+        declare with ``@workflow_params`` / ``@workflow_secrets``."""
         self._check_open()
         return [
             {
@@ -121,7 +123,10 @@ class ManagementClient(Services):
                     }
                     for t in w.definition.get("tasks", [])
                 ],
-                "params": w.definition.get("params") or {},
+                "params": declared_params(w.name, w.definition),
+                "secrets": sorted(
+                    {s for t in w.definition.get("tasks", []) for s in t.get("secrets", [])}
+                ),
             }
             for w in self._store.list_workflows()
         ]
@@ -198,3 +203,10 @@ class ManagementClient(Services):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def declared_params(name: str, definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The inputs a recorded definition's tasks declare, merged (they sit on each task)."""
+    return merge_declarations(
+        name, [(t["id"], t["params"]) for t in definition.get("tasks", []) if t.get("params")]
+    )
