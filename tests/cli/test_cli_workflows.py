@@ -59,3 +59,14 @@ def test_workflows_show_of_an_unknown_name_says_so(db_url: str) -> None:
     result = CliRunner().invoke(main, ["--db", db_url, "workflows", "show", "nope"])
     assert result.exit_code == 1
     assert result.output.strip() == "Error: workflow 'nope' is not recorded in this database"
+
+
+def test_execute_checks_declared_inputs_before_anything_is_queued(db_url: str) -> None:
+    _record_etl(db_url)
+    bad = CliRunner().invoke(
+        main, ["--db", db_url, "execute", "etl", "--no-wait", "--context", '{"limit": "x"}']
+    )
+    assert bad.exit_code == 1
+    assert bad.output.startswith("Error: ")
+    assert "source" in bad.output and "limit" in bad.output, bad.output
+    assert json.loads(run(db_url, "executions", "list", "--json").output) == []
