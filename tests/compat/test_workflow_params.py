@@ -109,7 +109,7 @@ def test_bind_params_fills_defaults_and_lists_every_problem() -> None:
     problems = raised.value.problems
     assert len(problems) == 3
     assert "missing required input 'source' (str)" in problems[0]
-    assert "input 'limit' must be a int, got str" in problems[1]
+    assert "input 'limit' must be an int, got str" in problems[1]
     assert "secret 'API_TOKEN' must not be passed in the context" in problems[2]
     assert isinstance(raised.value, ValueError) and "ingest" in str(raised.value)
 
@@ -150,7 +150,7 @@ def test_execute_and_start_enforce_inputs_and_fill_defaults(db_url: str) -> None
         assert result.final_context["seen"] == {"source": "db", "limit": 10}
         with pytest.raises(ValueError, match="missing required input 'source'"):
             runner.execute("ingest", Context({"limit": 5}))
-        with pytest.raises(ValueError, match="input 'limit' must be a int"):
+        with pytest.raises(ValueError, match="input 'limit' must be an int"):
             runner.start("ingest", {"source": "db", "limit": "5"})
         assert len(runner.list_executions()) == 1  # nothing was created for the bad ones
 
@@ -187,7 +187,7 @@ def test_a_manual_fire_with_bad_inputs_raises_and_is_on_record(harness: Harness)
     _ingest()
     harness.runner.register_trigger(_fire_with({"source": "feed"}), "ingest")
     harness.runner.set_trigger_enabled("feed", False)
-    with pytest.raises(ValueError, match="input 'limit' must be a int"):
+    with pytest.raises(ValueError, match="input 'limit' must be an int"):
         harness.runner.fire_trigger("feed", {"source": "x", "limit": "no"})
     newest = harness.runner.get_trigger_evaluations("feed")[0]
     assert newest["outcome"] == "error" and "manual fire" in newest["message"]

@@ -181,7 +181,7 @@ def bind_params(
             continue
         if not _matches(type_name, value):
             problems.append(
-                f"input {name!r} must be a {type_name}, got {type(value).__name__} {value!r:.60}"
+                f"input {name!r} must be {_article(type_name)} {type_name}, got {type(value).__name__} {value!r:.60}"
             )
     for name in secrets:
         if name in out:
@@ -209,3 +209,7 @@ def var(name: str) -> str:
 def var_or(name: str, default: str) -> str:
     """The value of ``CLOACINA_VAR_{name}``, or ``default`` when it is not set (compat)."""
     return os.environ.get(f"CLOACINA_VAR_{name}", default)
+
+
+def _article(type_name: str) -> str:
+    return "an" if type_name[0] in "aeiou" else "a"
