@@ -47,7 +47,7 @@ def claim_without_execution(h: Harness, schedule_id: str, slot: datetime, claim_
     """What an interrupted older version (or a manual deletion) leaves behind."""
     store = h.runner._store
     with store.write() as tx:
-        assert store.cron_claim_slot(tx, claim_id, schedule_id, slot, "gone-runner", START)
+        assert store.cron.claim_slot(tx, claim_id, schedule_id, slot, "gone-runner", START)
 
 
 def test_a_claim_without_execution_is_recovered_after_the_threshold(
@@ -104,7 +104,7 @@ def test_an_execution_deleted_after_the_fire_is_recovered(
 def test_recovery_gives_up_after_max_attempts(h: Harness) -> None:
     # A schedule whose workflow no process knows: every recovery attempt fails.
     store = h.runner._store
-    record, _ = store.cron_register(
+    record, _ = store.cron.register(
         new_id="00000000-0000-4000-8000-000000000001",
         workflow_name="ghost",
         instance_name=None,

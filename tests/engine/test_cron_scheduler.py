@@ -285,9 +285,9 @@ def test_a_slot_key_can_be_claimed_only_once(h: Harness) -> None:
     sid = h.runner.register_cron_workflow("report", "0 * * * *")
     store, slot = h.runner._store, utc("2026-01-01T01:00:00Z")
     with store.write() as tx:
-        assert store.cron_claim_slot(tx, "claim-1", sid, slot, "runner-a", START)
+        assert store.cron.claim_slot(tx, "claim-1", sid, slot, "runner-a", START)
     with store.write() as tx:
-        assert not store.cron_claim_slot(tx, "claim-2", sid, slot, "runner-b", START)
+        assert not store.cron.claim_slot(tx, "claim-2", sid, slot, "runner-b", START)
 
 
 # -- edits, pauses, deletes -------------------------------------------------------------------

@@ -204,7 +204,7 @@ def test_outcome_is_recorded_once_a_long_held_lock_is_released(
         with caplog.at_level(logging.WARNING), _held_lock(backend, lock_url, execution_id):
             release.set()
             time.sleep(held_for)  # the outcome is being recorded against the held lock
-            assert runner._store.get_execution(execution_id) is not None  # reads still work
+            assert runner._store.executions.get(execution_id) is not None  # reads still work
         _assert_completed_once(runner, execution_id, calls)
     assert "failed transiently" in caplog.text  # the lock really was in the way
     if held_for > 2:

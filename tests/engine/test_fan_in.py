@@ -60,7 +60,7 @@ def store(db_url: str) -> Iterator[Store]:
 def finish_and_plan(store: Store, shape: Shape, claimed: ClaimedTask) -> None:
     """What the executor does when an attempt succeeds, in one transaction."""
     with store.write() as tx:
-        assert store.finish_attempt(
+        assert store.tasks.finish_attempt(
             tx, claimed, "r1", status=TaskStatus.COMPLETED, now=NOW, output_json="{}"
         )
         planner.advance(store, tx, shape, claimed.execution_id, claimed.task_id, NOW)
@@ -71,9 +71,9 @@ def test_two_dependencies_finishing_at_once_make_the_join_ready(store: Store) ->
     execution_id = str(uuid.uuid4())
     with store.write() as tx:
         planner.create(store, tx, shape, execution_id, "{}", NOW)
-    [a] = store.claim_ready("r1", ["diamond"], 10, NOW)
+    [a] = store.tasks.claim_ready("r1", ["diamond"], 10, NOW)
     finish_and_plan(store, shape, a)
-    claimed = {c.task_id: c for c in store.claim_ready("r1", ["diamond"], 10, NOW)}
+    claimed = {c.task_id: c for c in store.tasks.claim_ready("r1", ["diamond"], 10, NOW)}
     assert set(claimed) == {"b", "c"}
 
     # Force the interleaving: b's transaction has planned but not committed when c's
@@ -85,7 +85,7 @@ def test_two_dependencies_finishing_at_once_make_the_join_ready(store: Store) ->
     def finish_b() -> None:
         try:
             with store.write() as tx:
-                store.finish_attempt(
+                store.tasks.finish_attempt(
                     tx, claimed["b"], "r1", status=TaskStatus.COMPLETED, now=NOW, output_json="{}"
                 )
                 planner.advance(store, tx, shape, execution_id, "b", NOW)
@@ -113,10 +113,10 @@ def test_two_dependencies_finishing_at_once_make_the_join_ready(store: Store) ->
     assert not errors and not first.is_alive() and not second.is_alive()
 
     with store.read() as tx:
-        assert store.task_statuses(tx, execution_id)["d"] is TaskStatus.READY
-    [d] = store.claim_ready("r1", ["diamond"], 10, NOW)
+        assert store.tasks.statuses(tx, execution_id)["d"] is TaskStatus.READY
+    [d] = store.tasks.claim_ready("r1", ["diamond"], 10, NOW)
     finish_and_plan(store, shape, d)
-    record = store.get_execution(execution_id)
+    record = store.executions.get(execution_id)
     assert record is not None and str(record.status) == "Completed"
 
 

@@ -85,11 +85,11 @@ def test_the_claim_of_a_dead_runner_on_a_cancelled_execution_is_not_run_again(
     now = harness.clock.now()
     # A runner that no longer exists (no heartbeat row) claimed the task, then the
     # execution was cancelled.
-    claimed = store.claim_ready("ghost-runner", ["abandoned"], 10, now)
+    claimed = store.tasks.claim_ready("ghost-runner", ["abandoned"], 10, now)
     assert [c.task_id for c in claimed] == ["work"]
     assert runner.cancel_execution(execution_id)
 
-    assert store.requeue_stale(runner.runner_id, now, now) == 0
+    assert store.runners.requeue_stale(runner.runner_id, now, now) == 0
     harness.advance(120)
     result = runner.get_execution(execution_id)
     assert result.status == "Cancelled"

@@ -375,8 +375,8 @@ def test_a_dead_runners_claim_counts_as_an_attempt(harness: Harness, attempts: i
     execution_id = runner.start("taken_over")
     now = harness.clock.now()
     # Another runner claims the task, then goes silent (its process died).
-    store.register_runner("ghost", "elsewhere", 1, now)
-    [claim] = store.claim_ready("ghost", ["taken_over"], 10, now)
+    store.runners.register("ghost", "elsewhere", 1, now)
+    [claim] = store.tasks.claim_ready("ghost", ["taken_over"], 10, now)
     assert (claim.task_id, claim.attempt, claim.max_attempts) == ("work", 1, attempts)
     harness.advance(120)  # past the stale threshold: this runner's sweep takes it over
     result = runner.get_execution(execution_id)

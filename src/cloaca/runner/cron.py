@@ -115,7 +115,7 @@ class CronSchedules:
         # Unknown everywhere -> "... not found"; params its fires could not start with ->
         # ParamsError now rather than a failed slot later.
         slot_context(self._shape(workflow_name), "", cron_expression, timezone, params, now)
-        record, _ = self._store.cron_register(
+        record, _ = self._store.cron.register(
             new_id=str(uuid.uuid4()),
             workflow_name=workflow_name,
             instance_name=instance_name,
@@ -143,7 +143,7 @@ class CronSchedules:
             raise ValueError(f"enabled_only {enabled_only!r} must be True, False or None")
         check_count("limit", limit)
         check_count("offset", offset)
-        records = self._store.cron_list(bool(enabled_only), limit, offset or 0)
+        records = self._store.cron.list_schedules(bool(enabled_only), limit, offset or 0)
         return [_schedule_dict(r) for r in records]
 
     def get_cron_schedule(self, schedule_id: str) -> dict[str, Any]:
@@ -152,7 +152,7 @@ class CronSchedules:
         last_run_at, created_at, updated_at`` (``next_run_at`` is None while disabled)."""
         self._check_open()
         key = _schedule_id(schedule_id)
-        record = self._store.cron_get(key)
+        record = self._store.cron.get(key)
         if record is None:
             raise ValueError(f"Failed to get cron schedule {key!r}: no schedule with this ID")
         return _schedule_dict(record)
@@ -169,7 +169,7 @@ class CronSchedules:
         key = _schedule_id(schedule_id)
         check_count("limit", limit)
         check_count("offset", offset)
-        return [_history_dict(r) for r in self._store.cron_history(key, limit, offset or 0)]
+        return [_history_dict(r) for r in self._store.cron.history(key, limit, offset or 0)]
 
     def get_cron_execution_stats(self, since: datetime | str) -> dict[str, Any]:
         """Counts over slots scheduled at or after ``since`` (an aware datetime or an RFC 3339
@@ -180,7 +180,7 @@ class CronSchedules:
         self._check_open()
         start = _parse_since(since)
         lost_before = self._clock.now() - timedelta(minutes=self.config.cron_lost_threshold_minutes)
-        stats = self._store.cron_stats(start, lost_before)
+        stats = self._store.cron.stats(start, lost_before)
         rate = 100.0 * stats.successful / stats.total if stats.total else 0.0
         return {
             "total_executions": stats.total,
@@ -207,7 +207,7 @@ class CronSchedules:
             validate_cron(cron_expression)  # report a bad expression before a lookup
         now = self._clock.now()
         with self._store.write() as tx:
-            record = self._store.cron_get_in(tx, key)
+            record = self._store.cron.get_in(tx, key)
             if record is None:
                 raise ValueError(
                     f"Failed to update cron schedule {key!r}: no schedule with this ID"
@@ -216,13 +216,13 @@ class CronSchedules:
             cron = CronSchedule(cron_expression, zone)
             expression = _normalized(cron)
             if record.instance_name is None:
-                other = self._store.cron_find_plain(tx, record.workflow_name, expression, zone)
+                other = self._store.cron.find_plain(tx, record.workflow_name, expression, zone)
                 if other is not None and other != key:
                     raise ValueError(
                         f"Failed to update cron schedule {key!r}: schedule {other!r} already "
                         f"runs {record.workflow_name!r} on {expression!r} in {zone!r}"
                     )
-            self._store.cron_set_expression(tx, key, expression, zone, cron.next_after(now), now)
+            self._store.cron.set_expression(tx, key, expression, zone, cron.next_after(now), now)
         self._cron_changed()
 
     def set_cron_schedule_enabled(self, schedule_id: str, enabled: bool) -> None:
@@ -232,7 +232,7 @@ class CronSchedules:
         key = _schedule_id(schedule_id)
         if not isinstance(enabled, bool):
             raise ValueError(f"enabled {enabled!r} must be True or False")
-        record = self._store.cron_get(key)
+        record = self._store.cron.get(key)
         if record is None:
             raise ValueError(
                 f"Failed to update cron schedule {key!r}: no schedule with this ID "
@@ -240,7 +240,7 @@ class CronSchedules:
             )
         now = self._clock.now()
         next_run = self._cron_of(record).next_after(now)
-        if not self._store.cron_set_enabled(key, enabled, next_run, now):
+        if not self._store.cron.set_enabled(key, enabled, next_run, now):
             raise ValueError(f"Failed to update cron schedule {key!r}: it was just deleted")
         self._cron_changed()
 
@@ -248,7 +248,7 @@ class CronSchedules:
         """Delete a schedule and its slot history; executions it started are kept."""
         self._check_open()
         key = _schedule_id(schedule_id)
-        if not self._store.cron_delete(key):
+        if not self._store.cron.delete(key):
             raise ValueError(f"Failed to delete cron schedule {key!r}: no schedule with this ID")
         self._cron_changed()
 

@@ -130,7 +130,7 @@ class DefaultRunner(Services):
         if self._closed:
             return
         try:
-            self._store.record_workflow(wf.name, wf.version, wf.definition(), self._clock.now())
+            self._store.workflows.record(wf.name, wf.version, wf.definition(), self._clock.now())
         except Exception:
             log.exception("recording workflow definition failed", extra={"workflow": wf.name})
         self.engine.wake()
@@ -150,7 +150,7 @@ class DefaultRunner(Services):
         self.engine.shutdown(timeout)
         self._closed = True
         try:
-            self._store.remove_runner(self.runner_id)
+            self._store.runners.remove(self.runner_id)
         except Exception:
             log.exception("removing runner row failed")
         self.engine.close()

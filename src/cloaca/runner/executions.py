@@ -122,7 +122,7 @@ class Shapes:
         wf = get_workflow(workflow_name)
         if wf is not None:
             return self._shape_of(wf)
-        definition = self._store.get_workflow_definition(workflow_name)
+        definition = self._store.workflows.definition(workflow_name)
         if definition is None:
             raise ValueError(
                 f"Workflow {workflow_name!r} not found: register it in this process "
@@ -319,14 +319,14 @@ class Executions:
         check_status(status)
         check_count("limit", limit, optional=False)
         check_count("offset", offset, optional=False)
-        records = self._store.list_executions(workflow_name, status, limit, offset)
+        records = self._store.executions.list_newest(workflow_name, status, limit, offset)
         return [execution_dict(r) for r in records]
 
     def cancel_execution(self, execution_id: str) -> bool:
         """Cancel a Pending/Running execution: nothing new starts; returns False if it was
         already terminal. Running attempts finish but their results are not planned on."""
         self._check_open()
-        if self._store.get_execution(str(execution_id)) is None:
+        if self._store.executions.get(str(execution_id)) is None:
             raise ValueError(f"Execution {execution_id!r} not found")
         return self.end(execution_id, ExecutionStatus.CANCELLED, "cancelled")
 

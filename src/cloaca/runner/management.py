@@ -128,7 +128,7 @@ class ManagementClient(Services):
                     {s for t in w.definition.get("tasks", []) for s in t.get("secrets", [])}
                 ),
             }
-            for w in self._store.list_workflows()
+            for w in self._store.admin.list_workflows()
         ]
 
     def list_runners(self) -> list[dict[str, Any]]:
@@ -147,7 +147,7 @@ class ManagementClient(Services):
                 "running_tasks": r.running_tasks,
                 "trigger_leases": r.trigger_leases,
             }
-            for r in self._store.list_runners()
+            for r in self._store.admin.list_runners()
         ]
 
     # -- overviews (the dashboard, the metrics): see cloaca.runner.overview ------------------

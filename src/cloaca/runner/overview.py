@@ -40,7 +40,7 @@ class Overview:
         if started_by is not None and started_by not in STARTED_BY:
             raise ValueError(f"started_by {started_by!r} is not one of {list(STARTED_BY)}")
         check_count("limit", limit, optional=False)
-        page = self._store.execution_page(workflow_name, status, started_by, before, limit)
+        page = self._store.overview.execution_page(workflow_name, status, started_by, before, limit)
         return [_summary_dict(s) for s in page]
 
     def describe_execution(self, execution_id: str) -> dict[str, Any]:
@@ -48,7 +48,7 @@ class Overview:
         keys plus ``input_context`` (the context it started with). Unknown id →
         ``ValueError``."""
         self._check_open()
-        summary = self._store.execution_summary(str(execution_id))
+        summary = self._store.overview.execution_summary(str(execution_id))
         if summary is None:
             raise ValueError(f"Execution {execution_id!r} not found")
         return {**_summary_dict(summary), "input_context": json.loads(summary.execution.context)}
@@ -57,13 +57,13 @@ class Overview:
         """``executions_pending``, ``executions_running``, ``tasks_ready`` (the queue
         depth) and ``tasks_running``, counted through indexes (cheap at any size)."""
         self._check_open()
-        return self._store.queue_counts()
+        return self._store.overview.queue_counts()
 
     def metrics_tail_end(self, what: str) -> int:
         """The position of the newest row of ``what`` (``executions``, ``tasks``,
         ``evaluations`` or ``cron_slots``): where a metrics reader starts."""
         self._check_open()
-        return self._store.tail_end(what)
+        return self._store.overview.tail_end(what)
 
     def metrics_tail(self, what: str, after: int, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` rows of ``what`` added after position ``after``, oldest first:
@@ -74,7 +74,7 @@ class Overview:
         self._check_open()
         check_count("after", after, optional=False)
         check_count("limit", limit, optional=False)
-        rows = self._store.tail(what, after, limit)
+        rows = self._store.overview.tail(what, after, limit)
         return [{"pos": r.pos, "final": r.final, **r.values} for r in rows]
 
 

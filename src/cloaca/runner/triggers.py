@@ -123,7 +123,7 @@ class Triggers:
             )
             return
         try:
-            self._store.upsert_trigger_schedule(
+            self._store.triggers.upsert_schedule(
                 spec.name,
                 spec.workflow,
                 _interval_ms(spec.poll_interval),
@@ -179,7 +179,7 @@ class Triggers:
                 f"allow_concurrent must be True, False or None, got {allow_concurrent!r}"
             )
         name = spec.name if spec is not None else str(trigger_or_name)
-        schedule_id = self._store.upsert_trigger_schedule(
+        schedule_id = self._store.triggers.upsert_schedule(
             name, shape.name, _interval_ms(interval), concurrent, self._clock.now()
         )
         self._changed(name)
@@ -199,7 +199,7 @@ class Triggers:
                 raise ValueError(
                     f"Trigger {trigger_or_name!r} is not registered and cannot be: {exc}"
                 ) from None
-            existing = self._store.get_trigger_schedule(trigger_or_name)
+            existing = self._store.triggers.get_schedule(trigger_or_name)
             if existing is None:
                 raise ValueError(
                     f"Trigger {trigger_or_name!r} is not registered in this process and has no "
@@ -227,7 +227,7 @@ class Triggers:
         check_count("offset", offset)
         if enabled_only is not None and not isinstance(enabled_only, bool):
             raise ValueError(f"enabled_only must be True, False or None, got {enabled_only!r}")
-        records = self._store.list_trigger_schedules(True if enabled_only else None, limit, offset)
+        records = self._store.triggers.list_schedules(True if enabled_only else None, limit, offset)
         return [_schedule_dict(r) for r in records]
 
     def get_trigger_schedule(self, name: str) -> dict[str, Any] | None:
@@ -238,7 +238,7 @@ class Triggers:
         consecutive_errors, paused_reason, cursor``. Times are RFC 3339 strings.
         """
         self._check_open()
-        record = self._store.get_trigger_schedule(_name(name))
+        record = self._store.triggers.get_schedule(_name(name))
         return _schedule_dict(record) if record else None
 
     def set_trigger_enabled(self, name: str, enabled: bool) -> None:
@@ -251,7 +251,7 @@ class Triggers:
         self._check_open()
         if not isinstance(enabled, bool):
             raise ValueError(f"enabled must be True or False, got {enabled!r}")
-        if not self._store.set_trigger_schedule_enabled(_name(name), enabled, self._clock.now()):
+        if not self._store.triggers.set_enabled(_name(name), enabled, self._clock.now()):
             raise ValueError(f"Trigger schedule {name!r} not found")
         self._changed(name)
 
@@ -266,7 +266,7 @@ class Triggers:
         check_count("offset", offset)
         return [
             _execution_dict(r)
-            for r in self._store.trigger_execution_history(_name(name), limit, offset)
+            for r in self._store.triggers.execution_history(_name(name), limit, offset)
         ]
 
     def get_trigger_evaluations(
@@ -279,7 +279,7 @@ class Triggers:
         The newest ``trigger_evaluation_retention`` per trigger are kept."""
         self._check_open()
         check_count("limit", limit, optional=False)
-        return [_evaluation_dict(r) for r in self._store.trigger_evaluations(_name(name), limit)]
+        return [_evaluation_dict(r) for r in self._store.triggers.evaluations(_name(name), limit)]
 
     def fire_trigger(
         self, name: str, context: Context | Mapping[str, Any] | None = None
@@ -294,7 +294,7 @@ class Triggers:
         code in this process. Unknown trigger → ``ValueError``.
         """
         self._check_open()
-        record = self._store.get_trigger_schedule(_name(name))
+        record = self._store.triggers.get_schedule(_name(name))
         if record is None:
             raise ValueError(f"Trigger schedule {name!r} not found; register it first")
         if context is not None and not isinstance(context, Context | Mapping):

@@ -1,5 +1,5 @@
-"""Reads for management tools, mixed into :class:`~cloaca.store.core.Store`: the workflow
-definitions recorded in the database and the runner rows with what each holds."""
+"""Reads for management tools, the ``admin`` group of :class:`~cloaca.store.core.Store`:
+the workflow definitions recorded in the database and the runner rows with what each holds."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ class RunnerRecord:
 class AdminReads:
     """Workflow definitions and runner rows as records."""
 
-    if TYPE_CHECKING:
-        db: Database
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def list_workflows(self) -> list[WorkflowDefinitionRecord]:
         """Every recorded workflow (its latest definition), by name."""

@@ -1,4 +1,4 @@
-"""Reads for overviews, mixed into :class:`~cloaca.store.core.Store`: keyset pages of
+"""Reads for overviews, the ``overview`` group of :class:`~cloaca.store.core.Store`: keyset pages of
 executions with who started each one (the dashboard), and for the Prometheus metrics the
 counts of what is in motion and "tails" of rows added since a position (so a scrape reads
 what is new, never a whole table). Each opens its own read transaction."""
@@ -37,8 +37,8 @@ class ExecutionSummary:
 class OverviewReads:
     """Pages and aggregates for the dashboard and the metrics."""
 
-    if TYPE_CHECKING:
-        db: Database
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def execution_page(
         self,

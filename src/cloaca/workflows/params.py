@@ -181,7 +181,8 @@ def bind_params(
             continue
         if not _matches(type_name, value):
             problems.append(
-                f"input {name!r} must be {_article(type_name)} {type_name}, got {type(value).__name__} {value!r:.60}"
+                f"input {name!r} must be {_article(type_name)} {type_name}, "
+                f"got {type(value).__name__} {value!r:.60}"
             )
     for name in secrets:
         if name in out:
