@@ -122,8 +122,15 @@ WHERE id IN (
 RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
 
 -- name: execution_mark_running
+-- A claim has locked task rows already; waiting here for an execution row that a cancel holds
+-- (it locks the execution, then the tasks) would be a lock-order deadlock. A locked
+-- execution is skipped instead: a later claim marks it, and finishing sets started_at.
 UPDATE cloaca_executions SET status = 'Running', started_at = %(now)s
-WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb))) AND status = 'Pending'
+WHERE id IN (
+    SELECT id FROM cloaca_executions
+    WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb))) AND status = 'Pending'
+    FOR UPDATE SKIP LOCKED
+)
 
 -- name: task_next_ready_at
 SELECT MIN(ready_at) AS ready_at FROM cloaca_task_executions
