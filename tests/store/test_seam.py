@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
+import pytest
 from store_backends import Backend
 
 from cloaca.store.core import Store
@@ -111,6 +112,34 @@ def test_notifications_reach_listeners_or_are_explicit_no_ops(backend: Backend) 
             assert _until(lambda: heard == ["ready:elsewhere"]), heard
         else:  # SQLite has no channel: notify and listen are no-ops, nothing is heard
             assert heard == []
+    finally:
+        listener.close()
+        sender.close()
+
+
+def test_a_payload_is_sent_once_per_transaction(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listener, sender = backend.open_db(), backend.open_db()
+    heard: list[str] = []
+    statements: list[str] = []
+    try:
+        listener.listen(heard.append)
+        with sender.write() as tx:
+            real_one = type(tx).one
+
+            def counting_one(self: object, query: str, params: object = None) -> object:
+                statements.append(query)
+                return real_one(self, query, params)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(type(tx), "one", counting_one)
+            for payload in ("ready:a", "ready:a", "finished:e1", "ready:a"):
+                sender.notify(tx, payload)
+        if backend.dialect == "postgres":
+            assert statements.count("notify") == 2  # one round trip per distinct payload
+            assert _until(lambda: sorted(heard) == ["finished:e1", "ready:a"]), heard
+        else:
+            assert statements == [] and heard == []
     finally:
         listener.close()
         sender.close()

@@ -83,7 +83,13 @@ def _import_psycopg() -> Any:
 
 
 class _PgTx(CursorTx):
-    __slots__ = ()
+    # Payloads this transaction already sent: PostgreSQL delivers identical notifications of
+    # one transaction once, so sending one again would only cost a round trip.
+    __slots__ = ("notified",)
+
+    def __init__(self, cur: Any, queries: dict[str, str], dialect: str) -> None:
+        super().__init__(cur, queries, dialect)
+        self.notified: set[str] = set()
 
     def one(self, query: str, params: Params | None = None) -> Row | None:
         self._cur.execute(self._sql(query), params or {})
@@ -203,7 +209,13 @@ class PostgresDatabase:
         return int(row["v"]) if row else 0
 
     def notify(self, tx: Tx, payload: str) -> None:
-        """``pg_notify`` on this database's channel: listeners hear it when ``tx`` commits."""
+        """``pg_notify`` on this database's channel: listeners hear it when ``tx`` commits
+        (once per payload and transaction, as PostgreSQL delivers it)."""
+        sent = tx.notified if isinstance(tx, _PgTx) else None
+        if sent is not None:
+            if payload in sent:
+                return
+            sent.add(payload)
         tx.one("notify", {"channel": self.channel, "payload": payload})
 
     def listen(
