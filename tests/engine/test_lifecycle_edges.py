@@ -175,7 +175,7 @@ def quick(context):
 cloaca.workflow("stuck", [forever])
 cloaca.workflow("next", [quick])
 config = cloaca.DefaultRunnerConfig(max_concurrent_tasks=1)
-runner = cloaca.DefaultRunner(f"sqlite://{sys.argv[1]}", config)
+runner = cloaca.DefaultRunner(sys.argv[1], config)
 execution_id = runner.start("stuck")
 deadline = time.monotonic() + 10
 while runner.get_execution(execution_id).task_results["forever"].status != "Running":
@@ -190,9 +190,9 @@ runner.shutdown(timeout=0.5)
 """
 
 
-def test_cancelling_an_async_task_frees_its_slot_and_the_process_exits(tmp_path) -> None:
+def test_cancelling_an_async_task_frees_its_slot_and_the_process_exits(db_url: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", CANCEL_SCRIPT, str(tmp_path / "cancel.db")],
+        [sys.executable, "-c", CANCEL_SCRIPT, db_url],
         capture_output=True,
         text=True,
         timeout=30,
@@ -235,7 +235,7 @@ async def forever(context):
     await asyncio.sleep(10**6)
 
 cloaca.workflow("remote_stuck", [forever])
-with cloaca.DefaultRunner(f"sqlite://{sys.argv[1]}") as runner:
+with cloaca.DefaultRunner(sys.argv[1]) as runner:
     execution_id = runner.start("remote_stuck")
     deadline = time.monotonic() + 10
     while runner.get_execution(execution_id).task_results["forever"].status != "Running":
@@ -250,10 +250,9 @@ with cloaca.DefaultRunner(f"sqlite://{sys.argv[1]}") as runner:
 """
 
 
-def test_a_cancel_from_another_process_cancels_the_async_body(tmp_path) -> None:
-    db = tmp_path / "remote.db"
+def test_a_cancel_from_another_process_cancels_the_async_body(db_url: str) -> None:
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER_SCRIPT, str(db)],
+        [sys.executable, "-c", WORKER_SCRIPT, db_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -263,7 +262,7 @@ def test_a_cancel_from_another_process_cancels_the_async_body(tmp_path) -> None:
         execution_id = worker.stdout.readline().strip()
         assert execution_id, worker.stderr.read() if worker.stderr else ""
         # A management process: it has no workflows registered and runs nothing.
-        with DefaultRunner(f"sqlite://{db}") as manager:
+        with DefaultRunner(db_url) as manager:
             assert manager.cancel_execution(execution_id)
         out, err = worker.communicate(timeout=30)
         assert worker.returncode == 0, err
