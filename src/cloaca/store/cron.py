@@ -195,7 +195,7 @@ class CronQueries(QueryGroup):
 
     def link_execution(self, tx: Tx, claim_id: str, execution_id: str) -> None:
         """Record the execution a claimed slot started."""
-        tx.run("cron_execution_link", {"id": claim_id, "execution_id": execution_id})
+        tx.send("cron_execution_link", {"id": claim_id, "execution_id": execution_id})
 
     def advance(
         self,

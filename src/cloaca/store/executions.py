@@ -43,7 +43,7 @@ class ExecutionQueries(QueryGroup):
         (Ready ones become claimable at ``now``). ``remaining`` is how many tasks are not
         yet finished (default: all)."""
         stamp = to_db_time(now)
-        tx.run(
+        tx.send(
             "execution_insert",
             {
                 "id": execution_id,
@@ -141,7 +141,7 @@ class ExecutionQueries(QueryGroup):
             > 0
         )
         if changed:
-            tx.run("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
+            tx.send("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
             self.notices.finished(tx, execution_id)
         return changed
 

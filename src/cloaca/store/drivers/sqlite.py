@@ -45,6 +45,9 @@ class _SqliteTx(CursorTx):
     def run(self, query: str, params: Params | None = None) -> int:
         return int(self._cur.execute(self._sql(query), params or {}).rowcount)
 
+    def send(self, query: str, params: Params | None = None) -> None:
+        self._cur.execute(self._sql(query), params or {})
+
 
 class SqliteDatabase:
     """A SQLite database file (or ``:memory:``) behind the :class:`~cloaca.store.db.Database`
