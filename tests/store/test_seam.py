@@ -14,6 +14,7 @@ from store_backends import Backend
 
 from cloaca.store.core import Store
 from cloaca.store.db import (
+    StoreError,
     Database,
     Notifications,
     Queries,
@@ -189,3 +190,35 @@ def test_the_store_is_plumbing_and_query_groups_only(backend: Backend) -> None:
         assert sum(isinstance(getattr(store, g), QueryGroup) for g in groups) == 6
     finally:
         store.close()
+
+
+def test_a_failed_statement_nobody_waited_for_rolls_the_whole_transaction_back(
+    backend: Backend,
+) -> None:
+    """A statement sent without waiting for its result (``Tx.send``) that fails still fails
+    its transaction: nothing of it is committed, and the connection serves the next one."""
+    store = backend.open()
+    row = {
+        "id": "e1",
+        "workflow_name": "wf",
+        "version": "v",
+        "context": "{}",
+        "remaining": 1,
+        "now": "2026-01-01T00:00:00.000000Z",
+        "status": "Pending",
+        "started_at": None,
+    }
+    with pytest.raises(StoreError):
+        with store.write() as tx:
+            tx.send(
+                "workflow_upsert",
+                {"name": "wf", "version": "v", "definition": "{}", "now": row["now"]},
+            )
+            tx.send("execution_insert", row)
+            tx.send("execution_insert", row)  # the same id again: a unique violation
+    assert store.executions.get("e1") is None
+    assert store.workflows.definition("wf") is None  # the statement before it too
+    for _ in range(3):  # every pooled connection is usable again
+        with store.write() as tx:
+            tx.send("execution_insert", {**row, "id": f"e-{_}"})
+        assert store.executions.get(f"e-{_}") is not None
