@@ -14,11 +14,11 @@ from store_backends import Backend
 
 from cloaca.store.core import Store
 from cloaca.store.db import (
-    StoreError,
     Database,
     Notifications,
     Queries,
     Scripts,
+    StoreError,
     Transactions,
     Tx,
 )
@@ -208,14 +208,13 @@ def test_a_failed_statement_nobody_waited_for_rolls_the_whole_transaction_back(
         "status": "Pending",
         "started_at": None,
     }
-    with pytest.raises(StoreError):
-        with store.write() as tx:
-            tx.send(
-                "workflow_upsert",
-                {"name": "wf", "version": "v", "definition": "{}", "now": row["now"]},
-            )
-            tx.send("execution_insert", row)
-            tx.send("execution_insert", row)  # the same id again: a unique violation
+    with pytest.raises(StoreError), store.write() as tx:
+        tx.send(
+            "workflow_upsert",
+            {"name": "wf", "version": "v", "definition": "{}", "now": row["now"]},
+        )
+        tx.send("execution_insert", row)
+        tx.send("execution_insert", row)  # the same id again: a unique violation
     assert store.executions.get("e1") is None
     assert store.workflows.definition("wf") is None  # the statement before it too
     for _ in range(3):  # every pooled connection is usable again

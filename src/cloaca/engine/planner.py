@@ -357,8 +357,8 @@ def repair(
 def _finish(
     store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
 ) -> ExecutionStatus:
-    results = store.tasks.results(tx, execution_id)
-    parts = [json.loads(store.executions.context(tx, execution_id))]
+    context, results = store.executions.finish_inputs(tx, execution_id)
+    parts = [json.loads(context)]
     first_error: str | None = None
     for tid in shape.order:
         status, output, task_error = results.get(tid, (None, None, None))
@@ -369,8 +369,15 @@ def _finish(
     # A task id recorded for this execution but unknown to ``shape`` cannot fail it silently.
     failed = first_error is not None or any(r[0] is TaskStatus.FAILED for r in results.values())
     outcome = ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED
+    # Every caller locked the execution (or created it in ``tx``) and saw it active.
     store.executions.finish(
-        tx, execution_id, outcome, now, json.dumps(dag.merge_outputs(parts)), first_error
+        tx,
+        execution_id,
+        outcome,
+        now,
+        json.dumps(dag.merge_outputs(parts)),
+        first_error,
+        active=True,
     )
     return outcome
 

@@ -158,15 +158,6 @@ class TaskQueries(QueryGroup):
         )
         return {r["task_id"]: r["output"] for r in rows}
 
-    def results(
-        self, tx: Tx, execution_id: str
-    ) -> dict[str, tuple[TaskStatus, str | None, str | None]]:
-        """task id -> (status, output JSON, error) for every task execution of an execution."""
-        return {
-            r["task_id"]: (TaskStatus(r["status"]), r["output"], r["error"])
-            for r in tx.all("task_results", {"execution_id": execution_id})
-        }
-
     def list_for(self, execution_id: str) -> list[TaskExecutionRecord]:
         """The task executions of an execution in topological position order (transient
         database errors are retried)."""
