@@ -264,3 +264,37 @@ def test_register_trigger_by_name_from_a_runner_that_only_knows_the_schedule(
         schedule: dict[str, Any] | None = manager.get_trigger_schedule("remote")
         assert schedule is not None
         assert schedule["poll_interval_ms"] == 4000 and schedule["allow_concurrent"] is True
+
+
+def test_a_trigger_enabled_from_another_process_is_polled_again_at_once(db_url: str) -> None:
+    """A real worker learns of a schedule enabled through another connection within a
+    moment: on PostgreSQL a notification tells it, on SQLite its version check does."""
+    import threading
+    import time
+
+    from cloaca.runner.management import ManagementClient
+
+    polled = threading.Event()
+
+    @cloaca.trigger(name="woken", poll_interval=0.05)
+    def woken() -> bool:
+        polled.set()
+        return False
+
+    config = DefaultRunnerConfig(trigger_base_poll_interval=0.05)
+    with cloaca.DefaultRunner(db_url, config) as worker:
+        worker.register_trigger("woken", "wf")
+        assert polled.wait(10)
+        client = ManagementClient.open(db_url)
+        try:
+            client.set_trigger_enabled("woken", False)
+            time.sleep(0.3)  # a poll already claimed may still finish
+            polled.clear()
+            time.sleep(0.3)
+            assert not polled.is_set()  # disabled: not polled
+            enabled_at = time.monotonic()
+            client.set_trigger_enabled("woken", True)
+            assert polled.wait(10)
+            assert time.monotonic() - enabled_at < 1.5
+        finally:
+            client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -29,6 +30,10 @@ from cloaca.runner.waiters import Waiters
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ExecutionStatus
+
+#: With notifications arriving (PostgreSQL LISTEN), how often the engine still checks the
+#: database's version for commits it was not told of.
+HEARD_VERSION_CHECK_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,7 @@ class Engine:
         self.trigger_scheduler: TriggerScheduler | None = None
         self.cron_scheduler: CronScheduler | None = None
         self._last_data_version = store.data_version()
+        self._next_version_check = 0.0
         self.loop = Loop(
             clock,
             [],
@@ -222,6 +228,14 @@ class Engine:
         self.loop.wake()
 
     def _external_change(self) -> bool:
+        # While notifications arrive, they announce other processes' work: the version
+        # check is a safety net, and with PostgreSQL's WAL position (which our own commits
+        # move too) a frequent one would only cost round trips and empty claims.
+        if self._store.db.hearing:
+            now = time.monotonic()
+            if now < self._next_version_check:
+                return False
+            self._next_version_check = now + HEARD_VERSION_CHECK_SECONDS
         version = self._store.data_version()
         changed = version != self._last_data_version
         self._last_data_version = version
@@ -231,6 +245,8 @@ class Engine:
         """Another process committed something we care about (PostgreSQL NOTIFY)."""
         if payload.startswith("finished:"):
             self._finished(payload.removeprefix("finished:"))
+        elif payload == "triggers":
+            self.triggers_changed()
         elif payload != f"ready:{self._runner_id}":  # work this runner made Ready, it knows of
             self.executor.external_change()
             self.loop.wake()

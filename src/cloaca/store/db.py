@@ -116,6 +116,13 @@ class Notifications(Protocol):
     A driver without a notification channel implements both as explicit no-ops; its
     processes notice each other's commits through :meth:`Transactions.data_version`."""
 
+    @property
+    def hearing(self) -> bool:
+        """True while notifications from other processes are being delivered (a listening
+        connection is up): polling :meth:`Transactions.data_version` is then only a
+        safety net and can be rare."""
+        ...
+
     def notify(self, tx: Tx, payload: str) -> None:
         """Send ``payload`` to every listener when ``tx`` commits."""
         ...

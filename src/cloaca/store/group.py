@@ -27,6 +27,10 @@ class Notices:
         """``finished:<execution id>``: an execution ended."""
         self._db.notify(tx, f"finished:{execution_id}")
 
+    def triggers(self, tx: Tx) -> None:
+        """``triggers``: a trigger schedule was added, changed, enabled or disabled."""
+        self._db.notify(tx, "triggers")
+
 
 class QueryGroup:
     """Base of the Store's query groups (one noun each, verb methods). A method whose first

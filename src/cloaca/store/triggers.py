@@ -117,6 +117,7 @@ class TriggerQueries(QueryGroup):
                 },
             )
             row = tx.one("trigger_schedule_get", {"trigger_name": trigger_name})
+            self.notices.triggers(tx)
         assert row is not None
         return str(row["id"])
 
@@ -148,7 +149,10 @@ class TriggerQueries(QueryGroup):
         runner once this commits."""
         query = "trigger_schedule_enable" if enabled else "trigger_schedule_disable"
         with self.db.write() as tx:
-            return tx.run(query, {"trigger_name": trigger_name, "now": to_db_time(now)}) > 0
+            changed = tx.run(query, {"trigger_name": trigger_name, "now": to_db_time(now)}) > 0
+            if changed:
+                self.notices.triggers(tx)
+            return changed
 
     def active_schedules(self, trigger_names: Sequence[str]) -> list[ActiveSchedule]:
         """Enabled schedules of the given triggers (the scheduler's view of what to poll)."""

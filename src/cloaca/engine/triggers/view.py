@@ -25,6 +25,8 @@ from cloaca.triggers.definition import TriggerSpec, get_trigger, registered_trig
 #: Polls due this close together are claimed together (at most a twentieth of the base
 #: interval), so a poll may start up to this much before its due instant, never later.
 BATCH_WINDOW = timedelta(milliseconds=20)
+#: How often the view re-reads every schedule while notifications announce changes.
+HEARD_REFRESH = timedelta(seconds=5)
 
 
 @dataclass(slots=True)
@@ -107,7 +109,9 @@ class ScheduleView:
         elif self._has_local and (self._refresh_at is None or now >= self._refresh_at):
             # Other processes' commits (new schedules, re-enabled ones) show up here;
             # disabling needs no refresh: every claim re-checks the enabled flag.
-            self._refresh_at = now + self._base
+            # Told of other processes' schedule changes (PostgreSQL NOTIFY ``triggers``),
+            # the version check is only a safety net.
+            self._refresh_at = now + (HEARD_REFRESH if self._store.db.hearing else self._base)
             if self._store.data_version() != self._version:
                 self._refresh(now)
         if self._dirty_names:

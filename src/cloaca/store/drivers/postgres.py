@@ -139,6 +139,7 @@ class PostgresDatabase:
         self.schema = schema
         self.channel = notification_channel(schema)
         self._listening = threading.Event()
+        self._hearing = False  # a listening connection is up
         self._closed = threading.Event()
         self.listen_reconnects = 0  # observability: how often the listener had to reconnect
         self._psycopg = psycopg
@@ -242,6 +243,11 @@ class PostgresDatabase:
             row = tx.one("data_version")
         return int(row["v"]) if row else 0
 
+    @property
+    def hearing(self) -> bool:
+        """True while the LISTEN connection is up."""
+        return self._hearing
+
     def notify(self, tx: Tx, payload: str) -> None:
         """``pg_notify`` on this database's channel: listeners hear it when ``tx`` commits
         (once per payload and transaction, as PostgreSQL delivers it)."""
@@ -264,6 +270,7 @@ class PostgresDatabase:
         unreachable database raises at once."""
         conn = self._listen_connection()
         self._listening.set()
+        self._hearing = True
         threading.Thread(
             target=self._listen_loop,
             args=(conn, callback, on_reconnect),
@@ -304,6 +311,7 @@ class PostgresDatabase:
                         self._closed.wait(delay)
                         continue
                     failures = 0
+                    self._hearing = True
                     self.listen_reconnects += 1
                     log.info("LISTEN connection re-opened", extra={"channel": self.channel})
                     if on_reconnect is not None:
@@ -317,11 +325,13 @@ class PostgresDatabase:
                         exc,
                         extra={"channel": self.channel},
                     )
+                    self._hearing = False
                     _close_quietly(conn)
                     conn = None
                     failures += 1
                     self._closed.wait(LISTEN_BACKOFF.delay(failures))
         finally:
+            self._hearing = False
             if conn is not None:
                 _close_quietly(conn)
 

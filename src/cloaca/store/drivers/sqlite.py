@@ -162,6 +162,11 @@ class SqliteDatabase:
         with self._lock:
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
+    @property
+    def hearing(self) -> bool:
+        """Never: SQLite has no notifications (see :meth:`notify`)."""
+        return False
+
     def notify(self, tx: Tx, payload: str) -> None:
         """Nothing: other processes see the commit through :meth:`data_version`."""
 
