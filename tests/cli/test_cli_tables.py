@@ -10,10 +10,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
-import cloaca
 from cli_support import cloaca as run_cli
 from cli_support import write_app
+
+import cloaca
 from cloaca.cli.formatting import duration, timestamp
 from cloaca.runner.management import ManagementClient
 from cloaca.testing import Harness

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from cli_support import cloaca, write_app
+
 from cloaca.cli.settings import env_name
 from cloaca.config import config_fields
 

@@ -263,8 +263,8 @@ class Shutdown:
         if running:
             say(
                 f"shutting down: waiting up to {duration(grace)} for {_tasks(running)} "
-                f"(Ctrl-C again to stop now; unfinished tasks are re-run by another worker, "
-                f"nothing is lost)"
+                f"(Ctrl-C again to stop now: their claims are then taken over by another "
+                f"worker, nothing is lost)"
             )
         else:
             say("shutting down...")
@@ -301,7 +301,8 @@ class Shutdown:
             say(
                 f"stopping now: tasks still running here stay claimed by runner "
                 f"{short_id(runner.runner_id)} until its heartbeat is {threshold} old; then "
-                f"another worker (or this one, restarted) re-queues them. Nothing is lost."
+                f"another worker (or this one, restarted) re-queues them, the abandoned "
+                f"attempt counting as one of the task's attempts. Nothing is lost."
             )
         else:
             say("stopping now")
