@@ -179,12 +179,24 @@ def show(
         return
     cols = list(columns) or list(rows[0])
     wide = _wide()
+    cells = [[cell(row.get(c), c, short_ids=not wide) for c in cols] for row in rows]
     table = Table()
-    for col in cols:
-        table.add_column(col, overflow="fold" if wide else "ellipsis", no_wrap=not wide)
-    for row in rows:
-        table.add_row(*(cell(row.get(c), c, short_ids=not wide) for c in cols))
+    for i, col in enumerate(cols):
+        # Short values (ids, statuses, times) keep their width; long text gives way.
+        longest = max(len(col), *(len(r[i]) for r in cells))
+        table.add_column(
+            col,
+            overflow="fold" if wide else "ellipsis",
+            no_wrap=not wide,
+            min_width=longest if longest <= _KEEP_WIDTH else None,
+        )
+    for r in cells:
+        table.add_row(*r)
     out(table=True).print(table)
+
+
+#: Table columns whose values are all at most this long are never narrowed.
+_KEEP_WIDTH = 24
 
 
 def _wide() -> bool:
