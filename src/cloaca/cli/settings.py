@@ -29,8 +29,8 @@ from cloaca.config import DefaultRunnerConfig, config_fields, parse_field
 WORKER_SETTINGS = {
     "database_url": "a database URL (sqlite://PATH or postgresql://...)",
     "schema": "a PostgreSQL schema name",
-    "log_level": " | ".join(LEVELS),
-    "log_format": " | ".join(FORMATS),
+    "log_level": ", ".join(LEVELS),
+    "log_format": " or ".join(FORMATS),
 }
 
 
@@ -189,3 +189,18 @@ def settings_epilog() -> str:
         "without CLOACA_ (max_concurrent_tasks = 8), in a [runner] table or at its top level; "
         "--set takes them too.\n\n\b\n" + "\n".join(rows)
     )
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (docs/operations.md holds this output; a test
+    keeps the two equal): ``python -c "from cloaca.cli.settings import settings_table as t;
+    print(t())"``."""
+    rows = ["| Setting (TOML / `--set`) | Environment variable | Accepts | Default |"]
+    rows.append("| --- | --- | --- | --- |")
+    defaults = {"database_url": DEFAULT_DB, "schema": "-", "log_level": "info"}
+    defaults["log_format"] = "text on a terminal, else json"
+    for name, accepted in WORKER_SETTINGS.items():
+        rows.append(f"| `{name}` | `{env_name(name)}` | {accepted} | {defaults[name]} |")
+    for name, (default, _kind, accepted) in config_fields().items():
+        rows.append(f"| `{name}` | `{env_name(name)}` | {accepted} | {default} |")
+    return "\n".join(rows)
