@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,19 +60,21 @@ class TextFormatter(logging.Formatter):
         return masked_url(line)
 
 
-def setup_logging(level: str, log_format: str | None) -> logging.Handler:
+def setup_logging(level: str, log_format: str | None) -> Callable[[], None]:
     """Send every log record at ``level`` or above to stderr, as ``log_format`` (None: text
-    on a terminal, JSON otherwise). Returns the handler (for :func:`remove_logging`)."""
+    on a terminal, JSON otherwise). Returns what undoes it (the CLI's tests run many
+    workers in one process)."""
     if log_format is None:
         log_format = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
+    previous = root.level
     root.addHandler(handler)
     root.setLevel(level.upper())
-    return handler
 
+    def undo() -> None:
+        root.removeHandler(handler)
+        root.setLevel(previous)
 
-def remove_logging(handler: logging.Handler) -> None:
-    """Undo :func:`setup_logging` (the CLI's tests run many workers in one process)."""
-    logging.getLogger().removeHandler(handler)
+    return undo

@@ -27,6 +27,7 @@ from cloaca.cli.common import (
     TRACEBACK_KEY,
     CloacaGroup,
     UserError,
+    current_schema,
     import_app,
     json_option,
     management_client,
@@ -115,7 +116,7 @@ def execute(
         import_app(app)
         config = DefaultRunnerConfig(enable_cron_scheduling=False, enable_trigger_scheduling=False)
         with user_errors():
-            runner = DefaultRunner(db, config)
+            runner = DefaultRunner(db, config, schema=current_schema())
         try:
             _execute(runner, workflow, context, no_wait, timeout, as_json)
         finally:

@@ -40,7 +40,7 @@ from cloaca.cli.common import (
 )
 from cloaca.cli.dashboard import serve_metrics
 from cloaca.cli.formatting import duration, short_id
-from cloaca.cli.logs import FORMATS, LEVELS, remove_logging, setup_logging
+from cloaca.cli.logs import FORMATS, LEVELS, setup_logging
 from cloaca.cli.settings import (
     Layer,
     WorkerSettings,
@@ -136,7 +136,7 @@ def run(
         from_file(config_file) if config_file else Layer(),
     ]
     settings = resolve(layers, DefaultRunnerConfig())
-    handler = setup_logging(settings.log_level, settings.log_format)
+    undo_logging = setup_logging(settings.log_level, settings.log_format)
     try:
         import_app(app)
         module = _app_module(app)
@@ -148,7 +148,7 @@ def run(
         ctx.meta[SCHEMA_KEY] = settings.schema
         _serve(settings, module, app, grace, seconds, metrics_port)
     finally:
-        remove_logging(handler)
+        undo_logging()
 
 
 def _flag_layer(
