@@ -178,9 +178,9 @@ def environment() -> Mapping[str, str]:
 
 def settings_epilog() -> str:
     """The ``cloaca run --help`` epilog: every setting, its variable and default."""
-    rows = [f"  {env_name(name):<44} {accepted}" for name, accepted in WORKER_SETTINGS.items()]
+    rows = [f"  {env_name(name):<42} {accepted}" for name, accepted in WORKER_SETTINGS.items()]
     rows += [
-        f"  {env_name(name):<44} {accepted} (default {default})"
+        f"  {env_name(name):<42} {accepted} (default {_shown(default)})"
         for name, (default, _kind, accepted) in config_fields().items()
     ]
     return (
@@ -202,5 +202,10 @@ def settings_table() -> str:
     for name, accepted in WORKER_SETTINGS.items():
         rows.append(f"| `{name}` | `{env_name(name)}` | {accepted} | {defaults[name]} |")
     for name, (default, _kind, accepted) in config_fields().items():
-        rows.append(f"| `{name}` | `{env_name(name)}` | {accepted} | {default} |")
+        rows.append(f"| `{name}` | `{env_name(name)}` | {accepted} | {_shown(default)} |")
     return "\n".join(rows)
+
+
+def _shown(default: Any) -> str:
+    """A default as it is written in a file or a variable (``true``, not ``True``)."""
+    return str(default).lower() if isinstance(default, bool) else str(default)
