@@ -134,3 +134,52 @@ class DefaultRunnerConfig:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
         return f"DefaultRunnerConfig({fields})"
+
+
+# -- reading settings from text (environment variables, files, command-line flags) ---------
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def config_fields() -> dict[str, tuple[Any, str, str]]:
+    """Every field: ``name -> (default, kind, what is accepted)``, in declaration order.
+    Tools that read settings from text (the CLI, the docs) are generated from this."""
+    return {name: (default, kind, _accepted(name)) for name, (default, kind, _) in _FIELDS.items()}
+
+
+def _accepted(name: str) -> str:
+    _, kind, minimum = _FIELDS[name]
+    if kind == "bool":
+        return "true or false (also 1/0, yes/no, on/off)"
+    if kind == "int":
+        return f"an integer >= {minimum:g}"
+    return f"seconds, a number >= {minimum:g}"
+
+
+def parse_field(name: str, text: str, source: str | None = None) -> Any:
+    """The value of field ``name`` written as ``text`` (an environment variable, a
+    ``--set``), parsed by the field's kind and checked like an assignment.
+
+    Unknown names and bad values raise ``ValidationError`` (a ``ValueError``) naming
+    ``source`` (default: the field), the value and what is accepted."""
+    where = source or name
+    if name not in _FIELDS:
+        raise ValidationError(
+            f"{where}: unknown DefaultRunnerConfig field {name!r}; accepted: {', '.join(_FIELDS)}"
+        )
+    kind = _FIELDS[name][1]
+    cleaned = text.strip()
+    value: Any
+    try:
+        if kind == "bool":
+            if cleaned.lower() not in _TRUE + _FALSE:
+                raise ValueError(cleaned)
+            value = cleaned.lower() in _TRUE
+        elif kind == "int":
+            value = int(cleaned)
+        else:
+            value = float(cleaned)
+        return _coerce(name, value)
+    except ValueError:
+        raise ValidationError(f"{where}={text!r} is invalid: expected {_accepted(name)}") from None

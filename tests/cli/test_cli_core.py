@@ -118,7 +118,7 @@ def test_run_worker_for_a_while_executes_pending_work(cli, app, tmp_path) -> Non
     # A client without the app can start it, but nothing in its process runs it...
     queued = cli("execute", "hello", "--no-wait", "--context", '{"name": "queued"}')
     assert queued.exit_code == 0
-    execution_id = queued.output.strip()
+    execution_id = queued.stdout.strip()  # a warning (no live worker) goes to stderr
     pending = json.loads(cli("executions", "show", execution_id, "--json").output)
     assert pending["status"] == "Pending"
     # ...until a worker with the app comes up.

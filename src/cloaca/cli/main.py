@@ -1,27 +1,33 @@
 """The ``cloaca`` command: a thin shell over :class:`~cloaca.runner.default.DefaultRunner`
 and :class:`~cloaca.runner.management.ManagementClient`.
 
-``cloaca run APP`` is the worker process, and ``cloaca execute --app APP`` runs a workflow
-in a runner of its own. Every other command opens a management client (no engine, no
-runner row; it never creates the database, except ``db migrate``), reads or changes the
-database, prints a table (or JSON with ``--json``) and exits. User errors exit 1 with one
-line; usage errors exit 2.
+``cloaca run APP`` is the worker process (:mod:`cloaca.cli.worker`), and ``cloaca execute
+--app APP`` runs a workflow in a runner of its own. Every other command opens a management
+client (no engine, no runner row; it never creates the database, except ``db migrate``),
+reads or changes the database, prints a table (or JSON with ``--json``) and exits. User
+errors exit 1 with one line; usage errors exit 2. ``--db`` and ``--schema`` are accepted
+before the command or after it.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from cloaca.cli.common import (
+    DB_SOURCE_KEY,
     DEFAULT_DB,
+    SCHEMA_KEY,
+    TRACEBACK_KEY,
+    CloacaGroup,
+    UserError,
+    current_schema,
     import_app,
     json_option,
     management_client,
@@ -30,67 +36,57 @@ from cloaca.cli.common import (
     show,
     user_errors,
 )
-from cloaca.cli.dashboard import dashboard, serve_metrics
+from cloaca.cli.dashboard import dashboard
+from cloaca.cli.formatting import elapsed, short_id
+from cloaca.cli.ids import execution_id_argument
 from cloaca.cli.schedules import cron, triggers
+from cloaca.cli.worker import run
 from cloaca.cli.workflows import workflows
 from cloaca.config import DefaultRunnerConfig
 from cloaca.runner.database import mask_url
 from cloaca.runner.default import DefaultRunner
 from cloaca.runner.facade import Services
+from cloaca.runner.management import ManagementClient
+from cloaca.store.records import ExecutionStatus
+
+#: Execution statuses as ``--status`` accepts them (in any case).
+STATUSES = [str(s) for s in ExecutionStatus]
+#: ``--started-by`` values: "manual" is the API or the CLI (the store calls it "api").
+STARTED_BY = {"trigger": "trigger", "cron": "cron", "manual": "api", "api": "api"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CloacaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cloaca", prog_name="cloaca")
 @click.option(
     "--db",
     envvar="CLOACA_DATABASE_URL",
     default=DEFAULT_DB,
     show_default=True,
-    help="Database URL (default $CLOACA_DATABASE_URL, else sqlite://cloaca.db).",
+    help="Database URL (default $CLOACA_DATABASE_URL, else sqlite://cloaca.db). Also "
+    "accepted after the command.",
+)
+@click.option(
+    "--schema",
+    envvar="CLOACA_SCHEMA",
+    help="PostgreSQL schema of cloaca's tables (default $CLOACA_SCHEMA, else the URL's).",
+)
+@click.option(
+    "--traceback",
+    is_flag=True,
+    help="Print full tracebacks of app errors (also CLOACA_DEBUG=1).",
 )
 @click.pass_context
-def main(ctx: click.Context, db: str) -> None:
+def main(ctx: click.Context, db: str, schema: str | None, traceback: bool) -> None:
     """cloaca: durable workflows, cron schedules and event triggers."""
     ctx.obj = db
+    if ctx.get_parameter_source("db") == ParameterSource.COMMANDLINE:
+        ctx.meta[DB_SOURCE_KEY] = "command line"
+    if schema:
+        ctx.meta[SCHEMA_KEY] = schema
+    ctx.meta[TRACEBACK_KEY] = traceback
 
 
-@main.command()
-@click.argument("app")
-@click.option(
-    "--for", "seconds", type=click.FloatRange(min=0), help="Stop after this many seconds."
-)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(1, 65535),
-    help="Serve Prometheus /metrics on 127.0.0.1:PORT (needs cloaca[dashboard]).",
-)
-@click.pass_obj
-def run(db: str, app: str, seconds: float | None, metrics_port: int | None) -> None:
-    """Import APP and run a worker until Ctrl-C / SIGTERM (or --for SECONDS)."""
-    import_app(app)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with user_errors():
-        runner = DefaultRunner(db)
-    try:
-        configure: Callable[[DefaultRunner], Any] | None = getattr(
-            sys.modules.get(Path(app).stem if app.endswith(".py") else app), "configure", None
-        )
-        if callable(configure):
-            with user_errors():
-                configure(runner)
-        out().print(f"cloaca worker {runner.runner_id} running on {db} (Ctrl-C to stop)")
-        stop_metrics = serve_metrics(db, metrics_port) if metrics_port else None
-        try:
-            stop.wait(seconds)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if stop_metrics:
-                stop_metrics()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        out().print("shutting down...")
-        runner.shutdown()
+main.add_command(run)
 
 
 @main.command()
@@ -113,13 +109,14 @@ def execute(
     """Start an execution of WORKFLOW and (by default) wait for its result.
 
     With --app the workflow runs in this process; without, a worker (``cloaca run``) on the
-    same database runs it and this command polls the database for the result."""
+    same database runs it and this command polls the database for the result (it warns when
+    no worker is alive)."""
     context = parse_context(context_text)
     if app:
         import_app(app)
         config = DefaultRunnerConfig(enable_cron_scheduling=False, enable_trigger_scheduling=False)
         with user_errors():
-            runner = DefaultRunner(db, config)
+            runner = DefaultRunner(db, config, schema=current_schema())
         try:
             _execute(runner, workflow, context, no_wait, timeout, as_json)
         finally:
@@ -139,6 +136,8 @@ def _execute(
 ) -> None:
     with user_errors():
         execution_id = services.start(workflow, context)
+        if isinstance(services, ManagementClient):
+            _warn_without_workers(services)
         if no_wait:
             if as_json:
                 show({"execution_id": execution_id}, True)
@@ -152,6 +151,27 @@ def _execute(
     show(_result_dict(result), as_json)
     if result.status != "Completed":
         sys.exit(1)
+
+
+def live_runners(client: ManagementClient) -> list[dict[str, Any]]:
+    """Runners whose heartbeat is younger than the stale-claim threshold."""
+    now = datetime.now(UTC)
+    threshold = client.config.stale_claim_threshold_seconds
+    return [
+        r
+        for r in client.list_runners()
+        if (now - datetime.fromisoformat(r["heartbeat_at"])).total_seconds() < threshold
+    ]
+
+
+def _warn_without_workers(client: ManagementClient) -> None:
+    if not live_runners(client):
+        click.echo(
+            "Warning: no live worker on this database (no runner heartbeat in the last "
+            f"{client.config.stale_claim_threshold_seconds:g}s); the execution is queued and "
+            "will run when `cloaca run APP` starts",
+            err=True,
+        )
 
 
 @contextmanager
@@ -173,30 +193,79 @@ def _result_dict(result: Any) -> dict[str, Any]:
 
 @main.group()
 def executions() -> None:
-    """List and inspect executions."""
+    """List, inspect and cancel executions."""
 
 
 @executions.command("list")
-@click.option("--workflow")
-@click.option("--status")
+@click.option("--workflow", help="Only this workflow's executions.")
+@click.option(
+    "--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only this status."
+)
+@click.option(
+    "--started-by",
+    type=click.Choice(sorted(STARTED_BY), case_sensitive=False),
+    help="Only those a trigger, a cron schedule or a person (manual: the API or the CLI) started.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @json_option
 @click.pass_obj
 def executions_list(
-    db: str, workflow: str | None, status: str | None, limit: int, as_json: bool
+    db: str,
+    workflow: str | None,
+    status: str | None,
+    started_by: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
-    """Executions, newest first."""
+    """Executions, newest first, with what started each one."""
+    origin = STARTED_BY[started_by.lower()] if started_by else None
     with management_client(db) as client, user_errors():
-        rows = client.list_executions(workflow_name=workflow, status=status, limit=limit)
+        rows = client.list_executions_page(workflow, status, origin, None, limit)
+    if as_json:
+        show(rows, True)
+        return
     show(
-        rows,
-        as_json,
-        ["id", "workflow_name", "status", "started_at", "completed_at", "error_message"],
+        [
+            {
+                "id": r["id"],
+                "workflow": r["workflow_name"],
+                "status": r["status"],
+                "started by": _origin(r),
+                "started": r["started_at"] or r["created_at"],
+                "took": elapsed(r["started_at"], r["completed_at"]),
+                "error": r["error_message"],
+            }
+            for r in rows
+        ],
+        False,
+        ["id", "workflow", "status", "started by", "started", "took", "error"],
     )
 
 
+def _origin(row: dict[str, Any]) -> str:
+    if row["started_by"] == "trigger":
+        return f"trigger {row['trigger_name']}"
+    if row["started_by"] == "cron":
+        return f"cron {short_id(row['cron_schedule_id'])}"
+    return "manual"
+
+
+@executions.command("cancel")
+@execution_id_argument()
+@click.pass_obj
+def executions_cancel(db: str, execution_id: str) -> None:
+    """Cancel a Pending or Running execution: nothing new starts; tasks running now finish
+    but nothing is planned on their results."""
+    with management_client(db) as client, user_errors():
+        cancelled = client.cancel_execution(execution_id)
+        status = client.get_execution(execution_id).status
+    if not cancelled:
+        raise UserError(f"execution {execution_id} is already {status}: nothing to cancel")
+    click.echo(f"execution {execution_id} cancelled")
+
+
 @executions.command("show")
-@click.argument("execution_id")
+@execution_id_argument()
 @json_option
 @click.pass_obj
 def executions_show(db: str, execution_id: str, as_json: bool) -> None:

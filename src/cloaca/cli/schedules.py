@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cloaca.cli.common import json_option, management_client, parse_context, show, user_errors
+from cloaca.cli.ids import schedule_id_argument
 
 TRIGGER_COLUMNS = [
     "trigger_name",
@@ -76,7 +77,14 @@ def triggers_evaluations(db: str, name: str, limit: int, as_json: bool) -> None:
     """Every recent poll of a trigger and its outcome ("why didn't it fire?")."""
     with management_client(db) as client, user_errors():
         rows = client.get_trigger_evaluations(name, limit=limit)
-    show(rows, as_json)
+    if as_json:
+        show(rows, True)
+        return
+    show(
+        [{**r, "executions": " ".join(r["execution_ids"]) or None} for r in rows],
+        False,
+        ["evaluated_at", "outcome", "duration_ms", "executions", "message"],
+    )
 
 
 @triggers.command("fire")
@@ -125,7 +133,7 @@ def cron_add(db: str, workflow: str, expression: str, tz: str, catchup: str) -> 
 
 
 @cron.command("delete")
-@click.argument("schedule_id")
+@schedule_id_argument()
 @click.pass_obj
 def cron_delete(db: str, schedule_id: str) -> None:
     """Delete a cron schedule."""
@@ -135,7 +143,7 @@ def cron_delete(db: str, schedule_id: str) -> None:
 
 
 @cron.command("history")
-@click.argument("schedule_id")
+@schedule_id_argument()
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @json_option
 @click.pass_obj
@@ -156,7 +164,11 @@ def _add_toggles(group: click.Group, noun: str, argument: str, setter: str) -> N
             click.echo(f"{noun} {key} {verb}d")
 
         help_text = f"{verb.capitalize()} a {noun} (seen by every process)."
-        arg = click.argument("key", metavar=argument.upper())
+        arg = (
+            schedule_id_argument("key", metavar=argument.upper())
+            if group is cron
+            else click.argument("key", metavar=argument.upper())
+        )
         group.command(verb, help=help_text)(arg(click.pass_obj(toggle)))
 
 

@@ -168,6 +168,10 @@ class ManagementClient(Services):
         """An execution's origin and input context (see ``Overview.describe_execution``)."""
         return self._overview.describe_execution(execution_id)
 
+    def find_execution_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Execution ids starting with ``prefix`` (see ``Overview.find_execution_ids``)."""
+        return self._overview.find_execution_ids(prefix, limit)
+
     def queue_counts(self) -> dict[str, int]:
         """Pending/Running executions, Ready/Running tasks (see ``Overview.queue_counts``)."""
         return self._overview.queue_counts()

@@ -53,6 +53,15 @@ class Overview:
             raise ValueError(f"Execution {execution_id!r} not found")
         return {**_summary_dict(summary), "input_context": json.loads(summary.execution.context)}
 
+    def find_execution_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Up to ``limit`` execution ids starting with ``prefix`` (a shortened id as tables
+        show it), in id order. A prefix that is not hex digits and dashes matches nothing."""
+        self._check_open()
+        check_count("limit", limit, optional=False)
+        if not prefix or prefix.strip("0123456789abcdef-"):
+            return []
+        return self._store.overview.execution_ids_with_prefix(prefix, limit)
+
     def queue_counts(self) -> dict[str, int]:
         """``executions_pending``, ``executions_running``, ``tasks_ready`` (the queue
         depth) and ``tasks_running``, counted through indexes (cheap at any size)."""

@@ -67,6 +67,12 @@ class OverviewReads:
             row = tx.one("execution_summary", {"id": execution_id})
         return _summary(row) if row else None
 
+    def execution_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` execution ids that start with ``prefix``, in id order."""
+        params = {"prefix": prefix, "prefix_end": prefix + "~", "limit": limit}
+        with self.db.read() as tx:
+            return [str(r["id"]) for r in tx.all("execution_ids_with_prefix", params)]
+
     def queue_counts(self) -> dict[str, int]:
         """Rows in motion, through the active-status partial indexes (cheap at any size):
         ``executions_pending``, ``executions_running``, ``tasks_ready`` (the queue depth)

@@ -71,6 +71,30 @@ def notification_channel(schema: str | None) -> str:
     return channel
 
 
+#: What a failed connection says when trying again cannot help: a missing database or role,
+#: refused credentials, a host name that does not resolve, a malformed URL.
+_PERMANENT_CONNECT_FAILURES = (
+    "does not exist",
+    "authentication failed",
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "failed to resolve host",
+    "could not translate host name",
+    "invalid dsn",
+    "invalid connection option",
+    "invalid integer value",
+)
+
+
+def connect_failure(exc: BaseException) -> tuple[bool, str]:
+    """``(permanent, reason)`` for a failed connection attempt: whether trying again
+    cannot fix it, and the server's reason on one line."""
+    text = " ".join(str(exc).split())
+    reason = text.rpartition("FATAL:")[2].strip() or text
+    lowered = text.lower()
+    return any(words in lowered for words in _PERMANENT_CONNECT_FAILURES), reason
+
+
 def _import_psycopg() -> Any:
     try:
         import psycopg
@@ -149,6 +173,7 @@ class PostgresDatabase:
         # report them per execution; each costs a network round trip).
         self.round_trips = 0
         self._returned_at: dict[int, float] = {}
+        self._connect_once(url)
         if schema:
             self._create_schema(url, schema)
 
@@ -178,6 +203,20 @@ class PostgresDatabase:
             raise ValueError(
                 f"cannot connect to PostgreSQL at {masked_url(url)!r} within 10 s"
             ) from exc
+
+    def _connect_once(self, url: str) -> None:
+        """Connect once before the pool does: a failure that cannot go away (no such
+        database, role or host; refused credentials) is a ``ValueError`` at once instead of
+        the pool retrying it in the background for 10 s."""
+        try:
+            self._psycopg.connect(url, autocommit=True, connect_timeout=10).close()
+        except self._psycopg.OperationalError as exc:
+            permanent, reason = connect_failure(exc)
+            if permanent:
+                raise ValueError(
+                    f"cannot connect to PostgreSQL at {masked_url(url)!r}: {reason}"
+                ) from exc
+            # Anything else (refused, timed out) may be a server starting: the pool retries.
 
     def _note_returned(self, conn: Any) -> None:
         """Pool callback: a connection came back; remember when (see ``_check_idle``)."""

@@ -9,7 +9,7 @@ import os
 import sqlite3
 from urllib.parse import quote
 
-from cloaca.store.drivers.urls import DatabaseUrl
+from cloaca.store.drivers.urls import DatabaseUrl, masked_url
 from cloaca.store.migrate import VERSION_TABLE
 
 
@@ -38,7 +38,7 @@ def has_cloaca_tables(url: DatabaseUrl, schema: str | None = None) -> bool:
 
 
 def _postgres_has_tables(target: str, schema: str | None) -> bool:
-    from cloaca.store.drivers.postgres import _import_psycopg  # psycopg is optional
+    from cloaca.store.drivers.postgres import _import_psycopg, connect_failure  # optional
 
     psycopg = _import_psycopg()
     try:
@@ -49,5 +49,7 @@ def _postgres_has_tables(target: str, schema: str | None) -> bool:
                 (schema, VERSION_TABLE),
             ).fetchone()
     except psycopg.Error as exc:
-        raise ValueError(f"cannot connect to PostgreSQL: {exc}") from exc
+        raise ValueError(
+            f"cannot connect to PostgreSQL at {masked_url(target)!r}: {connect_failure(exc)[1]}"
+        ) from exc
     return row is not None

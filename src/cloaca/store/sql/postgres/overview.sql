@@ -41,6 +41,14 @@ SELECT e.id, e.workflow_name, e.workflow_version, e.status, e.context, e.final_c
 FROM cloaca_executions e
 WHERE e.id = %(id)s
 
+-- name: execution_ids_with_prefix
+-- Ids starting with a prefix, for tools that accept a shortened id. Ids are hex digits and
+-- dashes compared bytewise, so they lie in [prefix, prefix || '~'): a primary-key range scan.
+SELECT id FROM cloaca_executions
+WHERE id >= %(prefix)s AND id < %(prefix_end)s
+ORDER BY id
+LIMIT %(limit)s
+
 -- The metrics count what happens while they are served: each "tail" reads the rows added
 -- after a position (an ever-growing integer), in order; ``final`` rows will not change.
 
