@@ -245,8 +245,9 @@ class Engine:
         """Another process committed something we care about (PostgreSQL NOTIFY)."""
         if payload.startswith("finished:"):
             self._finished(payload.removeprefix("finished:"))
-        elif payload == "triggers":
-            self.triggers_changed()
+        elif payload.startswith("triggers:"):
+            if payload != f"triggers:{self._runner_id}":  # this runner knows its own changes
+                self.triggers_changed()
         elif payload != f"ready:{self._runner_id}":  # work this runner made Ready, it knows of
             self.executor.external_change()
             self.loop.wake()

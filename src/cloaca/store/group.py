@@ -28,8 +28,9 @@ class Notices:
         self._db.notify(tx, f"finished:{execution_id}")
 
     def triggers(self, tx: Tx) -> None:
-        """``triggers``: a trigger schedule was added, changed, enabled or disabled."""
-        self._db.notify(tx, "triggers")
+        """``triggers:<origin>``: a trigger schedule was added, changed, enabled or
+        disabled (the origin's own engine was told directly)."""
+        self._db.notify(tx, f"triggers:{self.origin}")
 
 
 class QueryGroup:
