@@ -237,6 +237,16 @@ def claimed_inputs(
     recorded Completed (a chain's next task then needs no read)."""
     texts = dict(known)
     done = outputs or {}
+    roots = {
+        c.execution_id
+        for c in claimed
+        if (shape := shapes.get((c.workflow_name, c.workflow_version))) is not None
+        and c.task_id in shape.deps
+        and not shape.deps[c.task_id]
+        and c.execution_id not in texts
+    }
+    if roots:
+        texts.update(store.executions.contexts(tx, roots))  # one read for every root
     found: list[dict[str, Any] | None] = []
     for c in claimed:
         shape = shapes.get((c.workflow_name, c.workflow_version))

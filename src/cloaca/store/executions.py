@@ -83,6 +83,11 @@ class ExecutionQueries(QueryGroup):
         row = tx.one("execution_context", {"id": execution_id})
         return row["context"] if row else "{}"
 
+    def contexts(self, tx: Tx, execution_ids: Iterable[str]) -> dict[str, str]:
+        """Execution id -> input context JSON, for several executions in one statement."""
+        rows = tx.all("execution_contexts", {"ids": json.dumps(sorted(set(execution_ids)))})
+        return {r["id"]: r["context"] for r in rows}
+
     def finish_inputs(
         self, tx: Tx, execution_id: str
     ) -> tuple[str, dict[str, tuple[TaskStatus, str | None, str | None]]]:

@@ -210,6 +210,10 @@ WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
 -- name: execution_context
 SELECT context FROM cloaca_executions WHERE id = %(id)s
 
+-- name: execution_contexts
+-- The input contexts of several executions (the roots a claim took), in one read.
+SELECT id, context FROM cloaca_executions WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
+
 -- name: execution_finish
 UPDATE cloaca_executions
 SET status = %(status)s, final_context = %(final_context)s, error_message = %(error)s,

@@ -186,6 +186,10 @@ SELECT id, status FROM cloaca_executions WHERE id IN (SELECT value FROM json_eac
 -- name: execution_context
 SELECT context FROM cloaca_executions WHERE id = :id
 
+-- name: execution_contexts
+-- The input contexts of several executions (the roots a claim took), in one read.
+SELECT id, context FROM cloaca_executions WHERE id IN (SELECT value FROM json_each(:ids))
+
 -- name: execution_finish
 UPDATE cloaca_executions
 SET status = :status, final_context = :final_context, error_message = :error,
