@@ -204,7 +204,7 @@ def executions_show(db: str, execution_id: str, as_json: bool) -> None:
     traceback of every failed attempt (--json: each task's attempt history too)."""
     with management_client(db) as client, user_errors():
         result = client.get_execution(execution_id)
-    tasks = [
+    tasks: list[dict[str, Any]] = [
         {
             "task": tid,
             "status": t.status,

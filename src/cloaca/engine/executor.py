@@ -39,7 +39,12 @@ from cloaca.engine.attempts import (
     output_of,
     run_callback,
 )
-from cloaca.engine.failures import format_failure, log_failed_attempt, stack_of_thread
+from cloaca.engine.failures import (
+    format_failure,
+    log_failed_attempt,
+    stack_at_cancel,
+    stack_of_thread,
+)
 from cloaca.engine.outcomes import Outcome, Unrecorded
 from cloaca.engine.planner import Shape, claimed_inputs, load_input
 from cloaca.engine.slots import Slots
@@ -301,6 +306,7 @@ class Executor:
             self._finish(attempt, None, msg, timed_out=False)
             return
         ctx: Context | None = None
+        timeout_stack: str | None = None  # where an async body was when it timed out
         try:
             data = attempt.input
             if data is None:
@@ -320,8 +326,8 @@ class Executor:
                 try:
                     result = future.result()
                 except TimeoutError as exc:
-                    # Chained: its traceback shows the await the body was cancelled at.
-                    raise TaskTimedOut(f"Task {spec.id!r} timed out after {timeout:g}s") from exc
+                    timeout_stack = stack_at_cancel(exc)
+                    raise TaskTimedOut(f"Task {spec.id!r} timed out after {timeout:g}s") from None
                 except concurrent.futures.CancelledError:
                     raise RuntimeError("cancelled: the execution ended while it ran") from None
             else:
@@ -332,7 +338,7 @@ class Executor:
             output = output_of(spec.id, result, ctx, self._config.max_context_bytes)
             self._finish(attempt, output, None, timed_out=False, ctx=ctx)
         except TaskTimedOut as exc:
-            self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx, exc=exc)
+            self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx, traceback=timeout_stack)
         except BadTaskResult as exc:
             error = f"TypeError: {exc}"
             self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True, exc=exc)

@@ -7,11 +7,12 @@ import asyncio
 import concurrent.futures
 import logging
 import sys
+import threading
 import traceback as tb
 from datetime import datetime
 from pathlib import Path
 
-from cloaca.engine.aio import EscapedBaseException
+from cloaca.engine.aio import BodyTimedOut, EscapedBaseException
 from cloaca.store.records import ClaimedTask, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -57,14 +58,39 @@ def format_failure(exc: BaseException) -> str:
     return cap("".join(tb.format_exception(type(exc), exc, frames)))
 
 
+def _from_the_body(frames: tb.StackSummary) -> list[tb.FrameSummary]:
+    """``frames`` without the leading ones that only lead into the task body (thread
+    start-up, the engine, futures and the event loop)."""
+    plumbing = (*_PLUMBING, threading.__file__)
+    first = next((i for i, f in enumerate(frames) if not f.filename.startswith(plumbing)), 0)
+    return list(frames)[first:]
+
+
 def stack_of_thread(ident: int | None) -> str | None:
     """Where the thread ``ident`` is now (most recent call last), capped; None if it is
     gone. A sync body that timed out is still running there: this is where it was."""
     frame = sys._current_frames().get(ident) if ident is not None else None
     if frame is None:
         return None
-    stack = "".join(tb.format_stack(frame))
-    return cap(f"Stack of the task's thread when it timed out (most recent call last):\n{stack}")
+    frames = _from_the_body(tb.extract_stack(frame))
+    return cap(
+        "Stack of the task's thread when it timed out (most recent call last):\n"
+        + "".join(tb.format_list(frames))
+    )
+
+
+def stack_at_cancel(timed_out: BaseException) -> str | None:
+    """Where an ``async def`` body was awaiting when its timeout cancelled it (from the
+    ``CancelledError`` behind :class:`~cloaca.engine.aio.BodyTimedOut`), capped; None if
+    that is not known."""
+    cancelled = timed_out.__cause__ if isinstance(timed_out, BodyTimedOut) else None
+    if cancelled is None or cancelled.__traceback__ is None:
+        return None
+    frames = _from_the_body(tb.extract_tb(cancelled.__traceback__))
+    return cap(
+        "Stack of the task when it timed out, at the await it was cancelled in "
+        "(most recent call last):\n" + "".join(tb.format_list(frames))
+    )
 
 
 def log_failed_attempt(
