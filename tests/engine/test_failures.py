@@ -20,7 +20,8 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunner, DefaultRunnerConfig
 from cloaca.engine.failures import MAX_TRACEBACK_CHARS
-from cloaca.testing import Harness
+from cloaca.runner.management import ManagementClient
+from cloaca.testing import DEFAULT_START, Harness
 
 WAIT = 10.0  # seconds: the bound of every real-time wait (never reached when green)
 
@@ -480,3 +481,62 @@ def test_a_one_task_execution_costs_two_write_transactions_either_way(
         assert result.status == ("Failed" if fails else "Completed")
         assert (result.task_results["only"].traceback is not None) is fails
     assert db.write_transactions - before == 2 * runs
+
+
+def test_a_management_client_reads_the_same_history(db_url: str) -> None:
+    with cloaca.WorkflowBuilder("managed"):
+
+        @cloaca.task(retry_attempts=2, retry_delay_ms=0)
+        def fails(context: Context) -> None:
+            lookup({})
+
+    with Harness(db_url) as h:
+        ran = h.execute("managed")
+    with ManagementClient.open(db_url) as client:
+        read = client.get_execution(ran.execution_id)
+    assert read.task_results == ran.task_results
+    history = read.task_results["fails"].attempts_history
+    assert [a.outcome for a in history] == ["failed"] * 2
+    assert all(a.traceback and "in lookup" in a.traceback for a in history)
+
+
+def test_a_database_from_before_the_attempt_history_upgrades_and_reads(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloaca.runner.database import open_store
+    from cloaca.store import migrate
+    from cloaca.store.records import NewTask, TaskStatus
+
+    with cloaca.WorkflowBuilder("old"):
+
+        @cloaca.task()
+        def step(context: Context) -> None:
+            pass
+
+    real = migrate.load_migrations
+    monkeypatch.setattr(migrate, "load_migrations", lambda d: [m for m in real(d) if m[0] <= 2])
+    store = open_store(db_url)
+    try:
+        assert store.migrate() == 2
+        with store.write() as tx:  # a task that failed before tracebacks were stored
+            store.executions.insert(
+                tx,
+                execution_id="before-0003",
+                workflow_name="old",
+                version="v1",
+                context_json="{}",
+                tasks=[NewTask("step", 0, 1, TaskStatus.FAILED, "RuntimeError: long ago")],
+                now=DEFAULT_START,
+            )
+    finally:
+        store.close()
+    monkeypatch.undo()
+    with Harness(db_url) as h:  # migrates to the latest schema
+        old = h.runner.get_execution("before-0003").task_results["step"]
+        assert (old.status, old.error, old.traceback, old.attempts_history) == (
+            "Failed",
+            "RuntimeError: long ago",
+            None,
+            (),
+        )
+        assert h.execute("old").status == "Completed"
