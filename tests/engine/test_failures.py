@@ -12,7 +12,6 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -446,25 +445,13 @@ def test_on_failure_gets_the_traceback_when_it_asks_for_it(harness: Harness, for
 # -- the write-transaction budget ----------------------------------------------------------------
 
 
-@pytest.fixture
-def quiet_runner(db_url: str) -> Iterator[DefaultRunner]:
-    """A threaded runner with nothing else writing: no heartbeat, sweep or scheduler due
-    while a test counts write transactions."""
-    config = DefaultRunnerConfig(
-        heartbeat_interval_seconds=3600,
-        stale_claim_threshold_seconds=7200,
-        enable_recovery=False,
-        enable_cron_scheduling=False,
-        enable_trigger_scheduling=False,
-    )
-    with DefaultRunner(db_url, config) as runner:
-        yield runner
-
-
-@pytest.mark.parametrize("fails", [False, True], ids=["completes", "fails"])
-def test_a_one_task_execution_costs_two_write_transactions_either_way(
-    quiet_runner: DefaultRunner, fails: bool
+def test_a_failed_attempt_costs_no_write_transaction_more_than_a_success(
+    harness: Harness,
 ) -> None:
+    """The history row of a failed attempt rides on the transaction that records its
+    outcome: a failing one-task execution costs exactly the write transactions of one that
+    completes. (Under the Harness, whose rounds claim in transactions of their own, that
+    is more than the two a threaded runner spends; the benchmarks measure those.)"""
     with cloaca.WorkflowBuilder("one_task"):
 
         @cloaca.task(retry_attempts=1)
@@ -472,15 +459,22 @@ def test_a_one_task_execution_costs_two_write_transactions_either_way(
             if context.get("fail"):
                 raise RuntimeError("failed on purpose")
 
-    db = quiet_runner._store.db
-    quiet_runner.execute("one_task")  # warm-up: workflow rows and first reads
-    before = db.write_transactions
-    runs = 5
-    for _ in range(runs):
-        result = quiet_runner.execute("one_task", {"fail": fails})
-        assert result.status == ("Failed" if fails else "Completed")
-        assert (result.task_results["only"].traceback is not None) is fails
-    assert db.write_transactions - before == 2 * runs
+    db = harness.runner._store.db
+    harness.execute("one_task")  # warm-up: the first rounds' own work (sweeps, schedules)
+
+    def cost(fail: bool) -> list[int]:
+        costs = []
+        for _ in range(3):
+            before = db.write_transactions
+            result = harness.execute("one_task", {"fail": fail})
+            costs.append(db.write_transactions - before)
+            assert result.status == ("Failed" if fail else "Completed")
+            assert (result.task_results["only"].traceback is not None) is fail
+        return costs
+
+    completing = cost(False)
+    assert len(set(completing)) == 1  # the same every time: a fair measure
+    assert cost(True) == completing
 
 
 def test_a_management_client_reads_the_same_history(db_url: str) -> None:

@@ -137,7 +137,7 @@ def _serve(loop: asyncio.AbstractEventLoop, closing: threading.Event) -> None:
             )
 
 
-class BodyTimedOut(TimeoutError):
+class BodyTimedOut(CloacaError, TimeoutError):
     """User code ran past its timeout and was cancelled. Its ``__cause__`` is the
     ``CancelledError`` thrown in at the ``await`` where the code was, so its traceback
     says where. (A subclass: a plain ``TimeoutError`` crossing a concurrent future is
