@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from store_backends import postgres_backend
 
 from cloaca.store.records import ExecutionStatus, NewTask, TaskStatus
+from cloaca.store.trigger_records import ClaimedPoll
+from cloaca.store.triggers import PollClaim, PollEnd
 from pg_support import require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -62,5 +64,52 @@ def test_a_claim_does_not_wait_for_an_execution_row_a_cancel_holds() -> None:
             assert store.executions.finish(tx, "e1", ExecutionStatus.COMPLETED, T0, "{}")
         record = store.executions.get("e1")
         assert record is not None and record.started_at == T0
+    finally:
+        backend.close_all()
+
+
+def test_a_claim_of_an_expired_lease_waits_for_the_fire_that_still_holds_it() -> None:
+    """Runner A's poll outlived its lease; its fire transaction has checked it still owns
+    the lease when runner B claims the expired lease. B must wait for A's fire to commit
+    and then poll from the cursor A's fire moved, never from the old cursor (which would
+    fire the same item twice)."""
+    backend = postgres_backend()
+    try:
+        store = backend.open()
+        schedule_id = store.triggers.upsert_schedule("items", "wf", 1000, True, T0)
+        due, lease_end, later = T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=5)
+        with store.write() as tx:
+            [(_, claimed)] = store.triggers.claim_polls(
+                tx, [PollClaim(schedule_id, due, lease_end)], "A", T0
+            )
+        assert claimed.cursor is None
+        in_fire = threading.Event()
+        b_claimed: list[ClaimedPoll] = []
+
+        def claim_as_b() -> None:
+            assert in_fire.wait(10)
+            with store.write() as tx:
+                b_claimed.extend(
+                    c
+                    for _, c in store.triggers.claim_polls(
+                        tx, [PollClaim(schedule_id, lease_end, later)], "B", later
+                    )
+                )
+
+        other = threading.Thread(target=claim_as_b)
+        other.start()
+        try:
+            with store.write() as tx:  # A's fire transaction, as the fire recorder runs it
+                assert store.triggers.schedule_state(tx, schedule_id) == (True, "A")
+                in_fire.set()
+                time.sleep(0.3)  # B's claim runs now, and must wait for this commit
+                assert not b_claimed
+                store.triggers.end_polls(
+                    tx, [(schedule_id, PollEnd(False, set_cursor=True, cursor="1"))], "A", 10
+                )
+        finally:
+            other.join(10)
+        [b] = b_claimed
+        assert b.cursor == "1"  # B polls after item 1, which A fired
     finally:
         backend.close_all()

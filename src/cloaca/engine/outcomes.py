@@ -116,7 +116,7 @@ def _write_one(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Writte
     ended = None
     if owned and status.is_terminal and outcome.shape is not None:
         ended = advance(
-            store, tx, outcome.shape, claimed.execution_id, claimed.task_id, outcome.now
+            store, tx, outcome.shape, claimed.execution_id, claimed.task_id, status, outcome.now
         )
     shape = outcome.shape
     may_ready = owned and (

@@ -101,7 +101,11 @@ WHERE cloaca_trigger_schedules.id = e.e_id AND lease_owner = %(runner_id)s
 RETURNING id, enabled, consecutive_errors, next_poll_at
 
 -- name: trigger_schedule_state
-SELECT enabled, lease_owner FROM cloaca_trigger_schedules WHERE id = %(id)s
+-- Read by a fire transaction to check it still holds the poll's lease. FOR UPDATE keeps
+-- it held until the fire commits: another runner's claim of the expired lease waits, then
+-- reads the cursor this fire moved, instead of polling the old cursor and firing the same
+-- item again.
+SELECT enabled, lease_owner FROM cloaca_trigger_schedules WHERE id = %(id)s FOR UPDATE
 
 -- name: trigger_release_leases
 UPDATE cloaca_trigger_schedules SET lease_owner = NULL, lease_until = NULL
