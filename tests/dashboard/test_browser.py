@@ -45,7 +45,13 @@ def test_walk_through_every_page(site: Site, page: Any, tmp_path: Path) -> None:
     page.click(f"a[href='/executions/{made.failed[0]}']")
     page.wait_for_selector("text=cannot parse row 17")
     assert page.locator(".timeline .row").count() == 4
-    page.click("text=Traceback >> nth=0")
+    assert page.locator("table.attempts tbody tr:not(.traceback)").count() == 3  # 3 attempts
+    assert not page.locator("details pre").first.is_visible()  # folded until asked for
+    page.click("text=Traceback of attempt 3")
+    shown = page.locator("details[open] pre").first
+    assert shown.is_visible()
+    # The raising line of the task body, as a person reads it in the unfolded traceback.
+    assert 'raise ValueError(f"cannot parse row 17' in shown.inner_text()
     page.screenshot(path=str(shots / "execution.png"), full_page=True)
 
     page.click("header >> text=Workflows")

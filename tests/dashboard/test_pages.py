@@ -67,7 +67,10 @@ def test_execution_page_shows_tasks_errors_and_contexts(site: Site) -> None:
     for task_id in ("extract", "transform", "load", "report"):
         assert task_id in html
     assert "ValueError: cannot parse row 17" in html
-    assert "Traceback" in html
+    # Every attempt of the failed task, each with the traceback of its raising line.
+    assert html.count("Traceback of attempt") == 3
+    assert html.count("raise ValueError(f&#34;cannot parse row 17") == 3
+    assert html.count("dashboard_support.py") == 3
     assert '"fail": true' in html  # input context
     assert '"rows": 120' in html  # final context
     assert 'class="bar s-completed"' in html and 'class="bar s-failed"' in html

@@ -245,16 +245,16 @@ def test_a_runner_outlives_a_store_error_it_cannot_retry(
     task gets its next attempt instead of staying Running."""
     from cloaca.engine import outcomes
 
-    real_write = outcomes.write
+    real_write_all = outcomes.write_all
     refused: list[int] = []
 
-    def write_once_refused(store: Any, tx: Any, runner_id: str, outcome: Any) -> Any:
+    def write_once_refused(store: Any, tx: Any, runner_id: str, batch: Any) -> Any:
         if not refused:
             refused.append(1)
             raise StoreError("refused for good")
-        return real_write(store, tx, runner_id, outcome)
+        return real_write_all(store, tx, runner_id, batch)
 
-    monkeypatch.setattr(outcomes, "write", write_once_refused)
+    monkeypatch.setattr(outcomes, "write_all", write_once_refused)
     calls: list[int] = []
 
     @cloaca.task(id="twice", retry_attempts=2, retry_delay_ms=1)

@@ -269,10 +269,11 @@ def executions_cancel(db: str, execution_id: str) -> None:
 @json_option
 @click.pass_obj
 def executions_show(db: str, execution_id: str, as_json: bool) -> None:
-    """One execution with its tasks (status, attempts, timings, errors)."""
+    """One execution with its tasks (status, attempts, timings, errors), then the
+    traceback of every failed attempt (--json: each task's attempt history too)."""
     with management_client(db) as client, user_errors():
         result = client.get_execution(execution_id)
-    tasks = [
+    tasks: list[dict[str, Any]] = [
         {
             "task": tid,
             "status": t.status,
@@ -285,10 +286,22 @@ def executions_show(db: str, execution_id: str, as_json: bool) -> None:
         for tid, t in result.task_results.items()
     ]
     if as_json:
+        for row, t in zip(tasks, result.task_results.values(), strict=True):
+            row["traceback"] = t.traceback
+            row["attempts_history"] = [a.to_dict() for a in t.attempts_history]
         show({**_result_dict(result), "tasks": tasks}, True)
         return
     show(_result_dict(result), False)
     show(tasks, False)
+    for tid, t in result.task_results.items():
+        for a in t.attempts_history:
+            if a.error is None:
+                continue
+            click.echo(
+                f"\n--- task {tid}, attempt {a.attempt}: {a.outcome} at "
+                f"{a.completed_at or '-'} on runner {a.runner_id or '-'}"
+            )
+            click.echo((a.traceback or a.error).rstrip("\n"))
 
 
 @main.group()

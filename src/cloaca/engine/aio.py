@@ -137,9 +137,23 @@ def _serve(loop: asyncio.AbstractEventLoop, closing: threading.Event) -> None:
             )
 
 
+class BodyTimedOut(CloacaError, TimeoutError):
+    """User code ran past its timeout and was cancelled. Its ``__cause__`` is the
+    ``CancelledError`` thrown in at the ``await`` where the code was, so its traceback
+    says where. (A subclass: a plain ``TimeoutError`` crossing a concurrent future is
+    made anew there, without its cause.)"""
+
+
 async def bounded(coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
-    """Await user code ``coro`` (see ``contained``), raising ``TimeoutError`` (after
+    """Await user code ``coro`` (see ``contained``), raising :class:`BodyTimedOut` (after
     cancelling it) past ``timeout`` s."""
     if timeout is None:
         return await contained(coro)
-    return await asyncio.wait_for(contained(coro), timeout)
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            return await contained(coro)
+    except TimeoutError as exc:
+        if not scope.expired():
+            raise  # the user's own TimeoutError
+        raise BodyTimedOut(f"timed out after {timeout:g}s") from exc.__cause__

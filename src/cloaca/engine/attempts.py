@@ -16,7 +16,7 @@ from cloaca.engine.outcomes import Outcome
 from cloaca.engine.planner import Shape
 from cloaca.errors import BadTaskResult, TaskTimedOut  # noqa: F401  (their home was here)
 from cloaca.store.records import ClaimedTask
-from cloaca.workflows.task import TaskHandle, TaskSpec
+from cloaca.workflows.task import FailureArgs, TaskHandle, TaskSpec
 
 if TYPE_CHECKING:
     from cloaca.engine.executor import Executor
@@ -45,6 +45,8 @@ class Attempt:
     input: dict[str, Any] | None = None
     #: Its execution ended while the attempt ran (see Executor.cancel_attempts).
     cancel_requested: bool = False
+    #: The thread a sync body runs on (its stack is shown when it times out).
+    thread: int | None = None
 
 
 @dataclass(slots=True)
@@ -70,13 +72,21 @@ def output_of(task_id: str, result: Any, ctx: Context, max_bytes: int) -> str:
     )
 
 
-def run_callback(spec: TaskSpec, error: str | None, ctx: Context | None) -> None:
-    """Call ``on_success`` / ``on_failure``; whatever they raise is logged, never passed on."""
+def run_callback(
+    spec: TaskSpec, error: str | None, ctx: Context | None, traceback: str | None = None
+) -> None:
+    """Call ``on_success`` / ``on_failure``; whatever they raise is logged, never passed on.
+    ``on_failure`` gets the traceback too when it asked for it (see ``FailureArgs``)."""
     try:
         if error is None and spec.on_success is not None:
             spec.on_success(spec.id, ctx)
         elif error is not None and spec.on_failure is not None:
-            spec.on_failure(spec.id, error, ctx)
+            if spec.failure_args is FailureArgs.KEYWORD:
+                spec.on_failure(spec.id, error, ctx, traceback=traceback)
+            elif spec.failure_args is FailureArgs.POSITIONAL:
+                spec.on_failure(spec.id, error, ctx, traceback)
+            else:
+                spec.on_failure(spec.id, error, ctx)
     except BaseException:  # user code: even SystemExit must not stop the worker thread
         log.exception("task callback raised", extra={"task": spec.id})
 

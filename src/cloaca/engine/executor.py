@@ -39,6 +39,12 @@ from cloaca.engine.attempts import (
     output_of,
     run_callback,
 )
+from cloaca.engine.failures import (
+    format_failure,
+    log_failed_attempt,
+    stack_at_cancel,
+    stack_of_thread,
+)
 from cloaca.engine.outcomes import Outcome, Unrecorded
 from cloaca.engine.planner import Shape, claimed_inputs, load_input
 from cloaca.engine.slots import Slots
@@ -302,6 +308,7 @@ class Executor:
             self._finish(attempt, None, msg, timed_out=False)
             return
         ctx: Context | None = None
+        timeout_stack: str | None = None  # where an async body was when it timed out
         try:
             data = attempt.input
             if data is None:
@@ -320,29 +327,32 @@ class Executor:
                         future.cancel()
                 try:
                     result = future.result()
-                except TimeoutError:
+                except TimeoutError as exc:
+                    timeout_stack = stack_at_cancel(exc)
                     raise TaskTimedOut(f"Task {spec.id!r} timed out after {timeout:g}s") from None
                 except concurrent.futures.CancelledError:
                     raise RuntimeError("cancelled: the execution ended while it ran") from None
             else:
+                attempt.thread = threading.get_ident()  # where to look if it times out
                 attempt.deadline = time.monotonic() + timeout
                 self._wake()  # let the loop learn the new deadline
                 result = spec.fn(*args)
             output = output_of(spec.id, result, ctx, self._config.max_context_bytes)
             self._finish(attempt, output, None, timed_out=False, ctx=ctx)
         except TaskTimedOut as exc:
-            self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx)
+            self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx, traceback=timeout_stack)
         except BadTaskResult as exc:
-            self._finish(attempt, None, f"TypeError: {exc}", timed_out=False, ctx=ctx, final=True)
+            error = f"TypeError: {exc}"
+            self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True, exc=exc)
         except ContextLimitError as exc:
             # Too large or too deep: the same code would build the same data again.
             error = f"{type(exc).__name__}: {exc}"
-            self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True)
+            self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True, exc=exc)
         except BaseException as exc:
             # The user's error is the attempt's outcome, SystemExit and KeyboardInterrupt
             # included (signals only reach the main thread: on this worker thread they come
             # from user code; from an async body they arrive as EscapedBaseException).
-            self._finish(attempt, None, describe(exc), timed_out=False, ctx=ctx)
+            self._finish(attempt, None, describe(exc), timed_out=False, ctx=ctx, exc=exc)
 
     def _expire_timeouts(self) -> datetime | None:
         now_mono = time.monotonic()
@@ -354,7 +364,8 @@ class Executor:
                 spec = attempt.spec
                 timeout = (spec.timeout if spec else None) or self._config.task_timeout_seconds
                 msg = f"Task {attempt.claimed.task_id!r} timed out after {timeout:g}s"
-                self._finish(attempt, None, msg, timed_out=True)
+                stack = stack_of_thread(attempt.thread)
+                self._finish(attempt, None, msg, timed_out=True, traceback=stack)
             elif earliest is None or attempt.deadline < earliest:
                 earliest = attempt.deadline
         if earliest is None:
@@ -370,7 +381,12 @@ class Executor:
         timed_out: bool,
         ctx: Context | None = None,
         final: bool = False,
+        exc: BaseException | None = None,
+        traceback: str | None = None,
     ) -> None:
+        """Record how an attempt ended (once: a late second call changes nothing): the
+        outcome with its error and traceback (``exc`` formatted, or ``traceback`` as given),
+        the log line of a failure, then the task's callback."""
         with attempt.lock:
             if attempt.done:
                 attempt.settled.set()
@@ -393,7 +409,20 @@ class Executor:
                 retry_at = now + timedelta(seconds=policy.calculate_delay(claimed.attempt))
             else:
                 status = TaskStatus.FAILED
-        result = Outcome(claimed, attempt.shape, status, now, output, error, retry_at)
+            if exc is not None:
+                traceback = format_failure(exc)
+            log_failed_attempt(claimed, error, status, retry_at, now, exc, traceback)
+        result = Outcome(
+            claimed,
+            attempt.shape,
+            status,
+            now,
+            output,
+            error,
+            retry_at,
+            traceback=traceback if error is not None else None,
+            timed_out=timed_out,
+        )
         handle = attempt.handle
         holds_slot = handle is None or handle._slot_held
         if handle is not None:
@@ -403,7 +432,7 @@ class Executor:
         try:
             self._flush()
             if spec is not None:
-                run_callback(spec, error, ctx)
+                run_callback(spec, error, ctx, result.traceback)
         finally:
             attempt.settled.set()
             self._wake()
@@ -438,7 +467,9 @@ class Executor:
 
         def record(tx: Tx) -> tuple[list[outcomes.Written], list[Claim]]:
             nonlocal claims_made
-            written = [outcomes.write(self._store, tx, self._runner_id, d.outcome) for d in batch]
+            written = outcomes.write_all(
+                self._store, tx, self._runner_id, [d.outcome for d in batch]
+            )
             retry_due = self._next_ready is not None and now >= self._next_ready
             # Claim only when something may be Ready: an empty claim is a round trip.
             if limit and (self._dirty or retry_due or any(w.may_ready for w in written)):

@@ -27,7 +27,13 @@ from datetime import datetime, timedelta
 from cloaca.engine.planner import Shape, advance
 from cloaca.store.core import Store
 from cloaca.store.db import TransientStoreError, Tx
-from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
+from cloaca.store.records import (
+    AttemptOutcome,
+    ClaimedTask,
+    ExecutionStatus,
+    NewAttempt,
+    TaskStatus,
+)
 from cloaca.store.retry import DEFAULT_BACKOFF, Backoff
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,22 @@ class Outcome:
     output: str | None = None
     error: str | None = None
     retry_at: datetime | None = None
+    #: The formatted exception of a failed attempt (or where a timed-out one was).
+    traceback: str | None = None
+    timed_out: bool = False
+
+    def history_entry(self) -> NewAttempt | None:
+        """The attempt-history row this outcome adds, if any: none for a first attempt
+        that completed (the task execution row tells all of it), so the common case
+        writes nothing more."""
+        claimed = self.claimed
+        if self.error is None and claimed.attempt <= 1:
+            return None
+        if self.error is None:
+            kind = AttemptOutcome.COMPLETED
+        else:
+            kind = AttemptOutcome.TIMED_OUT if self.timed_out else AttemptOutcome.FAILED
+        return NewAttempt(claimed, kind, self.now, self.error, self.traceback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +81,20 @@ class Written:
     may_ready: bool = False
 
 
+def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> list[Written]:
+    """Record every outcome of ``batch`` inside ``tx`` (safe to run again after a
+    rollback): their attempt-history rows in one statement, then each outcome."""
+    entries = [o.history_entry() for o in batch]
+    store.tasks.record_attempts(tx, runner_id, [e for e in entries if e is not None])
+    return [_write_one(store, tx, runner_id, o) for o in batch]
+
+
 def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
-    """Record ``outcome`` inside ``tx`` (safe to run again after a rollback)."""
+    """Record one ``outcome`` inside ``tx`` (see :func:`write_all`)."""
+    return write_all(store, tx, runner_id, [outcome])[0]
+
+
+def _write_one(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
     claimed = outcome.claimed
     status, retry_at = outcome.status, outcome.retry_at
     if status is TaskStatus.READY:
@@ -76,6 +110,7 @@ def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
         now=outcome.now,
         output_json=outcome.output,
         error=outcome.error,
+        traceback=outcome.traceback,
         retry_at=retry_at,
     )
     ended = None
@@ -98,11 +133,10 @@ def release_of(outcome: Outcome, exc: BaseException) -> Outcome:
     released for another attempt if one is left, else the attempt fails with the reason."""
     claimed = outcome.claimed
     reason = f"the outcome of attempt {claimed.attempt} could not be recorded: {exc}"
+    released = replace(outcome, output=None, error=reason, traceback=None, timed_out=False)
     if claimed.attempt < claimed.max_attempts:
-        return replace(
-            outcome, status=TaskStatus.READY, output=None, error=reason, retry_at=outcome.now
-        )
-    return replace(outcome, status=TaskStatus.FAILED, output=None, error=reason, retry_at=None)
+        return replace(released, status=TaskStatus.READY, retry_at=outcome.now)
+    return replace(released, status=TaskStatus.FAILED, retry_at=None)
 
 
 @dataclass(slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cloaca.clock import rfc3339
@@ -12,8 +12,32 @@ from cloaca.store.records import ExecutionRecord, TaskExecutionRecord
 
 
 @dataclass(frozen=True)
+class AttemptResult:
+    """One attempt of a task: ``outcome`` is ``"completed" | "failed" | "timed_out" |
+    "runner_died"``, or ``"running"`` while it runs. ``traceback`` is the formatted
+    exception of a failed attempt (for a timed-out sync body: where its thread was)."""
+
+    attempt: int
+    outcome: str
+    runner_id: str | None
+    started_at: str | None
+    completed_at: str | None
+    error: str | None
+    traceback: str | None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The attempt as a plain dict (JSON-ready)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class TaskResult:
-    """The state of one task in an execution."""
+    """The state of one task in an execution. ``error`` and ``traceback`` are those of its
+    last attempt when that failed (None once it completed); ``attempts_history`` lists
+    every attempt, oldest first."""
 
     status: str
     error: str | None
@@ -21,6 +45,8 @@ class TaskResult:
     sub_status: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
+    traceback: str | None = None
+    attempts_history: tuple[AttemptResult, ...] = ()
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -63,6 +89,19 @@ class WorkflowResult:
                     sub_status=t.sub_status,
                     started_at=rfc3339(t.started_at),
                     completed_at=rfc3339(t.completed_at),
+                    traceback=t.traceback,
+                    attempts_history=tuple(
+                        AttemptResult(
+                            attempt=a.attempt,
+                            outcome=str(a.outcome),
+                            runner_id=a.runner_id,
+                            started_at=rfc3339(a.started_at),
+                            completed_at=rfc3339(a.completed_at),
+                            error=a.error,
+                            traceback=a.traceback,
+                        )
+                        for a in t.attempts
+                    ),
                 )
                 for t in tasks
             },

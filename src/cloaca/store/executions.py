@@ -18,6 +18,7 @@ from cloaca.store.records import (
     TaskStatus,
 )
 from cloaca.store.retry import read_retrying
+from cloaca.store.tasks import read_task_list
 
 
 class ExecutionQueries(QueryGroup):
@@ -198,8 +199,7 @@ class ExecutionQueries(QueryGroup):
             record = ExecutionRecord.from_row(row)
             if tasks_unless_active and not record.status.is_terminal:
                 return record, []
-            rows = tx.all("task_list", {"execution_id": execution_id})
-            return record, [TaskExecutionRecord.from_row(r) for r in rows]
+            return record, read_task_list(tx, execution_id)
 
         return read_retrying(self.db, read, "reading an execution")
 

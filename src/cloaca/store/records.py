@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -79,9 +79,49 @@ class ExecutionRecord:
         )
 
 
+class AttemptOutcome(StrEnum):
+    """How one attempt of a task execution ended (``RUNNING`` while it has not)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    RUNNER_DIED = "runner_died"
+    RUNNING = "running"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt of a task execution, from the attempt history."""
+
+    task_id: str
+    attempt: int
+    runner_id: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    outcome: AttemptOutcome
+    error: str | None
+    traceback: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> AttemptRecord:
+        """Build from a row of ``task_attempts_list``."""
+        return cls(
+            task_id=row["task_id"],
+            attempt=row["attempt"],
+            runner_id=row["runner_id"],
+            started_at=from_db_time(row["started_at"]),
+            completed_at=from_db_time(row["completed_at"]),
+            outcome=AttemptOutcome(row["outcome"]),
+            error=row["error"],
+            traceback=row["traceback"],
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class TaskExecutionRecord:
-    """One task execution row (without its output)."""
+    """One task execution row (without its output). ``error`` and ``traceback`` are those
+    of its last attempt when it failed; ``attempts`` is its attempt history when it was
+    read (see :meth:`with_history`)."""
 
     id: int
     execution_id: str
@@ -96,6 +136,8 @@ class TaskExecutionRecord:
     started_at: datetime | None
     completed_at: datetime | None
     error: str | None
+    traceback: str | None = None
+    attempts: tuple[AttemptRecord, ...] = ()
 
     @classmethod
     def from_row(cls, row: Row) -> TaskExecutionRecord:
@@ -114,7 +156,36 @@ class TaskExecutionRecord:
             started_at=from_db_time(row["started_at"]),
             completed_at=from_db_time(row["completed_at"]),
             error=row["error"],
+            traceback=row["traceback"],
         )
+
+    @property
+    def may_have_history(self) -> bool:
+        """False when no attempt row can exist: a first attempt writes one only when it
+        fails (the error stays on the row until a later attempt succeeds)."""
+        return self.attempt > 1 or self.error is not None
+
+    def with_history(self, stored: list[AttemptRecord]) -> TaskExecutionRecord:
+        """This record with its attempt history: the ``stored`` rows of its attempts, and
+        the current attempt from this row when no row holds it yet (running, or completed
+        at the first try)."""
+        history = sorted(stored, key=lambda a: a.attempt)
+        if self.attempt > 0 and not any(a.attempt == self.attempt for a in history):
+            running = self.status is TaskStatus.RUNNING
+            if running or self.status is TaskStatus.COMPLETED:
+                history.append(
+                    AttemptRecord(
+                        task_id=self.task_id,
+                        attempt=self.attempt,
+                        runner_id=self.claimed_by,
+                        started_at=self.started_at,
+                        completed_at=None if running else self.completed_at,
+                        outcome=AttemptOutcome.RUNNING if running else AttemptOutcome.COMPLETED,
+                        error=None,
+                        traceback=None,
+                    )
+                )
+        return replace(self, attempts=tuple(history))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +223,14 @@ class NewTask:
     max_attempts: int
     status: TaskStatus = TaskStatus.NOT_STARTED
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttempt:
+    """An attempt to add to the history as its outcome is recorded."""
+
+    claimed: ClaimedTask
+    outcome: AttemptOutcome
+    completed_at: datetime
+    error: str | None = None
+    traceback: str | None = None

@@ -54,6 +54,7 @@ class RunnerQueries(QueryGroup):
         def take_over(tx: Tx) -> int:
             tx.run("runners_stale_delete", {"threshold": to_db_time(threshold), "self_id": self_id})
             params = {"self_id": self_id, "now": to_db_time(now)}
+            tx.run("task_attempt_record_orphaned", params)  # the history keeps each lost attempt
             rows = tx.all("task_fail_orphaned_exhausted", params)
             failed = [ClaimedTask.from_row(r) for r in rows]
             requeued = tx.run("task_requeue_orphaned", params)

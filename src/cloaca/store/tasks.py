@@ -4,13 +4,19 @@ planner reads of an execution's tasks."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cloaca.clock import from_db_time, to_db_time
 from cloaca.store.db import Tx
 from cloaca.store.group import QueryGroup
-from cloaca.store.records import ClaimedTask, TaskExecutionRecord, TaskStatus
+from cloaca.store.records import (
+    AttemptRecord,
+    ClaimedTask,
+    NewAttempt,
+    TaskExecutionRecord,
+    TaskStatus,
+)
 from cloaca.store.retry import read_retrying
 
 
@@ -74,10 +80,12 @@ class TaskQueries(QueryGroup):
         now: datetime,
         output_json: str | None = None,
         error: str | None = None,
+        traceback: str | None = None,
         retry_at: datetime | None = None,
     ) -> bool:
         """Record the outcome of one attempt, only if this runner still owns it (same
         attempt, still Running). ``status`` Ready with ``retry_at`` schedules a retry.
+        ``error`` and ``traceback`` stay on the row until the next attempt's outcome.
         Returns False when the claim was lost (timed out, taken over, cancelled)."""
         terminal = status.is_terminal
         if status is TaskStatus.READY:
@@ -92,11 +100,35 @@ class TaskQueries(QueryGroup):
                     "status": str(status),
                     "output": output_json,
                     "error": error,
+                    "traceback": traceback,
                     "ready_at": to_db_time(retry_at) if retry_at else None,
                     "completed_at": to_db_time(now) if terminal else None,
                 },
             )
             > 0
+        )
+
+    def record_attempts(self, tx: Tx, runner_id: str, attempts: Sequence[NewAttempt]) -> None:
+        """Add attempts to the history, each only if this runner still owns it (as
+        :meth:`finish_attempt` checks): one statement for all of them, to run in the
+        transaction that records their outcomes, BEFORE :meth:`finish_attempt` releases
+        the claims."""
+        if not attempts:
+            return
+        tx.run_many(
+            "task_attempt_record",
+            [
+                {
+                    "id": a.claimed.id,
+                    "attempt": a.claimed.attempt,
+                    "runner_id": runner_id,
+                    "completed_at": to_db_time(a.completed_at),
+                    "outcome": str(a.outcome),
+                    "error": a.error,
+                    "traceback": a.traceback,
+                }
+                for a in attempts
+            ],
         )
 
     def set_status(
@@ -159,11 +191,23 @@ class TaskQueries(QueryGroup):
         return {r["task_id"]: r["output"] for r in rows}
 
     def list_for(self, execution_id: str) -> list[TaskExecutionRecord]:
-        """The task executions of an execution in topological position order (transient
-        database errors are retried)."""
-        rows = read_retrying(
-            self.db,
-            lambda tx: tx.all("task_list", {"execution_id": execution_id}),
-            "reading task executions",
+        """The task executions of an execution in topological position order, each with
+        its attempt history (transient database errors are retried)."""
+        return read_retrying(
+            self.db, lambda tx: read_task_list(tx, execution_id), "reading task executions"
         )
-        return [TaskExecutionRecord.from_row(r) for r in rows]
+
+
+def read_task_list(tx: Tx, execution_id: str) -> list[TaskExecutionRecord]:
+    """The task executions of an execution in topological position order, each with its
+    attempt history. The history table is read only when some task may have rows in it,
+    so reading an execution whose tasks all completed at the first try costs one query."""
+    tasks = [
+        TaskExecutionRecord.from_row(r) for r in tx.all("task_list", {"execution_id": execution_id})
+    ]
+    stored: dict[str, list[AttemptRecord]] = {}
+    if any(t.may_have_history for t in tasks):
+        for row in tx.all("task_attempts_list", {"execution_id": execution_id}):
+            record = AttemptRecord.from_row(row)
+            stored.setdefault(record.task_id, []).append(record)
+    return [t.with_history(stored.get(t.task_id, [])) for t in tasks]

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 from typing import Any, Protocol
 
 from cloaca.errors import RunnerShutDown, ValidationError
@@ -17,6 +18,37 @@ from cloaca.workflows.retry import RetryCondition, RetryPolicy
 
 TASK_ATTR = "__cloaca_task__"
 _HANDLE_PARAMS = ("handle", "task_handle")
+
+
+class FailureArgs(Enum):
+    """How ``on_failure`` is called: ``(task_id, error, context)`` as upstream does, or with
+    the failed attempt's traceback as a 4th positional argument or as ``traceback=``."""
+
+    THREE = "three"
+    POSITIONAL = "positional"
+    KEYWORD = "keyword"
+
+
+def failure_args_of(callback: Callable[..., Any] | None) -> FailureArgs:
+    """Read once, at declaration, what an ``on_failure`` callback accepts: a parameter named
+    ``traceback`` gets it by keyword, else a 4th positional parameter gets it; any other
+    callback (``*args`` included) is called with the three upstream arguments."""
+    if callback is None:
+        return FailureArgs.THREE
+    try:
+        params = list(inspect.signature(callback).parameters.values())
+    except (TypeError, ValueError):  # some builtins have no signature
+        return FailureArgs.THREE
+    kinds = inspect.Parameter
+    if any(
+        p.name == "traceback" and p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+        for p in params
+    ):
+        return FailureArgs.KEYWORD
+    positional = [
+        p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    ]
+    return FailureArgs.POSITIONAL if len(positional) >= 4 else FailureArgs.THREE
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +65,7 @@ class TaskSpec:
     on_failure: Callable[..., Any] | None
     is_async: bool
     wants_handle: bool
+    failure_args: FailureArgs = FailureArgs.THREE
 
 
 def task_id_of(ref: object) -> str:
@@ -147,6 +180,7 @@ def task(
             on_failure=on_failure,
             is_async=inspect.iscoroutinefunction(fn),
             wants_handle=_wants_handle(fn),
+            failure_args=failure_args_of(on_failure),
         )
         setattr(fn, TASK_ATTR, spec)
         registry.task_defined(spec)

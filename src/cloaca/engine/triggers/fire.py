@@ -191,6 +191,7 @@ class TriggerRecorder:
                     run.name,
                     "timed out" if run.timed_out else "failed",
                     run.error,
+                    exc_info=run.exc,
                     extra={"trigger_name": run.name},
                 )
                 if state is not None and not state[0]:
@@ -210,7 +211,7 @@ class TriggerRecorder:
             shape = self._shape(run.claim.workflow_name)
             prepared = _prepare(shape, run.result.contexts, name, now, self._max_bytes)
         except Exception as exc:
-            run.error = describe_error(exc)
+            run.error, run.exc = describe_error(exc), exc
             run.result = None
             return None
         recorded, fire = self._store.write_retrying(

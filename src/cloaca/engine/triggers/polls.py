@@ -48,6 +48,8 @@ class PollRun:
     duration_ms: float = 0.0
     result: TriggerResult | None = None
     error: str | None = None
+    #: The exception behind ``error`` (logged with its traceback), if the poll raised.
+    exc: BaseException | None = None
     timed_out: bool = False
     #: "running" → "done", or "running" → "timed_out" → "zombie_done" (late, discarded).
     state: str = "running"
@@ -72,6 +74,7 @@ class PollOutcome:
     duration_ms: float = 0.0
     result: TriggerResult | None = None
     error: str | None = None
+    exc: BaseException | None = None
     timed_out: bool = False
 
     def apply(self, run: PollRun) -> None:
@@ -80,6 +83,7 @@ class PollOutcome:
         run.duration_ms = self.duration_ms
         run.result = self.result
         run.error = self.error
+        run.exc = self.exc
         run.timed_out = self.timed_out
 
 
@@ -92,7 +96,7 @@ def run_sync(run: PollRun, clock: Clock) -> PollOutcome:
         value = spec.poll(run.claim.cursor) if spec.takes_cursor else spec.poll()
         outcome.result = normalize_poll_result(value, spec.name)
     except BaseException as exc:  # the user's error is the poll's outcome, even SystemExit
-        outcome.error = describe_error(exc)
+        outcome.error, outcome.exc = describe_error(exc), exc
     outcome.duration_ms = (time.perf_counter() - started) * 1000
     return outcome
 
@@ -112,13 +116,13 @@ async def run_async(run: PollRun, clock: Clock, timeout: float) -> PollOutcome:
             outcome.timed_out = True
             outcome.error = timeout_message(timeout)
         else:
-            outcome.error = describe_error(exc)
+            outcome.error, outcome.exc = describe_error(exc), exc
     except BaseException as exc:
         # SystemExit or KeyboardInterrupt leaving this task would stop the event loop that
         # every async task and poll of the runner shares: it is this poll's error instead.
         if not raised_by_user(exc, task):
             raise
-        outcome.error = describe_error(exc)
+        outcome.error, outcome.exc = describe_error(exc), exc
     outcome.duration_ms = (time.perf_counter() - started) * 1000
     return outcome
 

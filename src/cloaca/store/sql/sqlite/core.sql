@@ -45,6 +45,7 @@ DELETE FROM cloaca_runners WHERE heartbeat_at < :threshold AND id != :self_id
 -- allowed fails instead of running once more. Returned for the caller to plan on.
 UPDATE cloaca_task_executions
 SET status = 'Failed', claimed_by = NULL, sub_status = NULL, completed_at = :now,
+    traceback = NULL,
     error = 'runner died during the attempt (attempt ' || CAST(attempt AS TEXT) || ' of '
         || CAST(max_attempts AS TEXT) || ')'
 WHERE status = 'Running'
@@ -56,12 +57,28 @@ RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, m
 
 -- name: task_requeue_orphaned
 UPDATE cloaca_task_executions
-SET status = 'Ready', claimed_by = NULL, ready_at = :now, sub_status = NULL
+SET status = 'Ready', claimed_by = NULL, ready_at = :now, sub_status = NULL, traceback = NULL,
+    error = 'runner died during the attempt (attempt ' || CAST(attempt AS TEXT) || ' of '
+        || CAST(max_attempts AS TEXT) || ')'
 WHERE status = 'Running'
   AND attempt < max_attempts
   AND claimed_by != :self_id
   AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
   AND execution_id IN (SELECT id FROM cloaca_executions WHERE status IN ('Pending', 'Running'))
+
+-- name: task_attempt_record_orphaned
+-- The attempts of runners just declared dead, in the attempt history (before the
+-- statements above and below re-queue, fail or abandon them).
+INSERT INTO cloaca_task_attempts
+    (execution_id, task_id, attempt, runner_id, started_at, completed_at, outcome, error)
+SELECT execution_id, task_id, attempt, claimed_by, started_at, :now, 'runner_died',
+       'runner died during the attempt (attempt ' || CAST(attempt AS TEXT) || ' of '
+           || CAST(max_attempts AS TEXT) || ')'
+FROM cloaca_task_executions
+WHERE status = 'Running'
+  AND claimed_by != :self_id
+  AND claimed_by NOT IN (SELECT id FROM cloaca_runners)
+ON CONFLICT (execution_id, task_id, attempt) DO NOTHING
 
 -- name: task_abandon_orphaned
 UPDATE cloaca_task_executions
@@ -146,8 +163,21 @@ WHERE execution_id = :execution_id AND task_id IN (SELECT value FROM json_each(:
 -- name: task_finish_attempt
 UPDATE cloaca_task_executions
 SET status = :status, output = :output, error = :error, ready_at = :ready_at,
+    traceback = :traceback,
     completed_at = :completed_at, claimed_by = NULL, sub_status = NULL
 WHERE id = :id AND status = 'Running' AND attempt = :attempt AND claimed_by = :runner_id
+
+-- name: task_attempt_record
+-- One attempt in the history, written just before task_finish_attempt in the same
+-- transaction and under the same condition (this runner still owns the attempt).
+INSERT INTO cloaca_task_attempts
+    (execution_id, task_id, attempt, runner_id, started_at, completed_at, outcome, error,
+     traceback)
+SELECT execution_id, task_id, attempt, claimed_by, started_at, :completed_at, :outcome,
+       :error, :traceback
+FROM cloaca_task_executions
+WHERE id = :id AND status = 'Running' AND attempt = :attempt AND claimed_by = :runner_id
+ON CONFLICT (execution_id, task_id, attempt) DO NOTHING
 
 -- name: task_set_status
 UPDATE cloaca_task_executions
@@ -160,13 +190,19 @@ WHERE id = :id AND status = 'Running' AND attempt = :attempt
 
 -- name: task_cancel_pending
 UPDATE cloaca_task_executions
-SET status = 'Skipped', error = 'cancelled', completed_at = :now, claimed_by = NULL
+SET status = 'Skipped', error = 'cancelled', traceback = NULL, completed_at = :now,
+    claimed_by = NULL
 WHERE execution_id = :execution_id AND status IN ('NotStarted', 'Ready')
 
 -- name: task_list
 SELECT id, execution_id, task_id, position, status, sub_status, attempt, max_attempts,
-       ready_at, claimed_by, started_at, completed_at, error
+       ready_at, claimed_by, started_at, completed_at, error, traceback
 FROM cloaca_task_executions WHERE execution_id = :execution_id ORDER BY position
+
+-- name: task_attempts_list
+SELECT task_id, attempt, runner_id, started_at, completed_at, outcome, error, traceback
+FROM cloaca_task_attempts WHERE execution_id = :execution_id
+ORDER BY task_id, attempt
 
 -- name: execution_get
 SELECT id, workflow_name, workflow_version, status, context, final_context, error_message,
