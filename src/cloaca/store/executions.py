@@ -18,7 +18,7 @@ from cloaca.store.records import (
     TaskStatus,
 )
 from cloaca.store.retry import read_retrying
-from cloaca.store.tasks import read_task_list
+from cloaca.store.tasks import with_history
 
 
 class ExecutionQueries(QueryGroup):
@@ -189,17 +189,24 @@ class ExecutionQueries(QueryGroup):
         self, execution_id: str, tasks_unless_active: bool = False
     ) -> tuple[ExecutionRecord | None, list[TaskExecutionRecord]]:
         """One execution and its task executions (topological order), read in ONE
-        transaction; with ``tasks_unless_active`` the tasks are read only once the execution
-        is terminal (a waiter needs them only then). Transient errors are retried."""
+        statement (plus the attempt history, only if some task failed before); with
+        ``tasks_unless_active`` the tasks are read only once the execution is terminal (a
+        waiter needs them only then). Transient errors are retried."""
 
         def read(tx: Tx) -> tuple[ExecutionRecord | None, list[TaskExecutionRecord]]:
-            row = tx.one("execution_get", {"id": execution_id})
-            if row is None:
+            rows = tx.all(
+                "execution_with_tasks",
+                {"id": execution_id, "with_tasks": 0 if tasks_unless_active else 1},
+            )
+            if not rows:
                 return None, []
-            record = ExecutionRecord.from_row(row)
-            if tasks_unless_active and not record.status.is_terminal:
-                return record, []
-            return record, read_task_list(tx, execution_id)
+            record = ExecutionRecord.from_row(rows[0])
+            tasks = [
+                TaskExecutionRecord.from_row({k[2:]: r[k] for k in r.keys() if k[:2] == "t_"})  # noqa: SIM118 (sqlite3.Row iterates values)
+                for r in rows
+                if r["t_id"] is not None
+            ]
+            return record, with_history(tx, execution_id, tasks)
 
         return read_retrying(self.db, read, "reading an execution")
 

@@ -205,6 +205,14 @@ def read_task_list(tx: Tx, execution_id: str) -> list[TaskExecutionRecord]:
     tasks = [
         TaskExecutionRecord.from_row(r) for r in tx.all("task_list", {"execution_id": execution_id})
     ]
+    return with_history(tx, execution_id, tasks)
+
+
+def with_history(
+    tx: Tx, execution_id: str, tasks: list[TaskExecutionRecord]
+) -> list[TaskExecutionRecord]:
+    """``tasks`` of one execution, each with its attempt history (read only when some task
+    may have rows in it)."""
     stored: dict[str, list[AttemptRecord]] = {}
     if any(t.may_have_history for t in tasks):
         for row in tx.all("task_attempts_list", {"execution_id": execution_id}):

@@ -194,6 +194,23 @@ SET status = 'Skipped', error = 'cancelled', traceback = NULL, completed_at = :n
     claimed_by = NULL
 WHERE execution_id = :execution_id AND status IN ('NotStarted', 'Ready')
 
+-- name: execution_with_tasks
+-- An execution and its task executions in one statement (one row per task, the task
+-- columns prefixed t_). with_tasks = 0 joins the tasks only once the execution is terminal.
+SELECT e.id, e.workflow_name, e.workflow_version, e.status, e.context, e.final_context,
+       e.error_message, e.created_at, e.started_at, e.completed_at,
+       t.id AS t_id, t.execution_id AS t_execution_id, t.task_id AS t_task_id,
+       t.position AS t_position, t.status AS t_status, t.sub_status AS t_sub_status,
+       t.attempt AS t_attempt, t.max_attempts AS t_max_attempts, t.ready_at AS t_ready_at,
+       t.claimed_by AS t_claimed_by, t.started_at AS t_started_at, t.completed_at AS t_completed_at,
+       t.error AS t_error, t.traceback AS t_traceback
+FROM cloaca_executions e
+LEFT JOIN cloaca_task_executions t
+  ON t.execution_id = e.id
+ AND (:with_tasks = 1 OR e.status NOT IN ('Pending', 'Running'))
+WHERE e.id = :id
+ORDER BY t.position
+
 -- name: task_list
 SELECT id, execution_id, task_id, position, status, sub_status, attempt, max_attempts,
        ready_at, claimed_by, started_at, completed_at, error, traceback
