@@ -60,9 +60,10 @@ class Services:
         workflow_name: str,
         poll_interval: timedelta | float | int | str | None = None,
         allow_concurrent: bool | None = None,
+        on_failed_run: str | None = None,
     ) -> str:
         return self._triggers.register_trigger(
-            trigger_or_name, workflow_name, poll_interval, allow_concurrent
+            trigger_or_name, workflow_name, poll_interval, allow_concurrent, on_failed_run
         )
 
     def list_trigger_schedules(
