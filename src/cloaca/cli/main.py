@@ -31,6 +31,7 @@ from cloaca.cli.common import (
     user_errors,
 )
 from cloaca.cli.dashboard import dashboard, serve_metrics
+from cloaca.cli.prune import prune
 from cloaca.cli.schedules import cron, triggers
 from cloaca.cli.workflows import workflows
 from cloaca.config import DefaultRunnerConfig
@@ -254,6 +255,7 @@ def db_status(url: str, as_json: bool) -> None:
     )
 
 
+db.add_command(prune)
 main.add_command(triggers)
 main.add_command(cron)
 main.add_command(dashboard)
