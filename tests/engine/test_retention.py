@@ -262,3 +262,30 @@ def test_unlinked_cron_records_stay_while_recovery_may_still_hand_them_off(
     assert counts["cron_executions"] == 2  # the old one and the 10-day-old linked one
     left = run_sql(url, "SELECT id FROM cloaca_cron_executions")
     assert [row[0] for row in left] == ["recent"]
+
+
+def test_a_failing_prune_is_logged_and_tried_again_at_the_next_interval(
+    new_harness: Callable[..., Harness],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = DefaultRunnerConfig(execution_retention_days=1, prune_interval_seconds=600)
+    h = new_harness(config=config)
+    calls: list[object] = []
+
+    def broken(*args: object) -> dict[str, int]:
+        calls.append(args)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(h.runner._store.retention, "delete_executions", broken)
+    h.run_until_idle()
+    h.run_until_idle()
+    assert "pruning old history failed" in caplog.text
+    tries = len(calls)
+    assert tries >= 1
+    h.clock.advance(599)
+    h.run_until_idle()
+    assert len(calls) == tries  # not at every round
+    h.clock.advance(1)
+    h.run_until_idle()
+    assert len(calls) > tries

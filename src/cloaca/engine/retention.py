@@ -101,7 +101,14 @@ class Pruner:
         if self._next is not None and now < self._next:
             return False, self._next
         cutoff = cutoff_for(self._config, now, timedelta(days=days))
-        counts, more = prune_round(self._store, cutoff, self._batch)
+        try:
+            counts, more = prune_round(self._store, cutoff, self._batch)
+        except Exception:
+            # Not a reason to retry at every round: try again at the next interval.
+            log.exception("pruning old history failed")
+            self._running = None
+            self._next = now + timedelta(seconds=self._config.prune_interval_seconds)
+            return False, self._next
         running = self._running or empty_counts()
         for kind, n in counts.items():
             running[kind] += n
