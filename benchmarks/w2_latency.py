@@ -32,7 +32,9 @@ def main() -> None:
             runner.execute("w2_one_task")
         execute_ms: list[float] = []
         start_ms: list[float] = []
-        tx0 = runner._store.db.write_transactions
+        db = runner._store.db
+        tx0 = db.write_transactions
+        trips0 = getattr(db, "round_trips", 0)  # PostgreSQL only
         for _ in range(runs):
             t0 = time.perf_counter()
             result = runner.execute("w2_one_task")
@@ -40,7 +42,8 @@ def main() -> None:
             assert result.status == "Completed", result
             execute_ms.append((t1 - t0) * 1000)
             start_ms.append((started[-1] - t0) * 1000)
-        write_tx = (runner._store.db.write_transactions - tx0) / runs
+        write_tx = (db.write_transactions - tx0) / runs
+        trips = (getattr(db, "round_trips", 0) - trips0) / runs
     figures = {
         "execute_p50_ms": percentile(execute_ms, 50),
         "execute_p99_ms": percentile(execute_ms, 99),
@@ -48,6 +51,8 @@ def main() -> None:
         "start_p99_ms": percentile(start_ms, 99),
         "write_tx_per_execution": write_tx,
     }
+    if backend() == "postgres":
+        figures["round_trips_per_execution"] = trips
     if backend() == "postgres":
         figures.update(cross_process(runs, warmup))
     emit("W2", backend(), {"runs": runs, "warmup": warmup}, figures)

@@ -19,6 +19,7 @@ __all__ = [
     "ContextLimitError",
     "MissingKeyError",
     "NotACloacaDatabase",
+    "OperationError",
     "ParamsError",
     "RunnerShutDown",
     "SchemaTooNew",
@@ -96,6 +97,11 @@ class TaskTimedOut(CloacaError):
 
 class BadTaskResult(CloacaError, TypeError):
     """A task body returned something the engine cannot use; retrying cannot fix that."""
+
+
+class OperationError(CloacaError, RuntimeError):
+    """Something that cannot be done in the current state: waiting on a runner that is
+    driven by hand, a server that did not come up."""
 
 
 class RunnerShutDown(CloacaError, RuntimeError):

@@ -29,6 +29,7 @@ from typing import Any
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
+from cloaca.errors import ValidationError
 from cloaca.runner.default import DefaultRunner
 from cloaca.runner.results import WorkflowResult
 
@@ -41,7 +42,7 @@ class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         start = start or DEFAULT_START
         if start.tzinfo is None:
-            raise ValueError(f"FakeClock start {start!r} must be timezone-aware")
+            raise ValidationError(f"FakeClock start {start!r} must be timezone-aware")
         self._now = start.astimezone(UTC)
 
     def now(self) -> datetime:
@@ -51,10 +52,10 @@ class FakeClock:
     def set(self, instant: datetime) -> None:
         """Jump to ``instant`` (never backwards)."""
         if instant.tzinfo is None:
-            raise ValueError(f"FakeClock.set({instant!r}) needs a timezone-aware datetime")
+            raise ValidationError(f"FakeClock.set({instant!r}) needs a timezone-aware datetime")
         instant = instant.astimezone(UTC)
         if instant < self._now:
-            raise ValueError(f"FakeClock cannot go back from {self._now} to {instant}")
+            raise ValidationError(f"FakeClock cannot go back from {self._now} to {instant}")
         self._now = instant
 
     def advance(self, seconds: float | timedelta) -> datetime:
@@ -93,7 +94,7 @@ class Harness:
         """Move the clock forward, running everything due at each instant on the way."""
         delta = seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
         if delta < timedelta(0):
-            raise ValueError(f"advance({seconds!r}): time only moves forward")
+            raise ValidationError(f"advance({seconds!r}): time only moves forward")
         target = self.clock.now() + delta
         self.run_until_idle()
         while True:

@@ -47,7 +47,8 @@ def claim_without_execution(h: Harness, schedule_id: str, slot: datetime, claim_
     """What an interrupted older version (or a manual deletion) leaves behind."""
     store = h.runner._store
     with store.write() as tx:
-        assert store.cron.claim_slot(tx, claim_id, schedule_id, slot, "gone-runner", START)
+        won = store.cron.claim_slots(tx, [(claim_id, schedule_id, slot)], "gone-runner", START)
+        assert won == {claim_id}
 
 
 def test_a_claim_without_execution_is_recovered_after_the_threshold(

@@ -285,9 +285,16 @@ def test_a_slot_key_can_be_claimed_only_once(h: Harness) -> None:
     sid = h.runner.register_cron_workflow("report", "0 * * * *")
     store, slot = h.runner._store, utc("2026-01-01T01:00:00Z")
     with store.write() as tx:
-        assert store.cron.claim_slot(tx, "claim-1", sid, slot, "runner-a", START)
+        assert store.cron.claim_slots(tx, [("claim-1", sid, slot)], "runner-a", START) == {
+            "claim-1"
+        }
     with store.write() as tx:
-        assert not store.cron.claim_slot(tx, "claim-2", sid, slot, "runner-b", START)
+        # One batch: a free slot is won, a taken one is not, whoever holds it.
+        other = slot + timedelta(hours=1)
+        won = store.cron.claim_slots(
+            tx, [("claim-2", sid, slot), ("claim-3", sid, other)], "runner-b", START
+        )
+        assert won == {"claim-3"}
 
 
 # -- edits, pauses, deletes -------------------------------------------------------------------

@@ -43,7 +43,7 @@ def test_a_cron_slot_fires_at_its_instant_through_transient_errors(
     cloaca.workflow("ticking", [tick])
     # Two failures: without retrying the whole transaction, the batch and then the
     # schedule's own transaction would fail, and the slot be claimed without an execution.
-    failures = _fail_first(monkeypatch, harness.runner._store.cron, "claim_slot", times=2)
+    failures = _fail_first(monkeypatch, harness.runner._store.cron, "claim_slots", times=2)
     schedule_id = harness.runner.register_cron_workflow("ticking", "* * * * *")
     harness.advance(60)
     assert len(failures) == 2

@@ -839,3 +839,40 @@ def test_list_executions_filters_and_pages(harness: Harness) -> None:
     assert [row["id"] for row in page] == [ids[3], ids[2]]
     assert harness.runner.list_executions(limit=2, offset=5) == []
     assert harness.runner.list_executions(workflow_name="unknown") == []
+
+
+# -- reads a chain does not need ----------------------------------------------------------------
+
+
+def test_a_chain_hands_each_output_to_the_next_task_without_reading_it_back(
+    fast_runner: DefaultRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task finishing makes its only dependant Ready and claims it in the same
+    transaction: its status is known and its input is the output just recorded, so neither
+    is read back from the database. The data still flows down the chain."""
+    from cloaca.store.tasks import TaskQueries
+
+    reads: list[str] = []
+    for name in ("outputs", "statuses"):
+        real = getattr(TaskQueries, name)
+
+        def counting(self: Any, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            reads.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(TaskQueries, name, counting)
+
+    def step(n: int) -> Callable[[Context], None]:
+        def body(context: Context) -> None:
+            context.set("trail", [*context.get("trail", []), n])
+
+        return body
+
+    tasks = [cloaca.task(id="c1")(step(1))]
+    for n in (2, 3, 4):
+        tasks.append(cloaca.task(id=f"c{n}", dependencies=[f"c{n - 1}"])(step(n)))
+    cloaca.workflow("chain_no_reads", tasks)
+    result = fast_runner.execute("chain_no_reads")
+    assert result.status == "Completed", result.error_message
+    assert result.final_context["trail"] == [1, 2, 3, 4]
+    assert reads == []

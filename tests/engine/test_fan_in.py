@@ -63,7 +63,9 @@ def finish_and_plan(store: Store, shape: Shape, claimed: ClaimedTask) -> None:
         assert store.tasks.finish_attempt(
             tx, claimed, "r1", status=TaskStatus.COMPLETED, now=NOW, output_json="{}"
         )
-        planner.advance(store, tx, shape, claimed.execution_id, claimed.task_id, NOW)
+        planner.advance(
+            store, tx, shape, claimed.execution_id, claimed.task_id, TaskStatus.COMPLETED, NOW
+        )
 
 
 def test_two_dependencies_finishing_at_once_make_the_join_ready(store: Store) -> None:
@@ -88,7 +90,7 @@ def test_two_dependencies_finishing_at_once_make_the_join_ready(store: Store) ->
                 store.tasks.finish_attempt(
                     tx, claimed["b"], "r1", status=TaskStatus.COMPLETED, now=NOW, output_json="{}"
                 )
-                planner.advance(store, tx, shape, execution_id, "b", NOW)
+                planner.advance(store, tx, shape, execution_id, "b", TaskStatus.COMPLETED, NOW)
                 b_planned.set()
                 assert b_may_commit.wait(10)
         except BaseException as exc:  # reported by the main thread

@@ -18,6 +18,7 @@ from cloaca.store.db import (
     Notifications,
     Queries,
     Scripts,
+    StoreError,
     Transactions,
     Tx,
 )
@@ -126,17 +127,17 @@ def test_a_payload_is_sent_once_per_transaction(
     try:
         listener.listen(heard.append)
         with sender.write() as tx:
-            real_one = type(tx).one
+            real_send = type(tx).send
 
-            def counting_one(self: object, query: str, params: object = None) -> object:
+            def counting_send(self: object, query: str, params: object = None) -> None:
                 statements.append(query)
-                return real_one(self, query, params)  # type: ignore[arg-type]
+                real_send(self, query, params)  # type: ignore[arg-type]
 
-            monkeypatch.setattr(type(tx), "one", counting_one)
+            monkeypatch.setattr(type(tx), "send", counting_send)
             for payload in ("ready:a", "ready:a", "finished:e1", "ready:a"):
                 sender.notify(tx, payload)
         if backend.dialect == "postgres":
-            assert statements.count("notify") == 2  # one round trip per distinct payload
+            assert statements.count("notify") == 2  # one statement per distinct payload
             assert _until(lambda: sorted(heard) == ["finished:e1", "ready:a"]), heard
         else:
             assert statements == [] and heard == []
@@ -190,3 +191,34 @@ def test_the_store_is_plumbing_and_query_groups_only(backend: Backend) -> None:
         assert sum(isinstance(getattr(store, g), QueryGroup) for g in groups) == 7
     finally:
         store.close()
+
+
+def test_a_failed_statement_nobody_waited_for_rolls_the_whole_transaction_back(
+    backend: Backend,
+) -> None:
+    """A statement sent without waiting for its result (``Tx.send``) that fails still fails
+    its transaction: nothing of it is committed, and the connection serves the next one."""
+    store = backend.open()
+    row = {
+        "id": "e1",
+        "workflow_name": "wf",
+        "version": "v",
+        "context": "{}",
+        "remaining": 1,
+        "now": "2026-01-01T00:00:00.000000Z",
+        "status": "Pending",
+        "started_at": None,
+    }
+    with pytest.raises(StoreError), store.write() as tx:
+        tx.send(
+            "workflow_upsert",
+            {"name": "wf", "version": "v", "definition": "{}", "now": row["now"]},
+        )
+        tx.send("execution_insert", row)
+        tx.send("execution_insert", row)  # the same id again: a unique violation
+    assert store.executions.get("e1") is None
+    assert store.workflows.definition("wf") is None  # the statement before it too
+    for _ in range(3):  # every pooled connection is usable again
+        with store.write() as tx:
+            tx.send("execution_insert", {**row, "id": f"e-{_}"})
+        assert store.executions.get(f"e-{_}") is not None

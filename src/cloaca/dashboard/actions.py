@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cloaca.dashboard.errors import as_http_errors
+from cloaca.errors import ValidationError
 
 if TYPE_CHECKING:
     from cloaca.dashboard.app import Dashboard
@@ -43,7 +44,7 @@ def routes(board: Dashboard) -> list[Route]:
 def _flag(form: dict[str, str]) -> bool:
     value = form.get("enabled")
     if value not in ("true", "false"):
-        raise ValueError(f"enabled {value!r} must be 'true' or 'false'")
+        raise ValidationError(f"enabled {value!r} must be 'true' or 'false'")
     return value == "true"
 
 
@@ -70,9 +71,9 @@ def fire(board: Dashboard, request: Request, form: dict[str, str]) -> Response:
     try:
         context = json.loads(text) if text else None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"context {text!r} is not valid JSON: {exc.msg}") from exc
+        raise ValidationError(f"context {text!r} is not valid JSON: {exc.msg}") from exc
     if context is not None and not isinstance(context, dict):
-        raise ValueError(f"context {text!r} must be a JSON object")
+        raise ValidationError(f"context {text!r} must be a JSON object")
     execution_id = board.client.fire_trigger(name, context)
     if execution_id is None:
         return board.redirect(f"/triggers/{name}", "deduplicated: the same fire is still active")

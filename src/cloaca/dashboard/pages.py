@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from cloaca.dashboard import views
 from cloaca.dashboard.errors import as_http_errors, lookup
+from cloaca.errors import ValidationError
 
 if TYPE_CHECKING:
     from cloaca.dashboard.app import Dashboard
@@ -51,7 +52,7 @@ def routes(board: Dashboard) -> list[Route]:
 def _choice(request: Request, name: str, accepted: tuple[str, ...]) -> str | None:
     value = request.query_params.get(name) or None
     if value is not None and value not in accepted:
-        raise ValueError(f"{name} {value!r} is not one of {', '.join(accepted)}")
+        raise ValidationError(f"{name} {value!r} is not one of {', '.join(accepted)}")
     return value
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import uvicorn
 
+from cloaca.errors import OperationError
+
 #: How long :func:`in_background` waits for the server to listen.
 START_TIMEOUT_S = 10.0
 
@@ -37,7 +39,7 @@ def in_background(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError(f"the dashboard did not start on {host}:{port}")
+            raise OperationError(f"the dashboard did not start on {host}:{port}")
         time.sleep(0.01)
     try:
         yield f"http://{host}:{port}"

@@ -248,9 +248,8 @@ class CronScheduler:
         shapes = self._shapes(names)
         try:
             fired = self._store.write_retrying(
-                lambda tx: sum(
-                    self._fire(tx, record, now, alive_since, shapes)
-                    for record in self._store.cron.due(tx, now, FIRE_BATCH)
+                lambda tx: self._fire(
+                    tx, self._store.cron.due(tx, now, FIRE_BATCH), now, alive_since, shapes
                 ),
                 "firing cron slots",
             )
@@ -264,19 +263,45 @@ class CronScheduler:
     def _fire(
         self,
         tx: Tx,
-        record: CronScheduleRecord,
+        records: Sequence[CronScheduleRecord],
         now: datetime,
         alive_since: datetime,
         shapes: dict[str, Shape | None],
         *,
         hand_off: bool = True,
     ) -> int:
-        """Claim the schedule's due slots and start their executions inside ``tx``; returns
-        the number of slots claimed. Without ``hand_off`` (or when the workflow is unknown)
-        the slots are claimed without an execution, which recovery treats as lost."""
-        if record.workflow_name not in shapes:
-            self._dirty = True  # became due after the shapes were resolved: next round
-            return 0
+        """Claim the schedules' due slots (one statement for all) and start their
+        executions inside ``tx``; returns the number of slots claimed. Without ``hand_off``
+        (or when the workflow is unknown) the slots are claimed without an execution, which
+        recovery treats as lost."""
+        planned: list[tuple[CronScheduleRecord, list[tuple[str, datetime]], datetime]] = []
+        for record in records:
+            if record.workflow_name not in shapes:
+                self._dirty = True  # became due after the shapes were resolved: next round
+                continue
+            plan = self._plan(record, now, alive_since)
+            slots = [(str(uuid.uuid4()), slot) for slot in plan.fire]
+            planned.append((record, slots, plan.next_run_at))
+        won = self._store.cron.claim_slots(
+            tx,
+            [
+                (claim_id, record.id, slot)
+                for record, slots, _ in planned
+                for claim_id, slot in slots
+            ],
+            self._runner_id,
+            now,
+        )
+        for record, slots, next_run_at in planned:
+            shape = shapes[record.workflow_name] if hand_off else None
+            for claim_id, slot in slots:
+                if claim_id in won:  # else another runner fired this slot already
+                    self._hand_off(tx, record, shape, claim_id, slot, now)
+            last = slots[-1][1] if slots else None
+            self._store.cron.advance(tx, record.id, record.next_run_at, next_run_at, last)
+        return len(won)
+
+    def _plan(self, record: CronScheduleRecord, now: datetime, alive_since: datetime) -> SlotPlan:
         cron = self._cron(record.cron_expression, record.timezone)
         # A schedule created or changed since this scheduler's previous read (by another
         # process: local changes are read at once) was unknown until now, so its earlier
@@ -298,43 +323,45 @@ class CronScheduler:
                 record.catchup_policy,
                 extra={"schedule_id": record.id},
             )
-        shape = shapes[record.workflow_name] if hand_off else None
-        claimed = 0
-        for slot in plan.fire:
-            claim_id = str(uuid.uuid4())
-            if not self._store.cron.claim_slot(tx, claim_id, record.id, slot, self._runner_id, now):
-                continue  # another runner fired this slot already
-            claimed += 1
-            if shape is None:
-                log.error(
-                    "cron slot %s of schedule %s claimed without an execution "
-                    "(workflow %r not available); recovery will retry",
-                    rfc3339(slot),
-                    record.id,
-                    record.workflow_name,
-                    extra={"schedule_id": record.id},
-                )
-                continue
-            try:
-                text = slot_context(
-                    shape, record.id, record.cron_expression, record.timezone, record.params, slot
-                )
-            except ParamsError as exc:
-                # Claimed without an execution, on the record: recovery retries it (the
-                # workflow may be fixed meanwhile) and finally counts it lost.
-                log.error(
-                    "cron slot %s of schedule %s not started: %s",
-                    rfc3339(slot),
-                    record.id,
-                    exc,
-                    extra={"schedule_id": record.id},
-                )
-                continue
-            execution_id = self._create_execution(tx, shape, text, now)
-            self._store.cron.link_execution(tx, claim_id, execution_id)
-        last = plan.fire[-1] if plan.fire else None
-        self._store.cron.advance(tx, record.id, record.next_run_at, plan.next_run_at, last)
-        return claimed
+        return plan
+
+    def _hand_off(
+        self,
+        tx: Tx,
+        record: CronScheduleRecord,
+        shape: Shape | None,
+        claim_id: str,
+        slot: datetime,
+        now: datetime,
+    ) -> None:
+        """Start the execution of a slot this transaction claimed."""
+        if shape is None:
+            log.error(
+                "cron slot %s of schedule %s claimed without an execution "
+                "(workflow %r not available); recovery will retry",
+                rfc3339(slot),
+                record.id,
+                record.workflow_name,
+                extra={"schedule_id": record.id},
+            )
+            return
+        try:
+            text = slot_context(
+                shape, record.id, record.cron_expression, record.timezone, record.params, slot
+            )
+        except ParamsError as exc:
+            # Claimed without an execution, on the record: recovery retries it (the
+            # workflow may be fixed meanwhile) and finally counts it lost.
+            log.error(
+                "cron slot %s of schedule %s not started: %s",
+                rfc3339(slot),
+                record.id,
+                exc,
+                extra={"schedule_id": record.id},
+            )
+            return
+        execution_id = self._create_execution(tx, shape, text, now)
+        self._store.cron.link_execution(tx, claim_id, execution_id)
 
     def _fire_one_by_one(
         self, now: datetime, alive_since: datetime, shapes: dict[str, Shape | None]
@@ -348,7 +375,7 @@ class CronScheduler:
         fired = 0
         for record in due:
             fire = functools.partial(
-                self._fire, record=record, now=now, alive_since=alive_since, shapes=shapes
+                self._fire, records=[record], now=now, alive_since=alive_since, shapes=shapes
             )
             try:
                 fired += self._store.write_retrying(fire, "firing a cron schedule")

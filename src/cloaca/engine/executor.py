@@ -254,10 +254,12 @@ class Executor:
         now: datetime,
         execution_id: str | None = None,
         inputs: dict[str, str] | None = None,
+        outputs: dict[tuple[str, str], str | None] | None = None,
     ) -> list[Claim]:
         """Claim up to ``limit`` Ready task executions inside ``tx`` (slots reserved by the
         caller) and read their inputs in the same transaction (``inputs``: execution id ->
-        input context JSON the caller already knows)."""
+        input context JSON the caller already knows; ``outputs``: (execution id, task id)
+        -> output JSON of tasks ``tx`` recorded Completed)."""
         # An execution claimed by the transaction that creates it was inserted Running.
         claimed = self._store.tasks.claim_ready_in(
             tx, self._runner_id, names, limit, now, execution_id, mark_running=execution_id is None
@@ -268,7 +270,7 @@ class Executor:
             )
             for c in claimed
         }
-        data = claimed_inputs(self._store, tx, claimed, shapes, inputs or {})
+        data = claimed_inputs(self._store, tx, claimed, shapes, inputs or {}, outputs)
         return list(zip(claimed, data, strict=True))
 
     def adopt(self, claimed: list[Claim], reserved: int) -> None:
@@ -444,7 +446,14 @@ class Executor:
                 self._dirty = False
                 # Read the clock after clearing _dirty (see tick): a start committed just
                 # before this claim has ready_at <= this reading, or set _dirty again.
-                return written, self.claim_in(tx, names, limit, self._clock.now())
+                # What this transaction recorded Completed is the input of what it claims
+                # next in a chain: no need to read it back.
+                outputs = {
+                    (d.outcome.claimed.execution_id, d.outcome.claimed.task_id): d.outcome.output
+                    for d, w in zip(batch, written, strict=True)
+                    if w.owned and d.outcome.status is TaskStatus.COMPLETED
+                }
+                return written, self.claim_in(tx, names, limit, self._clock.now(), outputs=outputs)
             return written, []
 
         results: list[outcomes.Written | None]

@@ -81,7 +81,7 @@ def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
     ended = None
     if owned and status.is_terminal and outcome.shape is not None:
         ended = advance(
-            store, tx, outcome.shape, claimed.execution_id, claimed.task_id, outcome.now
+            store, tx, outcome.shape, claimed.execution_id, claimed.task_id, status, outcome.now
         )
     shape = outcome.shape
     may_ready = owned and (

@@ -184,15 +184,21 @@ def load_input(
     execution_id: str,
     task_id: str,
     statuses: Mapping[str, TaskStatus] | None = None,
+    known: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The merged input context of ``task_id`` (a fresh dict the caller may own)."""
+    """The merged input context of ``task_id`` (a fresh dict the caller may own).
+    ``known``: task id -> output JSON of tasks of this execution that ``tx`` itself
+    recorded Completed; when they cover every dependency nothing is read."""
     deps = shape.deps[task_id]
     if not deps:
         return json.loads(store.executions.context(tx, execution_id))
     if statuses is None:
-        # The common case in one read: every dependency Completed (only Completed tasks
-        # have an output), so the input is the merge of their outputs.
-        outputs = store.tasks.outputs(tx, execution_id, deps)
+        # The common case in one read (or none): every dependency Completed (only
+        # Completed tasks have an output), so the input is the merge of their outputs.
+        if known is not None and all(d in known for d in deps):
+            outputs = {d: known[d] for d in deps}
+        else:
+            outputs = store.tasks.outputs(tx, execution_id, deps)
         if all(outputs.get(d) for d in deps):
             merged = [json.loads(outputs[d] or "{}") for d in shape.in_order(deps)]
             return merged[0] if len(merged) == 1 else dag.merge_outputs(merged)
@@ -222,18 +228,29 @@ def claimed_inputs(
     claimed: Sequence[ClaimedTask],
     shapes: Mapping[tuple[str, str], Shape | None],
     known: Mapping[str, str],
+    outputs: Mapping[tuple[str, str], str | None] | None = None,
 ) -> list[dict[str, Any] | None]:
     """The input context of each claimed task execution, read in the claim's transaction
     (None where its workflow's shape is unknown here). ``known``: execution id -> input
-    context JSON the caller already has; each execution's input is read at most once."""
+    context JSON the caller already has; each execution's input is read at most once.
+    ``outputs``: (execution id, task id) -> output JSON of tasks this transaction
+    recorded Completed (a chain's next task then needs no read)."""
     texts = dict(known)
+    done = outputs or {}
     found: list[dict[str, Any] | None] = []
     for c in claimed:
         shape = shapes.get((c.workflow_name, c.workflow_version))
         if shape is None or c.task_id not in shape.deps:
             found.append(None)
         elif shape.deps[c.task_id]:
-            found.append(load_input(store, tx, shape, c.execution_id, c.task_id))
+            mine = {
+                t: done[(c.execution_id, t)]
+                for t in shape.deps[c.task_id]
+                if (c.execution_id, t) in done
+            }
+            found.append(
+                load_input(store, tx, shape, c.execution_id, c.task_id, known=mine or None)
+            )
         else:
             text = texts.get(c.execution_id)
             if text is None:
@@ -296,15 +313,28 @@ def create(
 
 
 def advance(
-    store: Store, tx: Tx, shape: Shape, execution_id: str, finished_task: str, now: datetime
+    store: Store,
+    tx: Tx,
+    shape: Shape,
+    execution_id: str,
+    finished_task: str,
+    finished_status: TaskStatus,
+    now: datetime,
 ) -> ExecutionStatus | None:
-    """``finished_task`` just became Completed or Failed: plan its dependants and end the
-    execution when no task is left unfinished. Returns the terminal status if it ended."""
+    """``finished_task`` just became ``finished_status`` (Completed or Failed): plan its
+    dependants and end the execution when no task is left unfinished. Returns the terminal
+    status if it ended."""
     locked = store.executions.lock_counting_finished(tx, execution_id, 1)
     if locked is None or locked[0].is_terminal:
         return None
     remaining = locked[1]
-    statuses: dict[str, TaskStatus] = {}
+    # Known without a read: the finished task's status, and that a dependant whose only
+    # dependency it is still waits (nothing else could have decided it). A chain's next
+    # task is then planned with no read at all.
+    statuses: dict[str, TaskStatus] = {finished_task: finished_status}
+    for dependant in shape.dependents.get(finished_task, ()):
+        if shape.deps[dependant] == (finished_task,):
+            statuses[dependant] = TaskStatus.NOT_STARTED
 
     def load(task_ids: set[str]) -> None:
         statuses.update(store.tasks.statuses(tx, execution_id, task_ids))
@@ -357,8 +387,8 @@ def repair(
 def _finish(
     store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
 ) -> ExecutionStatus:
-    results = store.tasks.results(tx, execution_id)
-    parts = [json.loads(store.executions.context(tx, execution_id))]
+    context, results = store.executions.finish_inputs(tx, execution_id)
+    parts = [json.loads(context)]
     first_error: str | None = None
     for tid in shape.order:
         status, output, task_error = results.get(tid, (None, None, None))
@@ -369,8 +399,15 @@ def _finish(
     # A task id recorded for this execution but unknown to ``shape`` cannot fail it silently.
     failed = first_error is not None or any(r[0] is TaskStatus.FAILED for r in results.values())
     outcome = ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED
+    # Every caller locked the execution (or created it in ``tx``) and saw it active.
     store.executions.finish(
-        tx, execution_id, outcome, now, json.dumps(dag.merge_outputs(parts)), first_error
+        tx,
+        execution_id,
+        outcome,
+        now,
+        json.dumps(dag.merge_outputs(parts)),
+        first_error,
+        active=True,
     )
     return outcome
 

@@ -16,7 +16,7 @@ from cloaca.engine import planner
 from cloaca.engine.planner import Shape
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
-from cloaca.store.records import ClaimedTask, ExecutionStatus
+from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,13 @@ class Recovery:
                 shape = shapes[key]
                 if shape is not None:
                     status = planner.advance(
-                        self._store, tx, shape, task.execution_id, task.task_id, now
+                        self._store,
+                        tx,
+                        shape,
+                        task.execution_id,
+                        task.task_id,
+                        TaskStatus.FAILED,
+                        now,
                     )
                 else:  # never recorded: nothing to plan by, so the execution ends here
                     reason = f"Task {task.task_id!r} failed: runner died during the attempt"

@@ -19,6 +19,7 @@ from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
 from cloaca.cron.schedule import CronSchedule, validate_cron
 from cloaca.engine.cron import RESERVED_KEYS, slot_context
+from cloaca.errors import ValidationError
 from cloaca.names import check_name
 from cloaca.paging import check_count
 from cloaca.store.core import Store
@@ -140,7 +141,7 @@ class CronSchedules:
         """Cron schedules in creation order, as dicts (see :meth:`get_cron_schedule`)."""
         self._check_open()
         if enabled_only is not None and not isinstance(enabled_only, bool):
-            raise ValueError(f"enabled_only {enabled_only!r} must be True, False or None")
+            raise ValidationError(f"enabled_only {enabled_only!r} must be True, False or None")
         check_count("limit", limit)
         check_count("offset", offset)
         records = self._store.cron.list_schedules(bool(enabled_only), limit, offset or 0)
@@ -154,7 +155,7 @@ class CronSchedules:
         key = _schedule_id(schedule_id)
         record = self._store.cron.get(key)
         if record is None:
-            raise ValueError(f"Failed to get cron schedule {key!r}: no schedule with this ID")
+            raise ValidationError(f"Failed to get cron schedule {key!r}: no schedule with this ID")
         return _schedule_dict(record)
 
     def get_cron_execution_history(
@@ -209,7 +210,7 @@ class CronSchedules:
         with self._store.write() as tx:
             record = self._store.cron.get_in(tx, key)
             if record is None:
-                raise ValueError(
+                raise ValidationError(
                     f"Failed to update cron schedule {key!r}: no schedule with this ID"
                 )
             zone = record.timezone if timezone is None else timezone
@@ -218,7 +219,7 @@ class CronSchedules:
             if record.instance_name is None:
                 other = self._store.cron.find_plain(tx, record.workflow_name, expression, zone)
                 if other is not None and other != key:
-                    raise ValueError(
+                    raise ValidationError(
                         f"Failed to update cron schedule {key!r}: schedule {other!r} already "
                         f"runs {record.workflow_name!r} on {expression!r} in {zone!r}"
                     )
@@ -231,17 +232,17 @@ class CronSchedules:
         self._check_open()
         key = _schedule_id(schedule_id)
         if not isinstance(enabled, bool):
-            raise ValueError(f"enabled {enabled!r} must be True or False")
+            raise ValidationError(f"enabled {enabled!r} must be True or False")
         record = self._store.cron.get(key)
         if record is None:
-            raise ValueError(
+            raise ValidationError(
                 f"Failed to update cron schedule {key!r}: no schedule with this ID "
                 f"(it may have been deleted)"
             )
         now = self._clock.now()
         next_run = self._cron_of(record).next_after(now)
         if not self._store.cron.set_enabled(key, enabled, next_run, now):
-            raise ValueError(f"Failed to update cron schedule {key!r}: it was just deleted")
+            raise ValidationError(f"Failed to update cron schedule {key!r}: it was just deleted")
         self._cron_changed()
 
     def delete_cron_schedule(self, schedule_id: str) -> None:
@@ -249,7 +250,9 @@ class CronSchedules:
         self._check_open()
         key = _schedule_id(schedule_id)
         if not self._store.cron.delete(key):
-            raise ValueError(f"Failed to delete cron schedule {key!r}: no schedule with this ID")
+            raise ValidationError(
+                f"Failed to delete cron schedule {key!r}: no schedule with this ID"
+            )
         self._cron_changed()
 
     @staticmethod
@@ -271,7 +274,7 @@ def _schedule_id(value: object) -> str:
             raise TypeError
         return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ValidationError(
             f"Invalid schedule ID {value!r}: expected a UUID string as returned by "
             f"register_cron_workflow, e.g. '123e4567-e89b-12d3-a456-426614174000'"
         ) from None
@@ -280,27 +283,27 @@ def _schedule_id(value: object) -> str:
 def _check_policy(value: object) -> CatchupPolicy:
     if isinstance(value, str) and value in set(CatchupPolicy):
         return CatchupPolicy(value)
-    raise ValueError(f"Invalid catchup_policy {value!r}: accepted values are {_POLICIES}")
+    raise ValidationError(f"Invalid catchup_policy {value!r}: accepted values are {_POLICIES}")
 
 
 def _check_params(params: Mapping[str, Any] | None, max_bytes: int) -> dict[str, Any] | None:
     if params is None:
         return None
     if not isinstance(params, Mapping):
-        raise ValueError(f"params must be a dict or None, got {type(params).__name__}")
+        raise ValidationError(f"params must be a dict or None, got {type(params).__name__}")
     data = dict(params)
     for key, value in data.items():
         if not isinstance(key, str):
-            raise ValueError(f"params key {key!r} must be a string")
+            raise ValidationError(f"params key {key!r} must be a string")
         if key in RESERVED_KEYS:
-            raise ValueError(
+            raise ValidationError(
                 f"params key {key!r} is reserved: every cron-fired context sets "
                 f"{', '.join(RESERVED_KEYS)}"
             )
         try:
             json.dumps(value)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise ValidationError(
                 f"params[{key!r}] = {value!r} is not JSON-serialisable; params must hold "
                 f"JSON values (str, int, float, bool, None, lists and dicts of them)"
             ) from None
@@ -308,7 +311,7 @@ def _check_params(params: Mapping[str, Any] | None, max_bytes: int) -> dict[str,
         # The same limits as every context: params become each fired execution's input.
         data = Context(data).to_dict()
     except TypeError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValidationError(str(exc)) from None
     check_context_size(json.dumps(data), max_bytes, "the cron instance params")
     return data
 
@@ -321,11 +324,11 @@ def _parse_since(value: object) -> datetime:
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"Invalid datetime format {value!r}: {hint}") from None
+            raise ValidationError(f"Invalid datetime format {value!r}: {hint}") from None
     else:
-        raise ValueError(f"Invalid datetime format {value!r}: {hint}")
+        raise ValidationError(f"Invalid datetime format {value!r}: {hint}")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError(
+        raise ValidationError(
             f"Invalid datetime format {value!r}: a timezone offset is required; {hint}"
         )
     return parsed

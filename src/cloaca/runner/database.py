@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from cloaca.errors import ValidationError
 from cloaca.store.core import Store
 from cloaca.store.drivers.probe import has_cloaca_tables
 from cloaca.store.drivers.sqlite import SqliteDatabase
@@ -38,7 +39,7 @@ def open_existing(database_url: str, schema: str | None = None, pool_size: int =
     url = parse_database_url(database_url)
     if not has_cloaca_tables(url, schema):
         where = f" (schema {schema!r})" if schema else ""
-        raise ValueError(
+        raise ValidationError(
             f"cloaca database not found at {mask_url(database_url)}{where}: it does not exist "
             f"or holds no cloaca tables; create it with `cloaca db migrate` or by starting a "
             f"runner on it"

@@ -22,6 +22,7 @@ from cloaca.context import Context, check_context_size
 from cloaca.engine import planner
 from cloaca.engine.executor import Claim
 from cloaca.engine.planner import Shape, terminate
+from cloaca.errors import OperationError, ValidationError, WrongTypeError
 from cloaca.names import check_name
 from cloaca.paging import check_count
 from cloaca.runner.results import WorkflowResult
@@ -124,7 +125,7 @@ class Shapes:
             return self._shape_of(wf)
         definition = self._store.workflows.definition(workflow_name)
         if definition is None:
-            raise ValueError(
+            raise ValidationError(
                 f"Workflow {workflow_name!r} not found: register it in this process "
                 f"(WorkflowBuilder / cloaca.workflow) or in a runner on the same database"
             )
@@ -144,7 +145,7 @@ def context_json(context: Context | Mapping[str, Any] | None) -> str:
         return json.dumps(context._raw())
     if isinstance(context, Mapping):
         return json.dumps(Context(dict(context))._raw())
-    raise TypeError(f"context must be a Context, a dict or None, got {type(context).__name__}")
+    raise WrongTypeError(f"context must be a Context, a dict or None, got {type(context).__name__}")
 
 
 class Executions:
@@ -289,11 +290,11 @@ class Executions:
             execution_id, tasks_unless_active=True
         )
         if record is None:
-            raise ValueError(f"Execution {execution_id!r} not found")
+            raise ValidationError(f"Execution {execution_id!r} not found")
         if record.status.is_terminal:
             return WorkflowResult.build(record, tasks)
         if self._engine.waits_block:
-            raise RuntimeError(
+            raise OperationError(
                 "wait() on a manually driven runner would block forever; "
                 "drive it with cloaca.testing (harness.run_until_idle())"
             )
@@ -304,7 +305,7 @@ class Executions:
         self._check_open()
         record, tasks = self._store.executions.get_with_tasks(str(execution_id))
         if record is None:
-            raise ValueError(f"Execution {execution_id!r} not found")
+            raise ValidationError(f"Execution {execution_id!r} not found")
         return WorkflowResult.build(record, tasks)
 
     def list_executions(
@@ -327,7 +328,7 @@ class Executions:
         already terminal. Running attempts finish but their results are not planned on."""
         self._check_open()
         if self._store.executions.get(str(execution_id)) is None:
-            raise ValueError(f"Execution {execution_id!r} not found")
+            raise ValidationError(f"Execution {execution_id!r} not found")
         return self.end(execution_id, ExecutionStatus.CANCELLED, "cancelled")
 
     def end(self, execution_id: str, status: ExecutionStatus, error: str) -> bool:
@@ -348,7 +349,7 @@ def check_status(status: str | None) -> None:
     """``ValueError`` unless ``status`` is None or an execution status."""
     accepted = [str(s) for s in ExecutionStatus]
     if status is not None and status not in accepted:
-        raise ValueError(f"status {status!r} is not one of {accepted}")
+        raise ValidationError(f"status {status!r} is not one of {accepted}")
 
 
 def execution_dict(r: ExecutionRecord) -> dict[str, Any]:

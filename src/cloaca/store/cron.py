@@ -8,6 +8,7 @@ inserting its ``(schedule_id, scheduled_time)`` key, and the unique index decide
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -174,28 +175,27 @@ class CronQueries(QueryGroup):
             row = tx.one("cron_next_run_at")
         return from_db_time(row["next_run_at"]) if row else None
 
-    def claim_slot(
+    def claim_slots(
         self,
         tx: Tx,
-        claim_id: str,
-        schedule_id: str,
-        scheduled_time: datetime,
+        slots: Sequence[tuple[str, str, datetime]],
         runner_id: str,
         now: datetime,
-    ) -> bool:
-        """Claim one slot; True only for the one caller that inserted its key."""
-        params = {
-            "id": claim_id,
-            "schedule_id": schedule_id,
-            "scheduled_time": to_db_time(scheduled_time),
-            "now": to_db_time(now),
-            "runner_id": runner_id,
-        }
-        return tx.run("cron_execution_claim", params) > 0
+    ) -> set[str]:
+        """Claim slots given as ``(claim id, schedule id, scheduled time)`` in one statement;
+        returns the claim ids that won (each slot's key is taken once, by one caller)."""
+        if not slots:
+            return set()
+        claims = json.dumps([[cid, sid, to_db_time(at)] for cid, sid, at in slots])
+        rows = tx.all(
+            "cron_execution_claim",
+            {"claims": claims, "now": to_db_time(now), "runner_id": runner_id},
+        )
+        return {r["id"] for r in rows}
 
     def link_execution(self, tx: Tx, claim_id: str, execution_id: str) -> None:
         """Record the execution a claimed slot started."""
-        tx.run("cron_execution_link", {"id": claim_id, "execution_id": execution_id})
+        tx.send("cron_execution_link", {"id": claim_id, "execution_id": execution_id})
 
     def advance(
         self,
@@ -204,15 +204,16 @@ class CronQueries(QueryGroup):
         expected: datetime,
         next_run_at: datetime,
         last_run_at: datetime | None,
-    ) -> bool:
-        """Move ``next_run_at`` on, only if it still is ``expected`` and the schedule enabled."""
+    ) -> None:
+        """Move ``next_run_at`` on, only if it still is ``expected`` and the schedule enabled
+        (sent without waiting: the firing transaction holds the row's lock already)."""
         params = {
             "id": schedule_id,
             "expected": to_db_time(expected),
             "next_run_at": to_db_time(next_run_at),
             "last_run_at": to_db_time(last_run_at) if last_run_at else None,
         }
-        return tx.run("cron_schedule_advance", params) > 0
+        tx.send("cron_schedule_advance", params)
 
     # -- history, stats, recovery ---------------------------------------------------------------
 

@@ -56,6 +56,12 @@ class Queries(Protocol):
         """Run a statement once per parameter set."""
         ...
 
+    def send(self, query: str, params: Params | None = None) -> None:
+        """Run a statement whose result nobody reads. PostgreSQL sends it with the next
+        statement whose result is read, or with the COMMIT, so it costs no round trip of
+        its own; its error, if any, is raised there at the latest."""
+        ...
+
 
 @runtime_checkable
 class Scripts(Protocol):
@@ -87,7 +93,11 @@ class Transactions(Protocol):
         ...
 
     def read(self) -> AbstractContextManager[Tx]:
-        """Open a read-only transaction."""
+        """Open a read: statements that see committed data and change nothing. Each
+        statement sees everything committed before it started, but two statements of one
+        read may see different commits (PostgreSQL runs them without BEGIN/COMMIT, which
+        saves two round trips). A read that needs one snapshot across statements reads
+        inside :meth:`write`."""
         ...
 
     def data_version(self) -> int:

@@ -43,7 +43,7 @@ class ExecutionQueries(QueryGroup):
         (Ready ones become claimable at ``now``). ``remaining`` is how many tasks are not
         yet finished (default: all)."""
         stamp = to_db_time(now)
-        tx.run(
+        tx.send(
             "execution_insert",
             {
                 "id": execution_id,
@@ -82,6 +82,20 @@ class ExecutionQueries(QueryGroup):
         """The input context JSON of an execution."""
         row = tx.one("execution_context", {"id": execution_id})
         return row["context"] if row else "{}"
+
+    def finish_inputs(
+        self, tx: Tx, execution_id: str
+    ) -> tuple[str, dict[str, tuple[TaskStatus, str | None, str | None]]]:
+        """What ending an execution needs, in one statement: its input context JSON, and
+        task id -> (status, output JSON, error) for each of its task executions."""
+        context = "{}"
+        results: dict[str, tuple[TaskStatus, str | None, str | None]] = {}
+        for r in tx.all("execution_finish_inputs", {"execution_id": execution_id}):
+            if r["task_id"] is None:
+                context = r["context"]
+            else:
+                results[r["task_id"]] = (TaskStatus(r["status"]), r["output"], r["error"])
+        return context, results
 
     def lock(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
         """Lock an execution's row until ``tx`` ends and return its status (None if it does
@@ -124,24 +138,27 @@ class ExecutionQueries(QueryGroup):
         now: datetime,
         final_context_json: str | None = None,
         error: str | None = None,
+        *,
+        active: bool = False,
     ) -> bool:
         """Make an execution terminal and, in the same transaction, release the trigger dedup
-        hold it carried. Returns False if it was already terminal."""
-        changed = (
-            tx.run(
-                "execution_finish",
-                {
-                    "id": execution_id,
-                    "status": str(status),
-                    "final_context": final_context_json,
-                    "error": error,
-                    "now": to_db_time(now),
-                },
-            )
-            > 0
-        )
+        hold it carried. Returns False if it was already terminal. ``active``: the caller
+        holds the execution's lock and saw it active, so the change is certain and nobody
+        waits for its row count."""
+        params = {
+            "id": execution_id,
+            "status": str(status),
+            "final_context": final_context_json,
+            "error": error,
+            "now": to_db_time(now),
+        }
+        if active:
+            tx.send("execution_finish", params)
+            changed = True
+        else:
+            changed = tx.run("execution_finish", params) > 0
         if changed:
-            tx.run("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
+            tx.send("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
             self.notices.finished(tx, execution_id)
         return changed
 

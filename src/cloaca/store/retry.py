@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from cloaca.errors import ValidationError
 from cloaca.store.db import Transactions, TransientStoreError, Tx
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,11 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if self.tries < 1:
-            raise ValueError(f"Backoff tries={self.tries!r} is invalid: expected an integer >= 1")
+            raise ValidationError(
+                f"Backoff tries={self.tries!r} is invalid: expected an integer >= 1"
+            )
         if not 0 <= self.first_delay <= self.max_delay:
-            raise ValueError(
+            raise ValidationError(
                 f"Backoff delays first_delay={self.first_delay!r}, max_delay={self.max_delay!r} "
                 f"are invalid: expected 0 <= first_delay <= max_delay"
             )

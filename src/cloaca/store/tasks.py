@@ -53,7 +53,7 @@ class TaskQueries(QueryGroup):
         claimed = sorted((ClaimedTask.from_row(r) for r in rows), key=lambda c: c.id)
         if claimed and mark_running:
             ids = json.dumps(sorted({c.execution_id for c in claimed}))
-            tx.run("execution_mark_running", {"ids": ids, "now": stamp})
+            tx.send("execution_mark_running", {"ids": ids, "now": stamp})
         return claimed
 
     def next_ready_at(self, workflow_names: Iterable[str]) -> datetime | None:
@@ -110,7 +110,7 @@ class TaskQueries(QueryGroup):
     ) -> None:
         """Move a NotStarted task execution to Ready (now) or Skipped (with a reason)."""
         ready = status is TaskStatus.READY
-        tx.run(
+        tx.send(
             "task_set_status",
             {
                 "execution_id": execution_id,
@@ -134,7 +134,7 @@ class TaskQueries(QueryGroup):
 
     def cancel_pending(self, tx: Tx, execution_id: str, now: datetime) -> None:
         """Skip every task execution of ``execution_id`` that has not started."""
-        tx.run("task_cancel_pending", {"execution_id": execution_id, "now": to_db_time(now)})
+        tx.send("task_cancel_pending", {"execution_id": execution_id, "now": to_db_time(now)})
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -157,15 +157,6 @@ class TaskQueries(QueryGroup):
             "task_outputs", {"execution_id": execution_id, "task_ids": json.dumps(list(task_ids))}
         )
         return {r["task_id"]: r["output"] for r in rows}
-
-    def results(
-        self, tx: Tx, execution_id: str
-    ) -> dict[str, tuple[TaskStatus, str | None, str | None]]:
-        """task id -> (status, output JSON, error) for every task execution of an execution."""
-        return {
-            r["task_id"]: (TaskStatus(r["status"]), r["output"], r["error"])
-            for r in tx.all("task_results", {"execution_id": execution_id})
-        }
 
     def list_for(self, execution_id: str) -> list[TaskExecutionRecord]:
         """The task executions of an execution in topological position order (transient

@@ -298,7 +298,7 @@ class TriggerQueries(QueryGroup):
         self, tx: Tx, trigger_execution_id: str, execution_id: str, now: datetime
     ) -> None:
         """Record the execution a fire started (same transaction as the fire)."""
-        tx.run(
+        tx.send(
             "trigger_execution_link",
             {"id": trigger_execution_id, "execution_id": execution_id, "now": to_db_time(now)},
         )
@@ -334,7 +334,7 @@ class TriggerQueries(QueryGroup):
             ]
             for e in evaluations
         ]
-        tx.run("trigger_evaluation_insert", {"runner_id": runner_id, "rows": json.dumps(rows)})
+        tx.send("trigger_evaluation_insert", {"runner_id": runner_id, "rows": json.dumps(rows)})
 
     def prune_evaluations(self, tx: Tx, trigger_name: str, keep: int) -> int:
         """Delete all but the newest ``keep`` evaluations of ``trigger_name``."""

@@ -23,8 +23,8 @@ class WorkflowQueries(QueryGroup):
             "now": to_db_time(now),
         }
         with self.db.write() as tx:
-            tx.run("workflow_upsert", params)
-            tx.run("workflow_version_insert", params)
+            tx.send("workflow_upsert", params)
+            tx.send("workflow_version_insert", params)
 
     def definition(self, name: str, version: str | None = None) -> dict[str, Any] | None:
         """The recorded definition of ``name`` (latest, or the given ``version``), or None."""

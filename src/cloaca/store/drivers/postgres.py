@@ -83,28 +83,44 @@ def _import_psycopg() -> Any:
 
 
 class _PgTx(CursorTx):
-    # Payloads this transaction already sent: PostgreSQL delivers identical notifications of
-    # one transaction once, so sending one again would only cost a round trip.
-    __slots__ = ("notified",)
+    """One transaction on a pooled connection. A write transaction runs in pipeline mode:
+    its BEGIN and every :meth:`send` statement wait in the client's buffer and go to the
+    server with the next statement whose result is read (or with the COMMIT), so they cost
+    no round trip of their own. A read runs each statement on its own (autocommit)."""
 
-    def __init__(self, cur: Any, queries: dict[str, str], dialect: str) -> None:
-        super().__init__(cur, queries, dialect)
+    # notified: payloads this transaction already sent; PostgreSQL delivers identical
+    # notifications of one transaction once, so sending one again would only cost a trip.
+    __slots__ = ("notified", "_pipeline", "_db")
+
+    def __init__(self, db: PostgresDatabase, cur: Any, pipeline: Any = None) -> None:
+        super().__init__(cur, db._queries, "postgres")
         self.notified: set[str] = set()
+        self._pipeline = pipeline
+        self._db = db
+
+    def _execute(self, query: str, params: Params | None) -> None:
+        self._cur.execute(self._sql(query), params or {})
+        if self._pipeline is not None:
+            self._pipeline.sync()  # this result is read now: one round trip
+        self._db.round_trips += 1
 
     def one(self, query: str, params: Params | None = None) -> Row | None:
-        self._cur.execute(self._sql(query), params or {})
+        self._execute(query, params)
         if self._cur.description is None:
             return None
         rows = self._cur.fetchall()
         return rows[0] if rows else None
 
     def all(self, query: str, params: Params | None = None) -> list[Row]:
-        self._cur.execute(self._sql(query), params or {})
+        self._execute(query, params)
         return list(self._cur.fetchall()) if self._cur.description is not None else []
 
     def run(self, query: str, params: Params | None = None) -> int:
-        self._cur.execute(self._sql(query), params or {})
+        self._execute(query, params)
         return int(self._cur.rowcount)
+
+    def send(self, query: str, params: Params | None = None) -> None:
+        self._cur.execute(self._sql(query), params or {})
 
 
 class PostgresDatabase:
@@ -128,6 +144,9 @@ class PostgresDatabase:
         self._psycopg = psycopg
         self._queries = load_queries("postgres")
         self.write_transactions = 0
+        # Observability: statements whose result was waited for, plus commits (benchmarks
+        # report them per execution; each costs a network round trip).
+        self.round_trips = 0
         self._returned_at: dict[int, float] = {}
         if schema:
             self._create_schema(url, schema)
@@ -182,10 +201,24 @@ class PostgresDatabase:
             ) from exc
 
     @contextmanager
-    def _transaction(self) -> Iterator[_PgTx]:
+    def _transaction(self, begin: bool = True) -> Iterator[_PgTx]:
         try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                yield _PgTx(cur, self._queries, "postgres")
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                if not begin:
+                    yield _PgTx(self, cur)
+                    return
+                with conn.pipeline() as pipeline:
+                    # Sent with the first statement whose result is read, not on its own.
+                    cur.execute("BEGIN")
+                    tx = _PgTx(self, cur, pipeline)
+                    try:
+                        yield tx
+                    except BaseException:
+                        _rollback(cur, pipeline)
+                        raise
+                    cur.execute("COMMIT")
+                    self.round_trips += 1
+                    pipeline.sync()  # errors of statements still in the buffer raise here
         except self._psycopg.OperationalError as exc:
             # Lost connections, pool timeouts, serialization failures, deadlocks, lock
             # timeouts, admin shutdowns: the whole transaction may succeed if tried again.
@@ -199,12 +232,13 @@ class PostgresDatabase:
         return self._transaction()
 
     def read(self) -> AbstractContextManager[Tx]:
-        """Open a read transaction on a pooled connection."""
-        return self._transaction()
+        """Statements on a pooled autocommit connection: each is its own transaction, so a
+        read costs no BEGIN and COMMIT round trips (see :meth:`Transactions.read`)."""
+        return self._transaction(begin=False)
 
     def data_version(self) -> int:
         """The server's WAL insert position: it moves whenever anything is committed."""
-        with self._transaction() as tx:
+        with self._transaction(begin=False) as tx:
             row = tx.one("data_version")
         return int(row["v"]) if row else 0
 
@@ -216,7 +250,7 @@ class PostgresDatabase:
             if payload in sent:
                 return
             sent.add(payload)
-        tx.one("notify", {"channel": self.channel, "payload": payload})
+        tx.send("notify", {"channel": self.channel, "payload": payload})
 
     def listen(
         self, callback: Callable[[str], None], on_reconnect: Callable[[], None] | None = None
@@ -296,6 +330,20 @@ class PostgresDatabase:
         self._listening.clear()
         self._closed.set()
         self._pool.close()
+
+
+def _rollback(cur: Any, pipeline: Any) -> None:
+    """End a failed write transaction. A statement that failed aborts the pipeline: sync
+    past it, then roll back (a broken connection is discarded by the pool anyway)."""
+    try:
+        pipeline.sync()
+    except Exception:  # the error being raised already says what went wrong
+        pass
+    try:
+        cur.execute("ROLLBACK")
+        pipeline.sync()
+    except Exception:
+        log.debug("rollback after a failed transaction failed", exc_info=True)
 
 
 def _call_quietly(fn: Callable[..., None], *args: Any) -> None:

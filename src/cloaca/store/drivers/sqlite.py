@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
+from cloaca.errors import ValidationError
 from cloaca.store.db import (
     Database,
     Params,
@@ -45,6 +46,9 @@ class _SqliteTx(CursorTx):
     def run(self, query: str, params: Params | None = None) -> int:
         return int(self._cur.execute(self._sql(query), params or {}).rowcount)
 
+    def send(self, query: str, params: Params | None = None) -> None:
+        self._cur.execute(self._sql(query), params or {})
+
 
 class SqliteDatabase:
     """A SQLite database file (or ``:memory:``) behind the :class:`~cloaca.store.db.Database`
@@ -58,9 +62,11 @@ class SqliteDatabase:
         self, path: str, uri: bool = False, busy_timeout_ms: int = _BUSY_TIMEOUT_MS
     ) -> None:
         if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int):
-            raise ValueError(f"busy_timeout_ms={busy_timeout_ms!r} is invalid: expected an int")
+            raise ValidationError(
+                f"busy_timeout_ms={busy_timeout_ms!r} is invalid: expected an int"
+            )
         if busy_timeout_ms < 0:
-            raise ValueError(f"busy_timeout_ms={busy_timeout_ms!r} is invalid: expected >= 0")
+            raise ValidationError(f"busy_timeout_ms={busy_timeout_ms!r} is invalid: expected >= 0")
         self.path = path
         # How long a statement waits for another connection's write lock before failing
         # with "database is locked" (a TransientStoreError the engine retries).
@@ -75,7 +81,7 @@ class SqliteDatabase:
                 timeout=busy_timeout_ms / 1000,
             )
         except sqlite3.Error as exc:
-            raise ValueError(f"cannot open SQLite database {path!r}: {exc}") from exc
+            raise ValidationError(f"cannot open SQLite database {path!r}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -94,7 +100,7 @@ class SqliteDatabase:
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise ValueError(f"{path!r} is not a SQLite database: {exc}") from exc
+            raise ValidationError(f"{path!r} is not a SQLite database: {exc}") from exc
         self._queries = load_queries("sqlite")
         self.write_transactions = 0  # observability (benchmarks count transactions per task)
 

@@ -88,9 +88,13 @@ SET next_run_at = %(next_run_at)s,
 WHERE id = %(id)s AND next_run_at = %(expected)s AND enabled = 1
 
 -- name: cron_execution_claim
+-- claims is a JSON array of [claim id, schedule id, scheduled time]: one statement claims
+-- the slots of a whole firing batch. The unique key decides; RETURNING names the winners.
 INSERT INTO cloaca_cron_executions (id, schedule_id, scheduled_time, claimed_at, claimed_by)
-VALUES (%(id)s, %(schedule_id)s, %(scheduled_time)s, %(now)s, %(runner_id)s)
+SELECT item ->> 0, item ->> 1, item ->> 2, %(now)s, %(runner_id)s
+FROM jsonb_array_elements(CAST(%(claims)s AS jsonb)) AS j (item)
 ON CONFLICT (schedule_id, scheduled_time) DO NOTHING
+RETURNING id
 
 -- name: cron_execution_link
 UPDATE cloaca_cron_executions SET workflow_execution_id = %(execution_id)s

@@ -214,10 +214,13 @@ UPDATE cloaca_trigger_executions
 SET holds_dedup = NULL, completed_at = :now
 WHERE workflow_execution_id = :execution_id AND completed_at IS NULL
 
--- name: task_results
--- Everything finishing an execution needs of its task executions, in one read.
-SELECT task_id, status, output, error FROM cloaca_task_executions
-WHERE execution_id = :execution_id
+-- name: execution_finish_inputs
+-- Everything finishing an execution needs, in one read: each task execution's status,
+-- output and error, and (in the row whose task_id is NULL) the execution's input context.
+SELECT task_id, status, output, error, CAST(NULL AS TEXT) AS context
+FROM cloaca_task_executions WHERE execution_id = :execution_id
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, context FROM cloaca_executions WHERE id = :execution_id
 
 -- name: migrate_lock
 -- SQLite serialises migrations through the write transaction itself: nothing to lock.

@@ -76,9 +76,15 @@ SET next_run_at = :next_run_at, last_run_at = COALESCE(:last_run_at, last_run_at
 WHERE id = :id AND next_run_at = :expected AND enabled = 1
 
 -- name: cron_execution_claim
+-- claims is a JSON array of [claim id, schedule id, scheduled time]: one statement claims
+-- the slots of a whole firing batch. The unique key decides; RETURNING names the winners.
+-- (WHERE true keeps SQLite from reading ON CONFLICT as a join constraint.)
 INSERT INTO cloaca_cron_executions (id, schedule_id, scheduled_time, claimed_at, claimed_by)
-VALUES (:id, :schedule_id, :scheduled_time, :now, :runner_id)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       :now, :runner_id
+FROM json_each(:claims) WHERE true
 ON CONFLICT (schedule_id, scheduled_time) DO NOTHING
+RETURNING id
 
 -- name: cron_execution_link
 UPDATE cloaca_cron_executions SET workflow_execution_id = :execution_id WHERE id = :id
