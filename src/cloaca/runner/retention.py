@@ -8,6 +8,7 @@ from datetime import timedelta
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
 from cloaca.engine.retention import cutoff_for, prune
+from cloaca.errors import ValidationError
 from cloaca.store.core import Store
 
 
@@ -41,8 +42,8 @@ class Retention:
         """
         self._check_open()
         if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
-            raise ValueError(f"older_than must be a positive timedelta, got {older_than!r}")
+            raise ValidationError(f"older_than must be a positive timedelta, got {older_than!r}")
         if not isinstance(dry_run, bool):
-            raise ValueError(f"dry_run must be True or False, got {dry_run!r}")
+            raise ValidationError(f"dry_run must be True or False, got {dry_run!r}")
         cutoff = cutoff_for(self._config, self._clock.now(), older_than)
         return prune(self._store, cutoff, dry_run=dry_run)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cloaca.clock import rfc3339
+from cloaca.errors import ValidationError
 from cloaca.store.trigger_records import ContextRun, EvaluationOutcome
 
 #: How many earlier fires of one context the fire transaction reads. A streak longer than
@@ -45,7 +46,7 @@ def backoff_after_failures(failures: int, base: timedelta, cap: timedelta) -> ti
     """The wait after ``failures`` (>= 1) consecutive failed runs: ``base * 2**(failures-1)``,
     capped at ``cap``."""
     if failures < 1:
-        raise ValueError(f"failures must be >= 1, got {failures!r}")
+        raise ValidationError(f"failures must be >= 1, got {failures!r}")
     # Past 2**40 the product overflows timedelta long after it passed any cap.
     if failures > 40:
         return cap
