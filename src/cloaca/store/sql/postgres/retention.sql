@@ -4,32 +4,39 @@
 -- point at it (deleted first: a cron record whose execution vanished would look like a
 -- lost hand-off to recovery). Nothing active is touched: Pending and Running executions
 -- stay, and so does every fire that holds a dedup hold. Each statement handles one batch
--- (ids picked by prune_pick_executions, or LIMIT :limit), so a large prune is many short
+-- (ids picked by prune_pick_executions, or a LIMIT), so a large prune is many short
 -- transactions.
 
 -- name: prune_pick_executions
 SELECT id FROM cloaca_executions
-WHERE status IN ('Completed', 'Failed', 'Cancelled') AND created_at < %(cutoff)s AND completed_at < %(cutoff)s
+WHERE status IN ('Completed', 'Failed', 'Cancelled')
+  AND created_at < %(cutoff)s AND completed_at < %(cutoff)s
 ORDER BY created_at
 LIMIT %(limit)s
 
 -- name: prune_cron_of_executions
-DELETE FROM cloaca_cron_executions WHERE workflow_execution_id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
+DELETE FROM cloaca_cron_executions WHERE workflow_execution_id
+    IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
 
 -- name: prune_fires_of_executions
 DELETE FROM cloaca_trigger_executions
-WHERE workflow_execution_id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb))) AND holds_dedup IS NULL
+WHERE workflow_execution_id
+    IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb))) AND holds_dedup IS NULL
 
 -- name: prune_attempts_of_executions
 -- Only run when the table exists (it comes with the task attempts migration).
-DELETE FROM cloaca_task_attempts WHERE execution_id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
+DELETE FROM cloaca_task_attempts WHERE execution_id
+    IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
 
 -- name: prune_tasks_of_executions
-DELETE FROM cloaca_task_executions WHERE execution_id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
+DELETE FROM cloaca_task_executions WHERE execution_id
+    IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
 
 -- name: prune_executions
 DELETE FROM cloaca_executions
-WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb))) AND status IN ('Completed', 'Failed', 'Cancelled')
+WHERE id
+    IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
+  AND status IN ('Completed', 'Failed', 'Cancelled')
 
 -- name: prune_orphan_fires
 -- Fires older than the cutoff whose execution is gone, never one holding a dedup hold.
@@ -54,31 +61,37 @@ DELETE FROM cloaca_trigger_evaluations WHERE id IN (
     ORDER BY id LIMIT %(limit)s)
 
 -- name: prune_count_executions
-SELECT COUNT(*) AS n FROM cloaca_executions WHERE status IN ('Completed', 'Failed', 'Cancelled') AND created_at < %(cutoff)s AND completed_at < %(cutoff)s
+SELECT COUNT(*) AS n FROM cloaca_executions
+WHERE status IN ('Completed', 'Failed', 'Cancelled')
+  AND created_at < %(cutoff)s AND completed_at < %(cutoff)s
 
 -- name: prune_count_tasks
 SELECT COUNT(*) AS n FROM cloaca_task_executions t
 JOIN cloaca_executions e ON e.id = t.execution_id
-WHERE e.status IN ('Completed', 'Failed', 'Cancelled') AND e.created_at < %(cutoff)s AND e.completed_at < %(cutoff)s
+WHERE e.status IN ('Completed', 'Failed', 'Cancelled')
+  AND e.created_at < %(cutoff)s AND e.completed_at < %(cutoff)s
 
 -- name: prune_count_attempts
 SELECT COUNT(*) AS n FROM cloaca_task_attempts a
 JOIN cloaca_executions e ON e.id = a.execution_id
-WHERE e.status IN ('Completed', 'Failed', 'Cancelled') AND e.created_at < %(cutoff)s AND e.completed_at < %(cutoff)s
+WHERE e.status IN ('Completed', 'Failed', 'Cancelled')
+  AND e.created_at < %(cutoff)s AND e.completed_at < %(cutoff)s
 
 -- name: prune_count_fires
 SELECT COUNT(*) AS n FROM cloaca_trigger_executions te
 LEFT JOIN cloaca_executions e ON e.id = te.workflow_execution_id
 WHERE te.holds_dedup IS NULL
   AND ((e.id IS NULL AND te.created_at < %(cutoff)s)
-       OR (e.id IS NOT NULL AND e.status IN ('Completed', 'Failed', 'Cancelled') AND e.created_at < %(cutoff)s AND e.completed_at < %(cutoff)s))
+       OR (e.id IS NOT NULL AND e.status IN ('Completed', 'Failed', 'Cancelled')
+  AND e.created_at < %(cutoff)s AND e.completed_at < %(cutoff)s))
 
 -- name: prune_count_cron_records
 SELECT COUNT(*) AS n FROM cloaca_cron_executions ce
 LEFT JOIN cloaca_executions e ON e.id = ce.workflow_execution_id
 WHERE (ce.workflow_execution_id IS NULL AND ce.scheduled_time < %(cutoff)s
        AND ce.scheduled_time < %(recovery_horizon)s)
-   OR (e.id IS NOT NULL AND e.status IN ('Completed', 'Failed', 'Cancelled') AND e.created_at < %(cutoff)s AND e.completed_at < %(cutoff)s)
+   OR (e.id IS NOT NULL AND e.status IN ('Completed', 'Failed', 'Cancelled')
+  AND e.created_at < %(cutoff)s AND e.completed_at < %(cutoff)s)
 
 -- name: prune_count_evaluations
 SELECT COUNT(*) AS n FROM cloaca_trigger_evaluations WHERE evaluated_at < %(cutoff)s
