@@ -320,3 +320,25 @@ def test_an_unknown_policy_on_the_trigger_is_a_value_error_at_registration(
                 return True
 
     assert get_trigger("bad") is None
+
+
+def test_fire_many_holds_back_only_the_failed_context(h: Harness) -> None:
+    @cloaca.task(id="process", retry_attempts=1)
+    def process(context: Context) -> None:
+        if context.get("filename") == "bad.csv":
+            raise RuntimeError("cannot process bad.csv")
+
+    cloaca.workflow("per_file", [process])
+
+    @cloaca.trigger(name="watcher", poll_interval="5s")
+    def watcher() -> TriggerResult:
+        return TriggerResult.fire_many([{"filename": "bad.csv"}, {"filename": "good.csv"}])
+
+    h.runner.register_trigger(watcher, "per_file")
+    h.advance(5)
+    newest, first = h.runner.get_trigger_evaluations("watcher", 2)
+    assert len(first["execution_ids"]) == 2
+    assert newest["outcome"] == "fired" and len(newest["execution_ids"]) == 1
+    assert newest["message"].startswith("1 of 2 contexts not fired: previous run of this")
+    [again] = newest["execution_ids"]
+    assert h.runner.get_execution(again).status == "Completed"  # good.csv ran again
