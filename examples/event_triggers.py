@@ -45,6 +45,9 @@ class FileWatcherTrigger(cloaca.Trigger):
     """Polls a directory for new files (simulated: a file arrives every 5th poll)."""
 
     allow_concurrent = False  # don't process the same file twice
+    # A file whose run failed stays in the inbox: retry it after 30 s, 1 min, 2 min, ...
+    # (the default; "hold" would wait for `cloaca triggers fire`, "refire" retries at once).
+    on_failed_run = "backoff"
 
     def __init__(self, name: str, watch_path: str, poll_interval: timedelta) -> None:
         super().__init__(name=name, poll_interval=poll_interval)

@@ -29,6 +29,14 @@ _FIELDS: dict[str, tuple[Any, str, float]] = {
     "trigger_poll_timeout": (30.0, "seconds", 0.001),
     "trigger_max_consecutive_errors": (10, "int", 1),
     "trigger_evaluation_retention": (1000, "int", 1),
+    # on_failed_run="backoff": the first refire of a context whose run failed waits this
+    # long after the failure, doubling with each consecutive failure up to the maximum.
+    "trigger_failed_run_backoff_seconds": (30.0, "seconds", 0.001),
+    "trigger_failed_run_backoff_max_seconds": (3600.0, "seconds", 0.001),
+    # Retention: terminal executions (with their tasks), trigger fires and evaluations and
+    # cron records older than this many days are pruned by the runner. 0 keeps everything.
+    "execution_retention_days": (0, "int", 0),
+    "prune_interval_seconds": (3600.0, "seconds", 1),
     "heartbeat_interval_seconds": (10, "seconds", 0.01),
     "stale_claim_threshold_seconds": (60, "seconds", 0.01),
     "stale_claim_sweep_interval_seconds": (30, "seconds", 0.01),
@@ -65,6 +73,15 @@ class DefaultRunnerConfig:
     encoded JSON: an execution's input at ``start``/``execute`` (``ValueError``), a trigger
     fire (recorded as an error evaluation), a cron instance's ``params`` (``ValueError`` at
     registration) and a task's output (the attempt fails, without retry).
+
+    ``trigger_failed_run_backoff_seconds`` (30) and ``trigger_failed_run_backoff_max_seconds``
+    (3600) shape ``on_failed_run="backoff"``: after ``n`` consecutive failed runs of a
+    context, it is fired again no sooner than ``min(base * 2**(n-1), max)`` after the last
+    failure.
+
+    ``execution_retention_days`` (default 0: keep everything) makes a running runner prune,
+    every ``prune_interval_seconds`` (3600), what ``cloaca db prune`` would prune with
+    ``--older-than <days>d``.
     """
 
     __slots__ = tuple(_FIELDS)
@@ -88,6 +105,10 @@ class DefaultRunnerConfig:
     trigger_poll_timeout: float
     trigger_max_consecutive_errors: int
     trigger_evaluation_retention: int
+    trigger_failed_run_backoff_seconds: float
+    trigger_failed_run_backoff_max_seconds: float
+    execution_retention_days: int
+    prune_interval_seconds: float
     heartbeat_interval_seconds: float
     stale_claim_threshold_seconds: float
     stale_claim_sweep_interval_seconds: float
@@ -109,6 +130,13 @@ class DefaultRunnerConfig:
                 f"stale_claim_threshold_seconds={threshold:g} must be greater than "
                 f"heartbeat_interval_seconds={heartbeat:g}: a live runner's claims would look "
                 f"stale between two of its heartbeats"
+            )
+        base = self.trigger_failed_run_backoff_seconds
+        cap = self.trigger_failed_run_backoff_max_seconds
+        if cap < base:
+            raise ValidationError(
+                f"trigger_failed_run_backoff_max_seconds={cap:g} must be at least "
+                f"trigger_failed_run_backoff_seconds={base:g}"
             )
 
     def __setattr__(self, name: str, value: Any) -> None:

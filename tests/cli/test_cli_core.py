@@ -179,6 +179,7 @@ def test_run_accepts_a_module_in_the_current_directory(cli, tmp_path, monkeypatc
         ("triggers", "list"),
         ("cron", "disable", "x"),
         ("db", "status"),
+        ("db", "prune", "--older-than", "30d"),
         ("execute", "hello", "--no-wait"),
     ],
 )

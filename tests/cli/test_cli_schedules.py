@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 import cloaca
 from cloaca.cli.main import main
+from cloaca.testing import Harness
 from cloaca.workflows.registry import clear_registry
 
 
@@ -121,3 +122,27 @@ def test_unknown_trigger_is_one_line_exit_1(url: str) -> None:
         result = run(url, *args)
         assert result.exit_code == 1
         assert "nope" in result.output and "Traceback" not in result.output
+
+
+def test_triggers_show_and_list_the_failed_run_policy_and_evaluations_say_why(url: str) -> None:
+    @cloaca.task(id="process", retry_attempts=1)
+    def process(context: cloaca.Context) -> None:
+        raise RuntimeError("bad file")
+
+    cloaca.workflow("fragile", [process])
+
+    @cloaca.trigger(name="stuck_file", poll_interval="5s", on_failed_run="hold")
+    def stuck_file() -> cloaca.TriggerResult:
+        return cloaca.TriggerResult.fire({"filename": "bad.csv"})
+
+    with Harness(url) as h:
+        h.runner.register_trigger(stuck_file, "fragile")
+        h.advance(5)
+    shown = json.loads(run(url, "triggers", "show", "stuck_file", "--json").output)
+    assert shown["on_failed_run"] == "hold"
+    assert "on_failed_run" in run(url, "triggers", "list").output
+    [held, fired] = json.loads(run(url, "triggers", "evaluations", "stuck_file", "--json").output)
+    assert (held["outcome"], fired["outcome"]) == ("held", "fired")
+    assert "held until a manual fire" in held["message"]
+    table = run(url, "triggers", "evaluations", "stuck_file").output
+    assert "held" in table

@@ -7,7 +7,9 @@ from html import unescape
 
 import pytest
 
-from dashboard_support import TRIGGER, Site, get
+import cloaca
+from cloaca.testing import Harness
+from dashboard_support import TRIGGER, Site, dashboard, get
 
 
 def test_executions_page_lists_newest_first_with_origin(site: Site) -> None:
@@ -133,3 +135,26 @@ def test_bad_addresses_get_a_clear_page(site: Site, path: str, status: int, says
     page = get(base, path)
     assert page.status_code == status
     assert says in unescape(page.text)
+
+
+def test_trigger_page_says_why_a_failed_context_is_backing_off(db_url: str) -> None:
+    @cloaca.task(id="process", retry_attempts=1)
+    def process(context: cloaca.Context) -> None:
+        raise RuntimeError("bad file")
+
+    cloaca.workflow("fragile", [process])
+
+    @cloaca.trigger(name="stuck_file", poll_interval="5s")
+    def stuck_file() -> cloaca.TriggerResult:
+        return cloaca.TriggerResult.fire({"filename": "bad.csv"})
+
+    with Harness(db_url) as h:
+        h.runner.register_trigger(stuck_file, "fragile")
+        h.advance(10)
+        [failed] = h.runner.list_executions()
+    with dashboard(db_url) as (_, base):
+        html = get(base, "/triggers/stuck_file").text
+    assert "back off, longer after each failure" in html
+    assert 'class="outcome o-backing_off">backing_off' in html
+    assert f"(execution {failed['id']}" in html
+    assert "next refire after 2026-01-01T00:00:30Z" in html

@@ -85,7 +85,8 @@ def test_failed_and_cancelled_executions_release_the_hold_too(harness: Harness, 
         raise RuntimeError("bad file")
 
     cloaca.workflow("fragile_wf", [maybe_fail])
-    harness.runner.register_trigger(_same_file(False), "fragile_wf")
+    # "refire": no failed-run backoff, so the next poll shows the hold itself is gone.
+    harness.runner.register_trigger(_same_file(False), "fragile_wf", on_failed_run="refire")
     if end == "fail":
         harness.advance(0)
     else:

@@ -28,6 +28,8 @@ SCHEDULE_KEYS = {
     "consecutive_errors",
     "paused_reason",
     "cursor",
+    # the failed-run policy
+    "on_failed_run",
 }
 HISTORY_KEYS = {
     "id",
@@ -90,6 +92,7 @@ def test_schedule_dicts_have_the_documented_keys_and_types(harness: Harness) -> 
     assert listed["next_poll_at"] == "2026-01-01T00:00:01Z"
     assert listed["consecutive_errors"] == 0
     assert listed["paused_reason"] is None and listed["cursor"] is None
+    assert listed["on_failed_run"] == "backoff"
 
 
 def test_an_unknown_schedule_is_none_and_its_history_and_evaluations_are_empty(

@@ -184,10 +184,11 @@ def test_the_store_is_plumbing_and_query_groups_only(backend: Backend) -> None:
         assert public == plumbing  # no operation of its own: each lives in one group
         groups = {n for n, v in vars(store).items() if not n.startswith("_") and n != "db"}
         assert groups == {"workflows", "executions", "tasks", "runners", "triggers", "cron"} | {
+            "retention",
             "admin",
             "overview",
         }
-        assert sum(isinstance(getattr(store, g), QueryGroup) for g in groups) == 6
+        assert sum(isinstance(getattr(store, g), QueryGroup) for g in groups) == 7
     finally:
         store.close()
 

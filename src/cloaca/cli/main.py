@@ -39,6 +39,7 @@ from cloaca.cli.common import (
 from cloaca.cli.dashboard import dashboard
 from cloaca.cli.formatting import elapsed, short_id
 from cloaca.cli.ids import execution_id_argument
+from cloaca.cli.prune import prune
 from cloaca.cli.schedules import cron, triggers
 from cloaca.cli.worker import run
 from cloaca.cli.workflows import workflows
@@ -306,7 +307,7 @@ def executions_show(db: str, execution_id: str, as_json: bool) -> None:
 
 @main.group()
 def db() -> None:
-    """Schema migrations."""
+    """Schema migrations and retention."""
 
 
 @db.command("migrate")
@@ -336,6 +337,7 @@ def db_status(url: str, as_json: bool) -> None:
     )
 
 
+db.add_command(prune)
 main.add_command(triggers)
 main.add_command(cron)
 main.add_command(dashboard)

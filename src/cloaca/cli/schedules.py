@@ -12,6 +12,7 @@ TRIGGER_COLUMNS = [
     "workflow_name",
     "poll_interval_ms",
     "allow_concurrent",
+    "on_failed_run",
     "enabled",
     "last_poll_at",
 ]

@@ -15,6 +15,7 @@ from cloaca.runner.database import open_migrated
 from cloaca.runner.engine import Engine
 from cloaca.runner.executions import Executions, Shapes
 from cloaca.runner.facade import Services
+from cloaca.runner.retention import Retention
 from cloaca.runner.triggers import Triggers
 from cloaca.store.drivers.urls import masked_url, parse_database_url
 from cloaca.workflows.registry import (
@@ -92,6 +93,7 @@ class DefaultRunner(Services):
         self._cron_schedules = CronSchedules(
             self._store, self._clock, self.config, shapes, engine.cron_changed, self._check_open
         )
+        self._retention = Retention(self._store, self._clock, self.config, self._check_open)
         engine.assemble(
             self._executions.end, shapes, self._executions.create, self._triggers.recorder
         )

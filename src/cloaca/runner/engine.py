@@ -24,6 +24,7 @@ from cloaca.engine.heartbeat import Heartbeat
 from cloaca.engine.loop import Loop, Part
 from cloaca.engine.planner import Shape
 from cloaca.engine.recovery import Recovery
+from cloaca.engine.retention import Pruner
 from cloaca.engine.triggers.fire import CreateExecution, TriggerRecorder
 from cloaca.engine.triggers.scheduler import TriggerScheduler
 from cloaca.runner.waiters import Waiters
@@ -131,6 +132,7 @@ class Engine:
                 on_fired=self.wake,
             )
             parts.append(self.cron_scheduler)
+        parts.append(Pruner(self._store, config))
         self.loop.parts = parts
         self.heartbeat = Heartbeat(
             self._store,

@@ -1,6 +1,6 @@
 """The public methods a :class:`~cloaca.runner.default.DefaultRunner` and a
 :class:`~cloaca.runner.management.ManagementClient` share: each delegates to one of the
-services both compose (executions, trigger schedules, cron schedules), so the two answer
+services both compose (executions, trigger schedules, cron schedules, retention), so the two answer
 every call alike. The docstrings are the services' own."""
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ from cloaca.context import Context
 from cloaca.runner.cron import CronSchedules
 from cloaca.runner.executions import Executions
 from cloaca.runner.results import WorkflowResult
+from cloaca.runner.retention import Retention
 from cloaca.runner.triggers import DEFAULT_EVALUATION_LIMIT, Triggers
 from cloaca.triggers.definition import Trigger
 
 
 class Services:
-    """Delegates to ``_executions``, ``_triggers`` and ``_cron_schedules``."""
+    """Delegates to ``_executions``, ``_triggers``, ``_cron_schedules`` and ``_retention``."""
 
     _executions: Executions
     _triggers: Triggers
     _cron_schedules: CronSchedules
+    _retention: Retention
 
     # -- executions -------------------------------------------------------------------------
 
@@ -60,9 +62,10 @@ class Services:
         workflow_name: str,
         poll_interval: timedelta | float | int | str | None = None,
         allow_concurrent: bool | None = None,
+        on_failed_run: str | None = None,
     ) -> str:
         return self._triggers.register_trigger(
-            trigger_or_name, workflow_name, poll_interval, allow_concurrent
+            trigger_or_name, workflow_name, poll_interval, allow_concurrent, on_failed_run
         )
 
     def list_trigger_schedules(
@@ -157,9 +160,14 @@ class Services:
     def delete_cron_schedule(self, schedule_id: str) -> None:
         self._cron_schedules.delete_cron_schedule(schedule_id)
 
+    # -- retention --------------------------------------------------------------------------
+
+    def prune(self, older_than: timedelta, *, dry_run: bool = False) -> dict[str, int]:
+        return self._retention.prune(older_than, dry_run=dry_run)
+
 
 def _copy_docs() -> None:
-    for service in (Executions, Triggers, CronSchedules):
+    for service in (Executions, Triggers, CronSchedules, Retention):
         for name, member in vars(service).items():
             mine = vars(Services).get(name)
             if callable(mine) and not name.startswith("_"):

@@ -23,6 +23,7 @@ from cloaca.runner.database import open_existing, open_migrated
 from cloaca.runner.executions import Executions, NoLocalEngine, Shapes, shape_of_definition
 from cloaca.runner.facade import Services
 from cloaca.runner.overview import Overview
+from cloaca.runner.retention import Retention
 from cloaca.runner.triggers import Triggers
 from cloaca.store.core import Store
 from cloaca.store.migrate import current_version, latest_version
@@ -68,6 +69,7 @@ class ManagementClient(Services):
         self._cron_schedules = CronSchedules(
             store, self._clock, self.config, shapes, lambda: None, self._check_open
         )
+        self._retention = Retention(store, self._clock, self.config, self._check_open)
         self._overview = Overview(store, self._check_open)
 
     @classmethod

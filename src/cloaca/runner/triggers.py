@@ -24,9 +24,11 @@ from cloaca.store.trigger_records import (
     TriggerScheduleRecord,
 )
 from cloaca.triggers.definition import (
+    DEFAULT_FAILED_RUN_POLICY,
     Trigger,
     TriggerSpec,
     add_trigger_listener,
+    check_failed_run_policy,
     get_trigger,
     parse_interval,
     register_trigger,
@@ -129,6 +131,7 @@ class Triggers:
                 _interval_ms(spec.poll_interval),
                 spec.allow_concurrent,
                 self._clock.now(),
+                spec.on_failed_run,
             )
         except Exception:
             log.exception(
@@ -144,17 +147,22 @@ class Triggers:
         workflow_name: str,
         poll_interval: timedelta | float | int | str | None = None,
         allow_concurrent: bool | None = None,
+        on_failed_run: str | None = None,
     ) -> str:
         """Create or update the trigger schedule binding a trigger to ``workflow_name``.
 
         ``trigger_or_name`` is a :class:`~cloaca.Trigger` instance (registered in this
         process as a side effect), a function decorated with ``@cloaca.trigger``, or the
         name of a trigger registered in this process or already scheduled in the database.
-        ``poll_interval`` / ``allow_concurrent`` override the trigger's own. Re-registering
-        keeps the schedule's id, enabled flag, cursor and history. Returns the schedule id.
+        ``poll_interval`` / ``allow_concurrent`` / ``on_failed_run`` override the trigger's
+        own. ``on_failed_run`` says what happens to a context whose last run failed or was
+        cancelled: ``"refire"`` (fire it again at the next poll), ``"backoff"`` (the
+        default: wait longer after each consecutive failure) or ``"hold"`` (wait for a
+        manual :meth:`fire_trigger`). Re-registering keeps the schedule's id, enabled flag,
+        cursor and history. Returns the schedule id.
 
         Raises ``ValueError`` for an unknown workflow ("not found"), an unknown trigger
-        name, or an invalid interval.
+        name, an invalid interval or an unknown ``on_failed_run``.
         """
         self._check_open()
         spec, existing = self._resolve_trigger(trigger_or_name)
@@ -178,9 +186,15 @@ class Triggers:
             raise ValueError(
                 f"allow_concurrent must be True, False or None, got {allow_concurrent!r}"
             )
+        if on_failed_run is not None:
+            policy = check_failed_run_policy(on_failed_run)
+        elif spec is not None:
+            policy = spec.on_failed_run
+        else:
+            policy = existing.on_failed_run if existing else DEFAULT_FAILED_RUN_POLICY
         name = spec.name if spec is not None else str(trigger_or_name)
         schedule_id = self._store.triggers.upsert_schedule(
-            name, shape.name, _interval_ms(interval), concurrent, self._clock.now()
+            name, shape.name, _interval_ms(interval), concurrent, self._clock.now(), policy
         )
         self._changed(name)
         return schedule_id
@@ -235,7 +249,8 @@ class Triggers:
 
         Keys: ``id, trigger_name, workflow_name, poll_interval_ms, allow_concurrent,
         enabled, last_poll_at, created_at, updated_at`` (SPEC 6.4) and ``next_poll_at,
-        consecutive_errors, paused_reason, cursor``. Times are RFC 3339 strings.
+        consecutive_errors, paused_reason, cursor, on_failed_run``. Times are RFC 3339
+        strings.
         """
         self._check_open()
         record = self._store.triggers.get_schedule(_name(name))
@@ -275,7 +290,8 @@ class Triggers:
         """The newest polls (and manual fires) of trigger ``name``, newest first: dicts with
         ``id, trigger_name, runner_id, scheduled_at, evaluated_at, duration_ms, outcome,
         message, execution_ids``. ``outcome`` is ``skipped``, ``fired``, ``deduplicated``,
-        ``error`` or ``timeout``; ``message`` says why (the error, the dedup holder).
+        ``backing_off``, ``held``, ``error`` or ``timeout``; ``message`` says why (the
+        error, the dedup holder, the failed run a context waits after and until when).
         The newest ``trigger_evaluation_retention`` per trigger are kept."""
         self._check_open()
         check_count("limit", limit, optional=False)
@@ -289,9 +305,11 @@ class Triggers:
 
         Returns the new execution's id, or ``None`` when an execution with the same
         context is still active and the trigger does not allow concurrent fires (the
-        evaluation log names it). Works on a disabled schedule too (it is an explicit
-        request), does not touch its cursor or error count, and does not need the trigger's
-        code in this process. Unknown trigger → ``ValueError``.
+        evaluation log names it). The failed-run policy does not apply: this is how a
+        context held by ``on_failed_run="hold"`` (or backing off) is run again now.
+        Works on a disabled schedule too (it is an explicit request), does not touch its
+        cursor or error count, and does not need the trigger's code in this process.
+        Unknown trigger → ``ValueError``.
         """
         self._check_open()
         record = self._store.triggers.get_schedule(_name(name))
@@ -331,6 +349,7 @@ def _schedule_dict(r: TriggerScheduleRecord) -> dict[str, Any]:
         "consecutive_errors": r.consecutive_errors,
         "paused_reason": r.paused_reason,
         "cursor": r.cursor,
+        "on_failed_run": r.on_failed_run,
     }
 
 

@@ -2,10 +2,11 @@
 
 Each group is a noun with verb methods over one :class:`~cloaca.store.db.Database`:
 ``store.workflows``, ``store.executions``, ``store.tasks``, ``store.runners``,
-``store.triggers``, ``store.cron``. Methods whose first parameter is ``tx`` run inside a
-transaction the caller opened with :meth:`Store.write` / :meth:`Store.read`, so the engine
-can compose a state change with its side records in ONE transaction (DESIGN: one
-transaction per state change). Methods without ``tx`` open their own transaction.
+``store.triggers``, ``store.cron``, ``store.retention``. Methods whose first parameter is
+``tx`` run inside a transaction the caller opened with :meth:`Store.write` /
+:meth:`Store.read`, so the engine can compose a state change with its side records in ONE
+transaction (DESIGN: one transaction per state change). Methods without ``tx`` open their
+own transaction.
 Timestamps go in as aware datetimes and are stored as UTC text; contexts go in and come out
 as JSON text (the engine owns (de)serialisation so a context is encoded once per hop).
 Two read-only groups serve management tools: ``store.admin`` (workflow definitions, runner
@@ -26,6 +27,7 @@ from cloaca.store.executions import ExecutionQueries
 from cloaca.store.group import Notices
 from cloaca.store.migrate import migrate
 from cloaca.store.overview import OverviewReads
+from cloaca.store.retention import RetentionQueries
 from cloaca.store.runners import RunnerQueries
 from cloaca.store.tasks import TaskQueries
 from cloaca.store.triggers import TriggerQueries
@@ -48,6 +50,7 @@ class Store:
         self.runners = RunnerQueries(db, self._notices)
         self.triggers = TriggerQueries(db, self._notices)
         self.cron = CronQueries(db, self._notices)
+        self.retention = RetentionQueries(db, self._notices)
 
     @property
     def origin(self) -> str:

@@ -19,6 +19,10 @@ class EvaluationOutcome(StrEnum):
     DEDUPLICATED = "deduplicated"
     ERROR = "error"
     TIMEOUT = "timeout"
+    #: The context's last run failed and its backoff has not elapsed (on_failed_run=backoff).
+    BACKING_OFF = "backing_off"
+    #: The context's last run failed and waits for a manual fire (on_failed_run=hold).
+    HELD = "held"
 
 
 def _time(row: Row, key: str) -> datetime:
@@ -36,6 +40,7 @@ class TriggerScheduleRecord:
     workflow_name: str
     poll_interval_ms: int
     allow_concurrent: bool
+    on_failed_run: str
     enabled: bool
     cursor: str | None
     last_poll_at: datetime | None
@@ -57,6 +62,7 @@ class TriggerScheduleRecord:
             workflow_name=row["workflow_name"],
             poll_interval_ms=int(row["poll_interval_ms"]),
             allow_concurrent=bool(row["allow_concurrent"]),
+            on_failed_run=row["on_failed_run"],
             enabled=bool(row["enabled"]),
             cursor=row["cursor"],
             last_poll_at=from_db_time(row["last_poll_at"]),
@@ -102,6 +108,7 @@ class ClaimedPoll:
     trigger_name: str
     workflow_name: str
     allow_concurrent: bool
+    on_failed_run: str
     cursor: str | None
     consecutive_errors: int
 
@@ -113,6 +120,7 @@ class ClaimedPoll:
             trigger_name=row["trigger_name"],
             workflow_name=row["workflow_name"],
             allow_concurrent=bool(row["allow_concurrent"]),
+            on_failed_run=row["on_failed_run"],
             cursor=row["cursor"],
             consecutive_errors=int(row["consecutive_errors"]),
         )
@@ -145,6 +153,25 @@ class TriggerExecutionRecord:
             started_at=from_db_time(row["started_at"]),
             completed_at=from_db_time(row["completed_at"]),
             created_at=_time(row, "created_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContextRun:
+    """One earlier fire of a (trigger, context hash): its execution and how that ended
+    (``status`` None when the execution row is gone)."""
+
+    execution_id: str | None
+    status: str | None
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> ContextRun:
+        """Build from a row of ``trigger_context_runs``."""
+        return cls(
+            execution_id=row["workflow_execution_id"],
+            status=row["status"],
+            completed_at=from_db_time(row["completed_at"]),
         )
 
 

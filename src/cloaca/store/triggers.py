@@ -25,6 +25,7 @@ from cloaca.store.group import QueryGroup
 from cloaca.store.trigger_records import (
     ActiveSchedule,
     ClaimedPoll,
+    ContextRun,
     NewEvaluation,
     TriggerEvaluationRecord,
     TriggerExecutionRecord,
@@ -94,13 +95,14 @@ class TriggerQueries(QueryGroup):
         poll_interval_ms: int,
         allow_concurrent: bool,
         now: datetime,
+        on_failed_run: str = "backoff",
     ) -> str:
         """Create or update the schedule of ``trigger_name``; returns its id.
 
         A new schedule is enabled and due at ``now``. An existing one keeps its id, enabled
-        flag, pause reason, cursor and history; only the workflow, interval and concurrency
-        change (``updated_at`` moves only when one of them did), and a shorter interval
-        brings the next poll forward to at most ``now + interval``.
+        flag, pause reason, cursor and history; only the workflow, interval, concurrency and
+        failed-run policy change (``updated_at`` moves only when one of them did), and a
+        shorter interval brings the next poll forward to at most ``now + interval``.
         """
         next_if_updated = now + timedelta(milliseconds=poll_interval_ms)
         with self.db.write() as tx:
@@ -112,6 +114,7 @@ class TriggerQueries(QueryGroup):
                     "workflow_name": workflow_name,
                     "poll_interval_ms": poll_interval_ms,
                     "allow_concurrent": int(allow_concurrent),
+                    "on_failed_run": on_failed_run,
                     "now": to_db_time(now),
                     "next_if_updated": to_db_time(next_if_updated),
                 },
@@ -283,6 +286,17 @@ class TriggerQueries(QueryGroup):
             {"trigger_name": trigger_name, "context_hash": context_hash},
         )
         return row["workflow_execution_id"] if row else None
+
+    def context_runs(
+        self, tx: Tx, trigger_name: str, context_hash: str, limit: int
+    ) -> list[ContextRun]:
+        """The newest ``limit`` fires of (trigger, hash) inside ``tx``, newest first, with
+        how their executions ended (for the failed-run policy)."""
+        rows = tx.all(
+            "trigger_context_runs",
+            {"trigger_name": trigger_name, "context_hash": context_hash, "limit": limit},
+        )
+        return [ContextRun.from_row(r) for r in rows]
 
     def link_execution(
         self, tx: Tx, trigger_execution_id: str, execution_id: str, now: datetime

@@ -40,12 +40,14 @@ from cloaca.triggers.results import (
 )
 
 __all__ = [
+    "FAILED_RUN_POLICIES",
     "NO_CONTEXT_HASH",
     "Trigger",
     "TriggerError",
     "TriggerResult",
     "TriggerSpec",
     "add_trigger_listener",
+    "check_failed_run_policy",
     "context_hash",
     "get_trigger",
     "normalize_poll_result",
@@ -69,6 +71,21 @@ _INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: What happens to a context whose last run did not complete (see docs/triggers.md):
+#: ``refire`` fires it again at the next poll, ``backoff`` (the default) waits longer after
+#: each consecutive failure, ``hold`` waits for a manual ``fire_trigger``.
+FAILED_RUN_POLICIES = ("refire", "backoff", "hold")
+DEFAULT_FAILED_RUN_POLICY = "backoff"
+
+
+def check_failed_run_policy(value: Any, what: str = "on_failed_run") -> str:
+    """Return ``value`` if it is one of :data:`FAILED_RUN_POLICIES`; else ``ValueError``
+    naming ``what``, the value and the accepted values."""
+    if not isinstance(value, str) or value not in FAILED_RUN_POLICIES:
+        accepted = ", ".join(repr(p) for p in FAILED_RUN_POLICIES)
+        raise ValidationError(f"{what} must be one of {accepted}, got {value!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- intervals
@@ -125,19 +142,22 @@ class Trigger:
 
     Subclasses implement ``poll()`` (``def`` or ``async def``, optionally taking a
     ``cursor`` argument) returning a :class:`TriggerResult` or a bool. ``name``,
-    ``poll_interval`` and ``allow_concurrent`` may be class attributes, instance attributes
-    or properties; they are read when the trigger is registered.
+    ``poll_interval``, ``allow_concurrent`` and ``on_failed_run`` (``"refire"``,
+    ``"backoff"`` or ``"hold"``) may be class attributes, instance attributes or
+    properties; they are read when the trigger is registered.
     """
 
     name: str | None = None
     poll_interval: timedelta | float | int | str = _DEFAULT_POLL_INTERVAL
     allow_concurrent: bool = False
+    on_failed_run: str = DEFAULT_FAILED_RUN_POLICY
 
     def __init__(
         self,
         name: str | None = None,
         poll_interval: timedelta | float | int | str | None = None,
         allow_concurrent: bool | None = None,
+        on_failed_run: str | None = None,
     ) -> None:
         # Only the given values are set, so class attributes and properties stay in charge
         # of everything the caller did not pass.
@@ -145,6 +165,7 @@ class Trigger:
             "name": name,
             "poll_interval": poll_interval,
             "allow_concurrent": allow_concurrent,
+            "on_failed_run": on_failed_run,
         }
         for attr, value in given.items():
             if value is None:
@@ -177,6 +198,8 @@ class TriggerSpec:
     name: str
     poll_interval: timedelta
     allow_concurrent: bool
+    #: ``"refire"``, ``"backoff"`` or ``"hold"``: see :data:`FAILED_RUN_POLICIES`.
+    on_failed_run: str
     #: Call as ``poll()`` or, when ``takes_cursor``, ``poll(cursor)``; await if ``is_async``.
     poll: Callable[..., Any]
     is_async: bool
@@ -241,6 +264,7 @@ def _build_spec(
     name: Any,
     poll_interval: Any,
     allow_concurrent: Any,
+    on_failed_run: Any,
     poll: Any,
     workflow: str | None,
     source: object,
@@ -258,6 +282,7 @@ def _build_spec(
         raise ValidationError(
             f"allow_concurrent of {desc} must be True or False, got {allow_concurrent!r}"
         )
+    policy = check_failed_run_policy(on_failed_run, f"on_failed_run of {desc}")
     if not callable(poll):
         raise ValidationError(f"{desc} has no callable poll(); got {poll!r}")
     is_async = _is_async(poll)
@@ -266,6 +291,7 @@ def _build_spec(
         name=name,
         poll_interval=interval,
         allow_concurrent=allow_concurrent,
+        on_failed_run=policy,
         poll=call,
         is_async=is_async,
         takes_cursor=takes_cursor,
@@ -277,9 +303,10 @@ def _build_spec(
 def register_trigger(trigger: Trigger | Callable[..., Any]) -> TriggerSpec:
     """Validate ``trigger`` and make it known to runners in this process.
 
-    Reads ``name``, ``poll_interval`` and ``allow_concurrent`` once, now. A missing or invalid
-    name (see :func:`cloaca.names.check_name`), an invalid interval, a non-bool
-    ``allow_concurrent`` or a missing ``poll()`` raise ``ValueError``. Re-registering a name
+    Reads ``name``, ``poll_interval``, ``allow_concurrent`` and ``on_failed_run`` once, now.
+    A missing or invalid name (see :func:`cloaca.names.check_name`), an invalid interval, a
+    non-bool ``allow_concurrent``, an unknown ``on_failed_run`` or a missing ``poll()`` raise
+    ``ValueError``. Re-registering a name
     replaces the earlier trigger. A function already decorated with :func:`trigger` may be
     passed too; its registration is refreshed.
     """
@@ -301,6 +328,7 @@ def register_trigger(trigger: Trigger | Callable[..., Any]) -> TriggerSpec:
         name=getattr(trigger, "name", None),
         poll_interval=getattr(trigger, "poll_interval", _DEFAULT_POLL_INTERVAL),
         allow_concurrent=getattr(trigger, "allow_concurrent", False),
+        on_failed_run=getattr(trigger, "on_failed_run", DEFAULT_FAILED_RUN_POLICY),
         poll=poll,
         workflow=None,
         source=trigger,
@@ -319,6 +347,7 @@ def trigger(
     on: str | None = None,
     poll_interval: timedelta | float | int | str = "30s",
     allow_concurrent: bool = False,
+    on_failed_run: str = DEFAULT_FAILED_RUN_POLICY,
 ) -> Callable[[_F], _F]: ...
 
 
@@ -330,16 +359,19 @@ def trigger(
     on: str | None = None,
     poll_interval: timedelta | float | int | str = "30s",
     allow_concurrent: bool = False,
+    on_failed_run: str = DEFAULT_FAILED_RUN_POLICY,
 ) -> Any:
     """Decorator form: register a function as a trigger's ``poll()`` (SPEC 6.1).
 
     The function takes no arguments (or one ``cursor`` argument) and returns a
     :class:`TriggerResult` or a bool (``True`` fires, ``False`` skips). ``name`` defaults to
     the function's ``__name__``; with ``on="<workflow>"`` runners create the trigger
-    schedule for that workflow. Registers at decoration time; returns the function unchanged.
+    schedule for that workflow. ``on_failed_run`` is ``"refire"``, ``"backoff"`` (default)
+    or ``"hold"``. Registers at decoration time; returns the function unchanged.
     """
     if on is not None:
         check_name("@trigger(on=...) workflow name", on)
+    check_failed_run_policy(on_failed_run, "@trigger(on_failed_run=...)")
 
     def decorate(fn: _F) -> _F:
         if not callable(fn):
@@ -350,6 +382,7 @@ def trigger(
                 name=name if name is not None else getattr(fn, "__name__", None),
                 poll_interval=poll_interval,
                 allow_concurrent=allow_concurrent,
+                on_failed_run=on_failed_run,
                 poll=fn,
                 workflow=on,
                 source=fn,

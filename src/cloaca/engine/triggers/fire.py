@@ -22,6 +22,7 @@ from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError, check_context_size
 from cloaca.engine.planner import CreateExecution, Shape
+from cloaca.engine.triggers.failed_runs import RUNS_READ, Suppressed, decide
 from cloaca.engine.triggers.polls import PollRun, describe_error
 from cloaca.errors import ParamsError
 from cloaca.store.core import Store
@@ -64,10 +65,12 @@ class Recorded:
 
 @dataclass(frozen=True, slots=True)
 class FireResult:
-    """What one fire transaction did: executions started and dedup holders hit."""
+    """What one fire transaction did: executions started, dedup holders hit, and contexts
+    the failed-run policy held back."""
 
     execution_ids: tuple[str, ...]
     holders: tuple[str | None, ...]
+    suppressed: tuple[Suppressed, ...] = ()
 
 
 class TriggerRecorder:
@@ -250,7 +253,14 @@ class TriggerRecorder:
             log.info("trigger %r %s", name, message, extra={"trigger_name": name})
             return _recorded(run, ended.get(schedule_id)), None
         fire = self._fire_in_tx(
-            tx, schedule_id, name, run.claim.allow_concurrent, shape, prepared, now
+            tx,
+            schedule_id,
+            name,
+            run.claim.allow_concurrent,
+            shape,
+            prepared,
+            now,
+            policy=run.claim.on_failed_run,
         )
         end = PollEnd(False, set_cursor=cursor is not None, cursor=cursor)
         ended = self._store.triggers.end_polls(
@@ -269,7 +279,8 @@ class TriggerRecorder:
         self, schedule: TriggerScheduleRecord, context: Context | None, now: datetime
     ) -> FireResult:
         """Fire ``schedule``'s workflow with ``context`` now, through dedup, with an
-        evaluation recorded (``scheduled_at`` empty, message "manual fire")."""
+        evaluation recorded (``scheduled_at`` empty, message "manual fire"). The failed-run
+        policy does not apply: a manual fire is how an operator releases a held context."""
         shape = self._shape(schedule.workflow_name)
         started = time.perf_counter()
         try:
@@ -363,10 +374,26 @@ class TriggerRecorder:
         shape: Shape,
         prepared: Sequence[tuple[str, str]],
         now: datetime,
+        policy: str | None = None,
     ) -> FireResult:
+        """Start an execution per prepared context unless the failed-run ``policy`` (None:
+        a manual fire, no policy) or the dedup hold refuses it."""
         started: list[str] = []
         holders: list[str | None] = []
+        suppressed: list[Suppressed] = []
         for digest, text in prepared:
+            if policy is not None and policy != "refire":
+                refused = decide(
+                    policy,
+                    self._store.triggers.context_runs(tx, name, digest, RUNS_READ),
+                    now,
+                    allow_concurrent=allow_concurrent,
+                    base=timedelta(seconds=self._config.trigger_failed_run_backoff_seconds),
+                    cap=timedelta(seconds=self._config.trigger_failed_run_backoff_max_seconds),
+                )
+                if refused is not None:
+                    suppressed.append(refused)
+                    continue
             trigger_execution_id = str(uuid.uuid4())
             # The unique partial index decides; reading the row count is the only check.
             if not self._store.triggers.insert_execution(
@@ -383,7 +410,7 @@ class TriggerRecorder:
             execution_id = self._create_execution(tx, shape, text, now)
             self._store.triggers.link_execution(tx, trigger_execution_id, execution_id, now)
             started.append(execution_id)
-        return FireResult(tuple(started), tuple(holders))
+        return FireResult(tuple(started), tuple(holders), tuple(suppressed))
 
     def _prune(self, tx: Tx, names: Sequence[str]) -> None:
         # Pruning per insert would cost an index scan per poll; pruning every tenth of the
@@ -449,18 +476,24 @@ def _prepare(
 
 def _fire_outcome(fire: FireResult) -> tuple[EvaluationOutcome, str | None]:
     held = fire.holders
-    if not held:
+    if not held and not fire.suppressed:
         return EvaluationOutcome.FIRED, None
-    holders = ", ".join(str(h) for h in held)
+    reasons = [s.message for s in fire.suppressed]
+    if held:
+        holders = ", ".join(str(h) for h in held)
+        reasons.append(f"an execution with the same context is still active: {holders}")
     if not fire.execution_ids:
+        outcome = fire.suppressed[0].outcome if fire.suppressed else EvaluationOutcome.DEDUPLICATED
+        return outcome, "; ".join(reasons)
+    refused = len(held) + len(fire.suppressed)
+    total = refused + len(fire.execution_ids)
+    if not fire.suppressed:
         return (
-            EvaluationOutcome.DEDUPLICATED,
-            f"an execution with the same context is still active: {holders}",
+            EvaluationOutcome.FIRED,
+            f"{len(held)} of {total} contexts deduplicated (still active: {holders})",
         )
-    return (
-        EvaluationOutcome.FIRED,
-        f"{len(held)} of {len(held) + len(fire.execution_ids)} contexts deduplicated "
-        f"(still active: {holders})",
+    return EvaluationOutcome.FIRED, f"{refused} of {total} contexts not fired: " + "; ".join(
+        reasons
     )
 
 
@@ -477,5 +510,13 @@ def _log_fire(name: str, fire: FireResult) -> None:
             "trigger %r deduplicated: still active %s",
             name,
             ", ".join(str(h) for h in fire.holders),
+            extra={"trigger_name": name},
+        )
+    for refused in fire.suppressed:
+        log.info(
+            "trigger %r %s: %s",
+            name,
+            refused.outcome,
+            refused.message,
             extra={"trigger_name": name},
         )

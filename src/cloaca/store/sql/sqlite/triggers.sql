@@ -4,30 +4,32 @@
 -- Re-registering keeps the enabled flag, cursor, pause reason and history. A shorter
 -- interval pulls the next poll in.
 INSERT INTO cloaca_trigger_schedules
-    (id, trigger_name, workflow_name, poll_interval_ms, allow_concurrent, enabled,
-     next_poll_at, created_at, updated_at)
-VALUES (:id, :trigger_name, :workflow_name, :poll_interval_ms, :allow_concurrent, 1,
-        :now, :now, :now)
+    (id, trigger_name, workflow_name, poll_interval_ms, allow_concurrent, on_failed_run,
+     enabled, next_poll_at, created_at, updated_at)
+VALUES (:id, :trigger_name, :workflow_name, :poll_interval_ms, :allow_concurrent,
+        :on_failed_run, 1, :now, :now, :now)
 ON CONFLICT (trigger_name) DO UPDATE SET
     workflow_name = excluded.workflow_name,
     poll_interval_ms = excluded.poll_interval_ms,
     allow_concurrent = excluded.allow_concurrent,
+    on_failed_run = excluded.on_failed_run,
     next_poll_at = MIN(cloaca_trigger_schedules.next_poll_at, :next_if_updated),
     updated_at = excluded.updated_at
 WHERE cloaca_trigger_schedules.workflow_name != excluded.workflow_name
    OR cloaca_trigger_schedules.poll_interval_ms != excluded.poll_interval_ms
    OR cloaca_trigger_schedules.allow_concurrent != excluded.allow_concurrent
+   OR cloaca_trigger_schedules.on_failed_run != excluded.on_failed_run
 
 -- name: trigger_schedule_get
-SELECT id, trigger_name, workflow_name, poll_interval_ms, allow_concurrent, enabled, cursor,
-       last_poll_at, next_poll_at, consecutive_errors, paused_reason, lease_owner,
-       lease_until, created_at, updated_at
+SELECT id, trigger_name, workflow_name, poll_interval_ms, allow_concurrent, on_failed_run,
+       enabled, cursor, last_poll_at, next_poll_at, consecutive_errors, paused_reason,
+       lease_owner, lease_until, created_at, updated_at
 FROM cloaca_trigger_schedules WHERE trigger_name = :trigger_name
 
 -- name: trigger_schedule_list
-SELECT id, trigger_name, workflow_name, poll_interval_ms, allow_concurrent, enabled, cursor,
-       last_poll_at, next_poll_at, consecutive_errors, paused_reason, lease_owner,
-       lease_until, created_at, updated_at
+SELECT id, trigger_name, workflow_name, poll_interval_ms, allow_concurrent, on_failed_run,
+       enabled, cursor, last_poll_at, next_poll_at, consecutive_errors, paused_reason,
+       lease_owner, lease_until, created_at, updated_at
 FROM cloaca_trigger_schedules
 WHERE (:enabled IS NULL OR enabled = :enabled)
 ORDER BY trigger_name
@@ -66,7 +68,8 @@ WHERE cloaca_trigger_schedules.id = c.claim_id
   AND enabled = 1
   AND (lease_owner IS NULL OR lease_owner = :runner_id OR lease_until <= c.claim_due
        OR lease_until <= :now)
-RETURNING id, trigger_name, workflow_name, allow_concurrent, cursor, consecutive_errors
+RETURNING id, trigger_name, workflow_name, allow_concurrent, on_failed_run, cursor,
+          consecutive_errors
 
 -- name: trigger_extend_leases
 UPDATE cloaca_trigger_schedules SET lease_until = :until
@@ -113,6 +116,17 @@ ON CONFLICT DO NOTHING
 -- name: trigger_execution_holder
 SELECT workflow_execution_id FROM cloaca_trigger_executions
 WHERE trigger_name = :trigger_name AND context_hash = :context_hash AND holds_dedup = 1
+
+-- name: trigger_context_runs
+-- The newest fires of one (trigger, context hash) with their executions' status, read by
+-- the fire transaction to apply on_failed_run. A fire whose execution was pruned has a
+-- NULL status.
+SELECT te.workflow_execution_id, e.status, e.completed_at
+FROM cloaca_trigger_executions te
+LEFT JOIN cloaca_executions e ON e.id = te.workflow_execution_id
+WHERE te.trigger_name = :trigger_name AND te.context_hash = :context_hash
+ORDER BY te.created_at DESC, te.rowid DESC
+LIMIT :limit
 
 -- name: trigger_execution_link
 UPDATE cloaca_trigger_executions SET workflow_execution_id = :execution_id, started_at = :now
