@@ -16,6 +16,7 @@ from collections.abc import Sequence
 __all__ = [
     "BadTaskResult",
     "CloacaError",
+    "ConnectionFailed",
     "ContextLimitError",
     "MissingKeyError",
     "NotACloacaDatabase",
@@ -78,6 +79,11 @@ class TransientStoreError(StoreError):
     """A failure that may pass if the whole transaction is tried again: a lost connection,
     a serialization failure or deadlock, a database locked by another writer. Drivers raise
     it; :func:`cloaca.store.retry.retrying` retries it."""
+
+
+class ConnectionFailed(StoreError, ValueError):
+    """The database cannot be reached or refuses us: a wrong host, port, name or password
+    (the message names the URL, password masked, and the server's reason)."""
 
 
 class NotACloacaDatabase(StoreError, ValueError):

@@ -118,3 +118,33 @@ def test_user_errors_raised_by_the_api_are_cloaca_errors_of_the_promised_type() 
     with pytest.raises(CloacaError) as bad_config:
         cloaca.DefaultRunnerConfig(max_concurrent_tasks=0)
     assert isinstance(bad_config.value, ValueError)
+
+
+# Builtin exceptions raised on purpose and caught within the same function: never seen by
+# a caller. (module, line text)
+_INTERNAL_BUILTIN_RAISES = {
+    ("cloaca.config", "raise ValueError(cleaned)"),
+    ("cloaca.runner.cron", "raise TypeError"),
+    ("cloaca.engine.executor", 'raise RuntimeError("cancelled: the execution ended while it ran")'),
+}
+
+
+def test_no_module_raises_a_bare_builtin_exception_at_its_callers() -> None:
+    """Every raise of ValueError, TypeError, KeyError or RuntimeError in cloaca is one of
+    the CloacaError subclasses (which keep the builtin type), so ``except CloacaError``
+    catches whatever cloaca raises."""
+    builtins = {"ValueError", "TypeError", "KeyError", "RuntimeError"}
+    found: set[tuple[str, str]] = set()
+    for module in _modules():
+        try:
+            source = inspect.getsource(module)
+        except (OSError, TypeError):
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and exc.id in builtins:
+                line = ast.get_source_segment(source, node) or ""
+                found.add((module.__name__, line.split(" from ")[0].strip()))
+    assert found <= _INTERNAL_BUILTIN_RAISES, sorted(found - _INTERNAL_BUILTIN_RAISES)

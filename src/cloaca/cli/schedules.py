@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import click
 
-from cloaca.cli.common import json_option, management_client, parse_context, show, user_errors
+from cloaca.cli.common import (
+    UserError,
+    json_option,
+    management_client,
+    parse_context,
+    show,
+    user_errors,
+)
 from cloaca.cli.ids import schedule_id_argument
+from cloaca.runner.database import mask_url
 
 TRIGGER_COLUMNS = [
     "trigger_name",
@@ -53,7 +61,7 @@ def triggers_show(db: str, name: str, as_json: bool) -> None:
     with management_client(db) as client, user_errors():
         row = client.get_trigger_schedule(name)
         if row is None:
-            raise ValueError(f"trigger {name!r} has no schedule in {db}")
+            raise UserError(f"trigger {name!r} has no schedule in {mask_url(db)}")
     show(row, as_json)
 
 

@@ -9,6 +9,7 @@ import uuid
 
 from cloaca.clock import Clock, SystemClock
 from cloaca.config import DefaultRunnerConfig
+from cloaca.errors import RunnerShutDown, ValidationError
 from cloaca.names import check_schema_name
 from cloaca.runner.cron import CronSchedules
 from cloaca.runner.database import open_migrated
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 def _check_schema_url(database_url: str, schema: str) -> None:
     check_schema_name(schema)
     if parse_database_url(database_url).dialect != "postgres":
-        raise ValueError(
+        raise ValidationError(
             f"with_schema requires PostgreSQL; {masked_url(database_url)!r} is not a "
             f"postgres:// URL"
         )
@@ -63,7 +64,9 @@ class DefaultRunner(Services):
         if schema is not None:
             _check_schema_url(database_url, schema)
         if config is not None and not isinstance(config, DefaultRunnerConfig):
-            raise ValueError(f"config must be a DefaultRunnerConfig, got {type(config).__name__}")
+            raise ValidationError(
+                f"config must be a DefaultRunnerConfig, got {type(config).__name__}"
+            )
         self.config = (config or DefaultRunnerConfig()).copy()  # copy() validates
         self.database_url = database_url
         self.runner_id = str(uuid.uuid4())
@@ -139,7 +142,7 @@ class DefaultRunner(Services):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this DefaultRunner has been shut down")
+            raise RunnerShutDown("this DefaultRunner has been shut down")
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from cloaca.engine.recovery import Recovery
 from cloaca.engine.retention import Pruner
 from cloaca.engine.triggers.fire import CreateExecution, TriggerRecorder
 from cloaca.engine.triggers.scheduler import TriggerScheduler
+from cloaca.errors import OperationError
 from cloaca.runner.waiters import Waiters
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
@@ -175,7 +176,7 @@ class Engine:
             did, _ = self.step()
             if not did:
                 return rounds
-        raise RuntimeError(
+        raise OperationError(
             f"engine still busy after {max_rounds} rounds (a loop that never settles?)"
         )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from cloaca.clock import Clock, SystemClock, rfc3339
 from cloaca.config import DefaultRunnerConfig
+from cloaca.errors import OperationError, ValidationError
 from cloaca.names import check_schema_name
 from cloaca.runner.cron import CronSchedules
 from cloaca.runner.database import open_existing, open_migrated
@@ -89,7 +90,9 @@ class ManagementClient(Services):
         if schema is not None:
             check_schema_name(schema)
         if config is not None and not isinstance(config, DefaultRunnerConfig):
-            raise ValueError(f"config must be a DefaultRunnerConfig, got {type(config).__name__}")
+            raise ValidationError(
+                f"config must be a DefaultRunnerConfig, got {type(config).__name__}"
+            )
         pool_size = 2
         if create:
             store = open_migrated(database_url, schema, pool_size)
@@ -99,7 +102,7 @@ class ManagementClient(Services):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this ManagementClient has been closed")
+            raise OperationError("this ManagementClient has been closed")
 
     # -- what only a management tool asks ---------------------------------------------------
 

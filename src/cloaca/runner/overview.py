@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from cloaca.errors import ValidationError
 from cloaca.paging import check_count
 from cloaca.runner.executions import check_status, execution_dict
 from cloaca.store.core import Store
@@ -38,7 +39,7 @@ class Overview:
         self._check_open()
         check_status(status)
         if started_by is not None and started_by not in STARTED_BY:
-            raise ValueError(f"started_by {started_by!r} is not one of {list(STARTED_BY)}")
+            raise ValidationError(f"started_by {started_by!r} is not one of {list(STARTED_BY)}")
         check_count("limit", limit, optional=False)
         page = self._store.overview.execution_page(workflow_name, status, started_by, before, limit)
         return [_summary_dict(s) for s in page]
@@ -50,7 +51,7 @@ class Overview:
         self._check_open()
         summary = self._store.overview.execution_summary(str(execution_id))
         if summary is None:
-            raise ValueError(f"Execution {execution_id!r} not found")
+            raise ValidationError(f"Execution {execution_id!r} not found")
         return {**_summary_dict(summary), "input_context": json.loads(summary.execution.context)}
 
     def find_execution_ids(self, prefix: str, limit: int = 10) -> list[str]:

@@ -16,6 +16,7 @@ from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
 from cloaca.engine.triggers.fire import CreateExecution, TriggerRecorder
+from cloaca.errors import ValidationError
 from cloaca.names import check_name
 from cloaca.paging import check_count
 from cloaca.store.trigger_records import (
@@ -183,7 +184,7 @@ class Triggers:
         elif isinstance(allow_concurrent, bool):
             concurrent = allow_concurrent
         else:
-            raise ValueError(
+            raise ValidationError(
                 f"allow_concurrent must be True, False or None, got {allow_concurrent!r}"
             )
         if on_failed_run is not None:
@@ -210,12 +211,12 @@ class Triggers:
                 # Checked before the database sees it (PostgreSQL refuses a NUL outright).
                 check_name("trigger name", trigger_or_name)
             except ValueError as exc:
-                raise ValueError(
+                raise ValidationError(
                     f"Trigger {trigger_or_name!r} is not registered and cannot be: {exc}"
                 ) from None
             existing = self._store.triggers.get_schedule(trigger_or_name)
             if existing is None:
-                raise ValueError(
+                raise ValidationError(
                     f"Trigger {trigger_or_name!r} is not registered in this process and has no "
                     f"schedule in the database; register it first (cloaca.register_trigger("
                     f"instance) or @cloaca.trigger) or pass the Trigger instance"
@@ -223,7 +224,7 @@ class Triggers:
             return None, existing
         if isinstance(trigger_or_name, Trigger) or callable(trigger_or_name):
             return register_trigger(trigger_or_name), None
-        raise ValueError(
+        raise ValidationError(
             f"register_trigger() takes a Trigger instance, an @cloaca.trigger function or a "
             f"trigger name, got {type(trigger_or_name).__name__}: {trigger_or_name!r}"
         )
@@ -240,7 +241,7 @@ class Triggers:
         check_count("limit", limit)
         check_count("offset", offset)
         if enabled_only is not None and not isinstance(enabled_only, bool):
-            raise ValueError(f"enabled_only must be True, False or None, got {enabled_only!r}")
+            raise ValidationError(f"enabled_only must be True, False or None, got {enabled_only!r}")
         records = self._store.triggers.list_schedules(True if enabled_only else None, limit, offset)
         return [_schedule_dict(r) for r in records]
 
@@ -265,9 +266,9 @@ class Triggers:
         """
         self._check_open()
         if not isinstance(enabled, bool):
-            raise ValueError(f"enabled must be True or False, got {enabled!r}")
+            raise ValidationError(f"enabled must be True or False, got {enabled!r}")
         if not self._store.triggers.set_enabled(_name(name), enabled, self._clock.now()):
-            raise ValueError(f"Trigger schedule {name!r} not found")
+            raise ValidationError(f"Trigger schedule {name!r} not found")
         self._changed(name)
 
     def get_trigger_execution_history(
@@ -314,9 +315,9 @@ class Triggers:
         self._check_open()
         record = self._store.triggers.get_schedule(_name(name))
         if record is None:
-            raise ValueError(f"Trigger schedule {name!r} not found; register it first")
+            raise ValidationError(f"Trigger schedule {name!r} not found; register it first")
         if context is not None and not isinstance(context, Context | Mapping):
-            raise ValueError(
+            raise ValidationError(
                 f"context must be a Context, a dict or None, got {type(context).__name__}"
             )
         ctx = context if context is None or isinstance(context, Context) else Context(context)
@@ -326,7 +327,7 @@ class Triggers:
 
 def _name(name: object) -> str:
     if not isinstance(name, str) or not name:
-        raise ValueError(f"trigger name {name!r} must be a non-empty string")
+        raise ValidationError(f"trigger name {name!r} must be a non-empty string")
     return name
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cloaca.errors import ValidationError
 from cloaca.store.records import ExecutionRecord
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class TailRow:
 
 def _tail(what: str) -> str:
     if what not in TAILS:
-        raise ValueError(f"tail {what!r} is not one of {', '.join(TAILS)}")
+        raise ValidationError(f"tail {what!r} is not one of {', '.join(TAILS)}")
     return what
 
 

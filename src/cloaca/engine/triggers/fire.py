@@ -24,7 +24,7 @@ from cloaca.context import Context, ContextLimitError, check_context_size
 from cloaca.engine.planner import CreateExecution, Shape
 from cloaca.engine.triggers.failed_runs import RUNS_READ, Suppressed, decide
 from cloaca.engine.triggers.polls import PollRun, describe_error
-from cloaca.errors import ParamsError
+from cloaca.errors import ParamsError, ValidationError
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.trigger_records import (
@@ -48,7 +48,7 @@ def backoff_delay(interval: timedelta, consecutive_errors: int) -> timedelta:
     """Delay before the next poll after ``consecutive_errors`` errors in a row (>= 1):
     ``interval * 2**(errors - 1)``, capped at ``10 * interval``."""
     if consecutive_errors < 1:
-        raise ValueError(f"consecutive_errors must be >= 1, got {consecutive_errors!r}")
+        raise ValidationError(f"consecutive_errors must be >= 1, got {consecutive_errors!r}")
     factor = MAX_BACKOFF_FACTOR if consecutive_errors > 4 else 2 ** (consecutive_errors - 1)
     return interval * min(factor, MAX_BACKOFF_FACTOR)
 

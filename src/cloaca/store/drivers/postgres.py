@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from cloaca.errors import ValidationError
+from cloaca.errors import ConnectionFailed, ValidationError
 from cloaca.names import MAX_IDENTIFIER_BYTES, check_schema_name
 from cloaca.store.db import (
     Database,
@@ -64,7 +64,7 @@ def notification_channel(schema: str | None) -> str:
         keep = MAX_IDENTIFIER_BYTES - len(_CHANNEL_PREFIX) - len(digest) - 2
         channel = f"{_CHANNEL_PREFIX}_{schema[:keep]}_{digest}"
     if len(channel.encode()) > MAX_IDENTIFIER_BYTES:  # a guard on the derivation above
-        raise ValueError(
+        raise ValidationError(
             f"Schema name {schema!r} ({len(schema)} bytes) derives the notification channel "
             f"{channel!r}, over PostgreSQL's identifier limit of {MAX_IDENTIFIER_BYTES} bytes"
         )
@@ -100,7 +100,7 @@ def _import_psycopg() -> Any:
         import psycopg
         import psycopg_pool  # noqa: F401  (imported for its side effect of being present)
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ValueError(
+        raise ConnectionFailed(
             "PostgreSQL URLs need psycopg 3 and psycopg-pool: pip install 'cloaca[postgres]'"
         ) from exc
     return psycopg
@@ -200,7 +200,7 @@ class PostgresDatabase:
             self._pool.wait(timeout=10)
         except PoolTimeout as exc:
             self._pool.close()
-            raise ValueError(
+            raise ConnectionFailed(
                 f"cannot connect to PostgreSQL at {masked_url(url)!r} within 10 s"
             ) from exc
 
@@ -213,7 +213,7 @@ class PostgresDatabase:
         except self._psycopg.OperationalError as exc:
             permanent, reason = connect_failure(exc)
             if permanent:
-                raise ValueError(
+                raise ConnectionFailed(
                     f"cannot connect to PostgreSQL at {masked_url(url)!r}: {reason}"
                 ) from exc
             # Anything else (refused, timed out) may be a server starting: the pool retries.

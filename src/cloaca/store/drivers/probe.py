@@ -9,6 +9,7 @@ import os
 import sqlite3
 from urllib.parse import quote
 
+from cloaca.errors import ConnectionFailed
 from cloaca.store.drivers.urls import DatabaseUrl, masked_url
 from cloaca.store.migrate import VERSION_TABLE
 
@@ -49,7 +50,7 @@ def _postgres_has_tables(target: str, schema: str | None) -> bool:
                 (schema, VERSION_TABLE),
             ).fetchone()
     except psycopg.Error as exc:
-        raise ValueError(
+        raise ConnectionFailed(
             f"cannot connect to PostgreSQL at {masked_url(target)!r}: {connect_failure(exc)[1]}"
         ) from exc
     return row is not None
