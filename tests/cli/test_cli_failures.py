@@ -94,3 +94,21 @@ def test_show_of_a_completed_execution_prints_no_traceback(cli: Any) -> None:
     [task] = detail["tasks"]
     assert task["traceback"] is None
     assert [a["outcome"] for a in task["attempts_history"]] == ["completed"]
+
+
+def test_show_fits_100_columns_with_short_times_and_how_long_each_task_took(
+    db_url: str, cli: Any
+) -> None:
+    execution_id = _execute(cli, "parses")
+    shown = CliRunner().invoke(
+        main, ["--db", db_url, "executions", "show", execution_id[:8]], env={"COLUMNS": "100"}
+    )
+    assert shown.exit_code == 0, shown.output
+    table = [line for line in shown.output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and max(len(line) for line in table) <= 100, shown.output
+    [row] = [line for line in table if line.startswith("│")]
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[:3] == ["load", "Failed", "2"]
+    assert len(cells[3]) == len("2026-12-03 14:26:29")  # to the second
+    assert cells[4].endswith(("ms", "s")) and "ValueError: bad row 2" in cells[5]
+    assert "attempt 1: failed at " in shown.output
