@@ -8,27 +8,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_support import APP
 from click.testing import CliRunner
 
 from cloaca.cli.main import main
 from cloaca.workflows.registry import clear_registry
-
-APP = textwrap.dedent(
-    """
-    import cloaca
-
-    @cloaca.task(id="greet")
-    def greet(context):
-        context.set("greeting", "hello " + context.get("name", "world"))
-
-    @cloaca.task(id="boom", retry_attempts=1)
-    def boom(context):
-        raise RuntimeError("kaboom")
-
-    cloaca.workflow("hello", [greet])
-    cloaca.workflow("broken", [boom])
-    """
-)
 
 
 @pytest.fixture
