@@ -11,7 +11,7 @@ import pytest
 
 import cloaca
 from cloaca import Context, TriggerResult
-from cloaca.engine.planner import Shape
+from cloaca.engine.shape import Shape
 from cloaca.errors import ParamsError
 from cloaca.testing import Harness
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloaca.cron.schedule import CronSchedule
-from cloaca.engine.cron import SlotPlan, plan_slots, slot_context
-from cloaca.engine.planner import Shape
+from cloaca.engine.cron_plan import SlotPlan, plan_slots, slot_context
+from cloaca.engine.shape import Shape
 from cloaca.store.cron_records import CatchupPolicy
 
 SKIP, RUN_ALL = CatchupPolicy.SKIP, CatchupPolicy.RUN_ALL

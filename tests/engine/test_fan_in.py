@@ -18,7 +18,7 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunner, DefaultRunnerConfig
 from cloaca.engine import planner
-from cloaca.engine.planner import Shape
+from cloaca.engine.shape import Shape
 from cloaca.runner.database import open_store
 from cloaca.store.core import Store
 from cloaca.store.records import ClaimedTask, TaskStatus

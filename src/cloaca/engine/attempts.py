@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloaca.context import Context, check_context_size
 from cloaca.engine.outcomes import Outcome
-from cloaca.engine.planner import Shape
+from cloaca.engine.shape import Shape
 from cloaca.errors import BadTaskResult, TaskTimedOut  # noqa: F401  (their home was here)
 from cloaca.store.records import ClaimedTask
 from cloaca.workflows.task import FailureArgs, TaskHandle, TaskSpec

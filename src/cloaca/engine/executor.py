@@ -45,8 +45,9 @@ from cloaca.engine.failures import (
     stack_at_cancel,
     stack_of_thread,
 )
+from cloaca.engine.inputs import claimed_inputs, load_input
 from cloaca.engine.outcomes import Outcome, Unrecorded
-from cloaca.engine.planner import Shape, claimed_inputs, load_input
+from cloaca.engine.shape import Shape
 from cloaca.engine.slots import Slots
 from cloaca.engine.workers import DaemonWorkers
 from cloaca.store.core import Store

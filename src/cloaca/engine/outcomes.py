@@ -24,7 +24,8 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from cloaca.engine.planner import Shape, advance
+from cloaca.engine.planner import advance
+from cloaca.engine.shape import Shape
 from cloaca.store.core import Store
 from cloaca.store.db import TransientStoreError, Tx
 from cloaca.store.records import (

@@ -1,82 +1,28 @@
-"""Planning: NotStarted -> Ready / Skipped, input contexts, and finishing executions.
+"""Planning: NotStarted -> Ready / Skipped, and finishing executions.
 
-``decide`` and ``input_sources`` are pure decisions over task statuses. ``create`` and
-``advance`` apply them inside the caller's transaction, so a task's outcome, the readiness of
-its dependants and the end of the execution commit together. Planning is incremental: a
-finished task only re-examines its dependants, and a per-execution counter of unfinished
-tasks says when the execution is done, so wide workflows cost O(1) per task.
+``decide`` is a pure decision over task statuses (input contexts are ``inputs.py``'s).
+``create`` and ``advance`` apply it inside the caller's transaction, so a task's outcome,
+the readiness of its dependants and the end of the execution commit together. Planning is
+incremental: a finished task only re-examines its dependants, and a per-execution counter
+of unfinished tasks says when the execution is done, so wide workflows cost O(1) per task.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from cloaca.engine.inputs import load_input
+from cloaca.engine.shape import Shape
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
-from cloaca.store.records import ClaimedTask, ExecutionStatus, NewTask, TaskStatus
+from cloaca.store.records import ExecutionStatus, NewTask, TaskStatus
 from cloaca.workflows import dag, rules
-from cloaca.workflows.params import bind_params, merge_declarations
 
 UPSTREAM_FAILED = "upstream failed"
 RULE_NOT_MET = "trigger rule not satisfied"
-
-
-@dataclass(frozen=True)
-class Shape:
-    """The structure of a workflow the planner needs (from a Workflow or a recorded definition)."""
-
-    name: str
-    version: str
-    order: tuple[str, ...]
-    deps: Mapping[str, tuple[str, ...]]
-    rules: Mapping[str, dict[str, Any] | None]
-    max_attempts: Mapping[str, int]
-    dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    position: Mapping[str, int] = field(default_factory=dict)
-    # Tasks each trigger rule names: their statuses must be loaded before deciding it.
-    rule_tasks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # Declared inputs (``@workflow_params``) and secret names, checked at every entry.
-    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    secrets: tuple[str, ...] = ()
-
-    @classmethod
-    def from_definition(cls, definition: Mapping[str, Any]) -> Shape:
-        """Build from the JSON structure ``Workflow.definition()`` records."""
-        tasks = definition["tasks"]
-        deps = {t["id"]: tuple(t["dependencies"]) for t in tasks}
-        order = tuple(dag.topological_order(deps))
-        return cls(
-            name=definition["name"],
-            version=definition["version"],
-            order=order,
-            deps=deps,
-            rules={t["id"]: t.get("trigger_rules") for t in tasks},
-            max_attempts={t["id"]: int(t.get("max_attempts", 1)) for t in tasks},
-            dependents={k: tuple(v) for k, v in dag.dependents(deps).items()},
-            position={tid: i for i, tid in enumerate(order)},
-            rule_tasks={
-                t["id"]: tuple(sorted(rules.referenced_tasks(t["trigger_rules"])))
-                for t in tasks
-                if t.get("trigger_rules")
-            },
-            params=merge_declarations(
-                definition["name"], ((t["id"], t.get("params", {})) for t in tasks)
-            ),
-            secrets=tuple(sorted({s for t in tasks for s in t.get("secrets", ())})),
-        )
-
-    def bind_params(self, context: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        """The input context of a new execution: ``context`` with declared defaults filled
-        in; :class:`~cloaca.errors.ParamsError` (a ValueError) listing every bad input."""
-        return bind_params(self.name, self.params, self.secrets, context)
-
-    def in_order(self, task_ids: Iterable[str]) -> list[str]:
-        """``task_ids`` sorted topologically (duplicates dropped)."""
-        return sorted(set(task_ids), key=self.position.__getitem__)
 
 
 CreateExecution = Callable[[Tx, Shape, str, datetime], str]
@@ -147,126 +93,6 @@ def _cascade(
                 following.extend(shape.dependents.get(tid, ()))
         pending = shape.in_order(following)
     return decisions
-
-
-def input_sources(
-    shape: Shape, task_id: str, statuses: Mapping[str, TaskStatus]
-) -> tuple[bool, list[str]]:
-    """Where a task's input comes from: ``(includes_execution_input, completed task ids)``.
-
-    Roots read the execution's input. Otherwise each Completed dependency contributes its
-    output; a Skipped dependency is looked through to its own sources (so data flows past
-    skipped tasks); Failed ones contribute nothing. Ids come back in topological order.
-    """
-    include_input = not shape.deps[task_id]
-    found: set[str] = set()
-    seen: set[str] = set()
-    stack = [task_id]
-    while stack:
-        for dep in shape.deps[stack.pop()]:
-            if dep in seen:
-                continue
-            seen.add(dep)
-            status = statuses.get(dep)
-            if status is TaskStatus.COMPLETED:
-                found.add(dep)
-            elif status is TaskStatus.SKIPPED:
-                if not shape.deps[dep]:
-                    include_input = True  # a skipped root passes the execution input on
-                stack.append(dep)
-    return include_input, shape.in_order(found)
-
-
-def load_input(
-    store: Store,
-    tx: Tx,
-    shape: Shape,
-    execution_id: str,
-    task_id: str,
-    statuses: Mapping[str, TaskStatus] | None = None,
-    known: Mapping[str, str | None] | None = None,
-) -> dict[str, Any]:
-    """The merged input context of ``task_id`` (a fresh dict the caller may own).
-    ``known``: task id -> output JSON of tasks of this execution that ``tx`` itself
-    recorded Completed; when they cover every dependency nothing is read."""
-    deps = shape.deps[task_id]
-    if not deps:
-        return json.loads(store.executions.context(tx, execution_id))
-    if statuses is None:
-        # The common case in one read (or none): every dependency Completed (only
-        # Completed tasks have an output), so the input is the merge of their outputs.
-        if known is not None and all(d in known for d in deps):
-            outputs = {d: known[d] for d in deps}
-        else:
-            outputs = store.tasks.outputs(tx, execution_id, deps)
-        if all(outputs.get(d) for d in deps):
-            merged = [json.loads(outputs[d] or "{}") for d in shape.in_order(deps)]
-            return merged[0] if len(merged) == 1 else dag.merge_outputs(merged)
-    if statuses is None or any(d not in statuses for d in deps):
-        statuses = store.tasks.statuses(tx, execution_id)
-    if all(statuses[d] is TaskStatus.COMPLETED for d in deps):
-        include_input, sources = False, shape.in_order(deps)
-    else:
-        if any(statuses[d] is TaskStatus.SKIPPED for d in deps) and len(statuses) < len(
-            shape.order
-        ):
-            statuses = store.tasks.statuses(tx, execution_id)
-        include_input, sources = input_sources(shape, task_id, statuses)
-    parts: list[dict[str, Any]] = []
-    if include_input:
-        parts.append(json.loads(store.executions.context(tx, execution_id)))
-    outputs = store.tasks.outputs(tx, execution_id, sources)
-    parts.extend(json.loads(out) for s in sources if (out := outputs.get(s)))
-    if len(parts) == 1:
-        return parts[0]
-    return dag.merge_outputs(parts)
-
-
-def claimed_inputs(
-    store: Store,
-    tx: Tx,
-    claimed: Sequence[ClaimedTask],
-    shapes: Mapping[tuple[str, str], Shape | None],
-    known: Mapping[str, str],
-    outputs: Mapping[tuple[str, str], str | None] | None = None,
-) -> list[dict[str, Any] | None]:
-    """The input context of each claimed task execution, read in the claim's transaction
-    (None where its workflow's shape is unknown here). ``known``: execution id -> input
-    context JSON the caller already has; each execution's input is read at most once.
-    ``outputs``: (execution id, task id) -> output JSON of tasks this transaction
-    recorded Completed (a chain's next task then needs no read)."""
-    texts = dict(known)
-    done = outputs or {}
-    roots = {
-        c.execution_id
-        for c in claimed
-        if (shape := shapes.get((c.workflow_name, c.workflow_version))) is not None
-        and c.task_id in shape.deps
-        and not shape.deps[c.task_id]
-        and c.execution_id not in texts
-    }
-    if roots:
-        texts.update(store.executions.contexts(tx, roots))  # one read for every root
-    found: list[dict[str, Any] | None] = []
-    for c in claimed:
-        shape = shapes.get((c.workflow_name, c.workflow_version))
-        if shape is None or c.task_id not in shape.deps:
-            found.append(None)
-        elif shape.deps[c.task_id]:
-            mine = {
-                t: done[(c.execution_id, t)]
-                for t in shape.deps[c.task_id]
-                if (c.execution_id, t) in done
-            }
-            found.append(
-                load_input(store, tx, shape, c.execution_id, c.task_id, known=mine or None)
-            )
-        else:
-            text = texts.get(c.execution_id)
-            if text is None:
-                text = texts[c.execution_id] = store.executions.context(tx, c.execution_id)
-            found.append(json.loads(text))
-    return found
 
 
 def create(

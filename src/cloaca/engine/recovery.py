@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.engine import planner
-from cloaca.engine.planner import Shape
+from cloaca.engine.shape import Shape
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus

@@ -18,7 +18,7 @@ from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
 from cloaca.cron.schedule import CronSchedule, validate_cron
-from cloaca.engine.cron import RESERVED_KEYS, slot_context
+from cloaca.engine.cron_plan import RESERVED_KEYS, slot_context
 from cloaca.errors import ValidationError
 from cloaca.names import check_name
 from cloaca.paging import check_count
@@ -26,7 +26,7 @@ from cloaca.store.core import Store
 from cloaca.store.cron_records import CatchupPolicy, CronExecutionRecord, CronScheduleRecord
 
 if TYPE_CHECKING:
-    from cloaca.engine.planner import Shape
+    from cloaca.engine.shape import Shape
 
 _POLICIES = ", ".join(repr(str(p)) for p in CatchupPolicy)
 

@@ -21,7 +21,8 @@ from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
 from cloaca.engine import planner
 from cloaca.engine.executor import Claim
-from cloaca.engine.planner import Shape, terminate
+from cloaca.engine.planner import terminate
+from cloaca.engine.shape import Shape
 from cloaca.errors import OperationError, ValidationError, WrongTypeError
 from cloaca.names import check_name
 from cloaca.paging import check_count

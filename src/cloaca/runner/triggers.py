@@ -40,7 +40,7 @@ from cloaca.workflows.registry import add_workflow_listener, remove_workflow_lis
 from cloaca.workflows.workflow import Workflow
 
 if TYPE_CHECKING:
-    from cloaca.engine.planner import Shape
+    from cloaca.engine.shape import Shape
     from cloaca.store.core import Store
 
 log = logging.getLogger(__name__)

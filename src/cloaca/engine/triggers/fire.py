@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError, check_context_size
-from cloaca.engine.planner import CreateExecution, Shape
+from cloaca.engine.planner import CreateExecution
+from cloaca.engine.shape import Shape
 from cloaca.engine.triggers.failed_runs import RUNS_READ, Suppressed, decide
 from cloaca.engine.triggers.polls import PollRun, describe_error
 from cloaca.errors import ParamsError, ValidationError

@@ -1,0 +1,66 @@
+"""``Shape``: the structure of a workflow as the engine plans it (tasks in topological
+order, dependencies, rules, retry limits, declared inputs), built from a registered
+Workflow's definition or from one recorded in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloaca.workflows import dag, rules
+from cloaca.workflows.params import bind_params, merge_declarations
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The structure of a workflow the planner needs (from a Workflow or a recorded definition)."""
+
+    name: str
+    version: str
+    order: tuple[str, ...]
+    deps: Mapping[str, tuple[str, ...]]
+    rules: Mapping[str, dict[str, Any] | None]
+    max_attempts: Mapping[str, int]
+    dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    position: Mapping[str, int] = field(default_factory=dict)
+    # Tasks each trigger rule names: their statuses must be loaded before deciding it.
+    rule_tasks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Declared inputs (``@workflow_params``) and secret names, checked at every entry.
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+
+    @classmethod
+    def from_definition(cls, definition: Mapping[str, Any]) -> Shape:
+        """Build from the JSON structure ``Workflow.definition()`` records."""
+        tasks = definition["tasks"]
+        deps = {t["id"]: tuple(t["dependencies"]) for t in tasks}
+        order = tuple(dag.topological_order(deps))
+        return cls(
+            name=definition["name"],
+            version=definition["version"],
+            order=order,
+            deps=deps,
+            rules={t["id"]: t.get("trigger_rules") for t in tasks},
+            max_attempts={t["id"]: int(t.get("max_attempts", 1)) for t in tasks},
+            dependents={k: tuple(v) for k, v in dag.dependents(deps).items()},
+            position={tid: i for i, tid in enumerate(order)},
+            rule_tasks={
+                t["id"]: tuple(sorted(rules.referenced_tasks(t["trigger_rules"])))
+                for t in tasks
+                if t.get("trigger_rules")
+            },
+            params=merge_declarations(
+                definition["name"], ((t["id"], t.get("params", {})) for t in tasks)
+            ),
+            secrets=tuple(sorted({s for t in tasks for s in t.get("secrets", ())})),
+        )
+
+    def bind_params(self, context: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """The input context of a new execution: ``context`` with declared defaults filled
+        in; :class:`~cloaca.errors.ParamsError` (a ValueError) listing every bad input."""
+        return bind_params(self.name, self.params, self.secrets, context)
+
+    def in_order(self, task_ids: Iterable[str]) -> list[str]:
+        """``task_ids`` sorted topologically (duplicates dropped)."""
+        return sorted(set(task_ids), key=self.position.__getitem__)
