@@ -22,10 +22,11 @@ from cloaca.engine.cron import CronScheduler
 from cloaca.engine.executor import Claim, Executor
 from cloaca.engine.heartbeat import Heartbeat
 from cloaca.engine.loop import Loop, Part
+from cloaca.engine.planner import CreateExecution
 from cloaca.engine.recovery import Recovery
 from cloaca.engine.retention import Pruner
 from cloaca.engine.shape import Shape
-from cloaca.engine.triggers.fire import CreateExecution, TriggerRecorder
+from cloaca.engine.triggers.fire import TriggerRecorder
 from cloaca.engine.triggers.scheduler import TriggerScheduler
 from cloaca.errors import OperationError
 from cloaca.runner.waiters import Waiters

@@ -9,22 +9,25 @@ commit together, so a crash either loses the whole poll (it is polled again) or 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
-from cloaca.context import Context, ContextLimitError, check_context_size
+from cloaca.context import Context, ContextLimitError
 from cloaca.engine.planner import CreateExecution
 from cloaca.engine.shape import Shape
-from cloaca.engine.triggers.failed_runs import RUNS_READ, Suppressed, decide
 from cloaca.engine.triggers.polls import PollRun, describe_error
+from cloaca.engine.triggers.starts import (
+    FireResult,
+    FireStarter,
+    fire_outcome,
+    log_fire,
+    prepare,
+)
 from cloaca.errors import ParamsError, ValidationError
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
@@ -34,10 +37,6 @@ from cloaca.store.trigger_records import (
     TriggerScheduleRecord,
 )
 from cloaca.store.triggers import PollEnd
-from cloaca.triggers.results import (
-    context_hash,
-    with_trigger_metadata,
-)
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +63,6 @@ class Recorded:
     fired: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class FireResult:
-    """What one fire transaction did: executions started, dedup holders hit, and contexts
-    the failed-run policy held back."""
-
-    execution_ids: tuple[str, ...]
-    holders: tuple[str | None, ...]
-    suppressed: tuple[Suppressed, ...] = ()
-
-
 class TriggerRecorder:
     """Writes poll outcomes and fires for one runner."""
 
@@ -90,7 +79,7 @@ class TriggerRecorder:
         self._config = config
         self._runner_id = runner_id
         self._shape = shape
-        self._create_execution = create_execution
+        self._starter = FireStarter(store, config, create_execution)
         self._wake = wake
         self._since_prune: dict[str, int] = {}
         self._prune_lock = threading.Lock()
@@ -213,7 +202,7 @@ class TriggerRecorder:
         name = run.name
         try:
             shape = self._shape(run.claim.workflow_name)
-            prepared = _prepare(shape, run.result.contexts, name, now, self._max_bytes)
+            prepared = prepare(shape, run.result.contexts, name, now, self._max_bytes)
         except Exception as exc:
             run.error, run.exc = describe_error(exc), exc
             run.result = None
@@ -222,7 +211,7 @@ class TriggerRecorder:
             lambda tx: self._fire_tx(tx, run, shape, prepared, now), "recording a trigger fire"
         )
         if fire is not None:
-            _log_fire(name, fire)
+            log_fire(name, fire)
         return recorded
 
     def _fire_tx(
@@ -253,7 +242,7 @@ class TriggerRecorder:
             self._prune(tx, [name])
             log.info("trigger %r %s", name, message, extra={"trigger_name": name})
             return _recorded(run, ended.get(schedule_id)), None
-        fire = self._fire_in_tx(
+        fire = self._starter.start(
             tx,
             schedule_id,
             name,
@@ -267,7 +256,7 @@ class TriggerRecorder:
         ended = self._store.triggers.end_polls(
             tx, [(schedule_id, end)], self._runner_id, self._max_errors
         )
-        outcome, note = _fire_outcome(fire)
+        outcome, note = fire_outcome(fire)
         self._store.triggers.insert_evaluations(
             tx, self._runner_id, [_evaluation(run, outcome, note, fire.execution_ids)]
         )
@@ -285,14 +274,14 @@ class TriggerRecorder:
         shape = self._shape(schedule.workflow_name)
         started = time.perf_counter()
         try:
-            prepared = _prepare(shape, [context], schedule.trigger_name, now, self._max_bytes)
+            prepared = prepare(shape, [context], schedule.trigger_name, now, self._max_bytes)
         except (ContextLimitError, ParamsError) as exc:
             # Refused, but on the record: the evaluation log shows what was asked and why.
             self._record_manual_error(schedule, f"manual fire: {exc}", started, now)
             raise
 
         def fire_tx(tx: Tx) -> FireResult:
-            fire = self._fire_in_tx(
+            fire = self._starter.start(
                 tx,
                 schedule.id,
                 schedule.trigger_name,
@@ -301,13 +290,13 @@ class TriggerRecorder:
                 prepared,
                 now,
             )
-            outcome, message = _fire_outcome(fire)
+            outcome, message = fire_outcome(fire)
             message = f"manual fire: {message}" if message else "manual fire"
             self._record_manual(tx, schedule, started, now, outcome, message, fire.execution_ids)
             return fire
 
         fire = self._store.write_retrying(fire_tx, "recording a manual trigger fire")
-        _log_fire(schedule.trigger_name, fire)
+        log_fire(schedule.trigger_name, fire)
         if fire.execution_ids:
             self._wake()
         return fire
@@ -366,53 +355,6 @@ class TriggerRecorder:
     def _max_bytes(self) -> int:
         return self._config.max_context_bytes
 
-    def _fire_in_tx(
-        self,
-        tx: Tx,
-        schedule_id: str,
-        name: str,
-        allow_concurrent: bool,
-        shape: Shape,
-        prepared: Sequence[tuple[str, str]],
-        now: datetime,
-        policy: str | None = None,
-    ) -> FireResult:
-        """Start an execution per prepared context unless the failed-run ``policy`` (None:
-        a manual fire, no policy) or the dedup hold refuses it."""
-        started: list[str] = []
-        holders: list[str | None] = []
-        suppressed: list[Suppressed] = []
-        for digest, text in prepared:
-            if policy is not None and policy != "refire":
-                refused = decide(
-                    policy,
-                    self._store.triggers.context_runs(tx, name, digest, RUNS_READ),
-                    now,
-                    allow_concurrent=allow_concurrent,
-                    base=timedelta(seconds=self._config.trigger_failed_run_backoff_seconds),
-                    cap=timedelta(seconds=self._config.trigger_failed_run_backoff_max_seconds),
-                )
-                if refused is not None:
-                    suppressed.append(refused)
-                    continue
-            trigger_execution_id = str(uuid.uuid4())
-            # The unique partial index decides; reading the row count is the only check.
-            if not self._store.triggers.insert_execution(
-                tx,
-                trigger_execution_id=trigger_execution_id,
-                schedule_id=schedule_id,
-                trigger_name=name,
-                context_hash=digest,
-                hold=not allow_concurrent,
-                now=now,
-            ):
-                holders.append(self._store.triggers.dedup_holder(tx, name, digest))
-                continue
-            execution_id = self._create_execution(tx, shape, text, now)
-            self._store.triggers.link_execution(tx, trigger_execution_id, execution_id, now)
-            started.append(execution_id)
-        return FireResult(tuple(started), tuple(holders), tuple(suppressed))
-
     def _prune(self, tx: Tx, names: Sequence[str]) -> None:
         # Pruning per insert would cost an index scan per poll; pruning every tenth of the
         # retention keeps the table within ~110 % of it (and the first write of a trigger
@@ -455,69 +397,3 @@ def _recorded(
     if state is None:
         return Recorded(run, None, None, fired)
     return Recorded(run, state[0], state[2], fired)
-
-
-def _prepare(
-    shape: Shape, contexts: Sequence[Context | None], name: str, now: datetime, max_bytes: int
-) -> list[tuple[str, str]]:
-    """``(dedup hash, execution input JSON)`` per fired context; raises for non-JSON,
-    ParamsError for inputs the workflow does not accept, and ContextLimitError for an input
-    over ``max_bytes`` (then none of them fires)."""
-    stamp = rfc3339(now)
-    out = []
-    for i, ctx in enumerate(contexts):
-        data = shape.bind_params(with_trigger_metadata(ctx, name, stamp or ""))
-        what = f"the context fired by trigger {name!r}"
-        if len(contexts) > 1:
-            what = f"context {i} of the {len(contexts)} fired by trigger {name!r}"
-        text = check_context_size(json.dumps(data, allow_nan=False), max_bytes, what)
-        out.append((context_hash(ctx), text))
-    return out
-
-
-def _fire_outcome(fire: FireResult) -> tuple[EvaluationOutcome, str | None]:
-    held = fire.holders
-    if not held and not fire.suppressed:
-        return EvaluationOutcome.FIRED, None
-    reasons = [s.message for s in fire.suppressed]
-    if held:
-        holders = ", ".join(str(h) for h in held)
-        reasons.append(f"an execution with the same context is still active: {holders}")
-    if not fire.execution_ids:
-        outcome = fire.suppressed[0].outcome if fire.suppressed else EvaluationOutcome.DEDUPLICATED
-        return outcome, "; ".join(reasons)
-    refused = len(held) + len(fire.suppressed)
-    total = refused + len(fire.execution_ids)
-    if not fire.suppressed:
-        return (
-            EvaluationOutcome.FIRED,
-            f"{len(held)} of {total} contexts deduplicated (still active: {holders})",
-        )
-    return EvaluationOutcome.FIRED, f"{refused} of {total} contexts not fired: " + "; ".join(
-        reasons
-    )
-
-
-def _log_fire(name: str, fire: FireResult) -> None:
-    if fire.execution_ids:
-        log.info(
-            "trigger %r fired %s",
-            name,
-            ", ".join(fire.execution_ids),
-            extra={"trigger_name": name, "execution_ids": list(fire.execution_ids)},
-        )
-    if fire.holders:
-        log.info(
-            "trigger %r deduplicated: still active %s",
-            name,
-            ", ".join(str(h) for h in fire.holders),
-            extra={"trigger_name": name},
-        )
-    for refused in fire.suppressed:
-        log.info(
-            "trigger %r %s: %s",
-            name,
-            refused.outcome,
-            refused.message,
-            extra={"trigger_name": name},
-        )
