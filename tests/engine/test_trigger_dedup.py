@@ -4,6 +4,7 @@ same rules for manual fires."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -228,3 +229,19 @@ def test_dedup_matches_a_model_of_active_holds(
                     active[key] = got
             elif key in active:
                 assert h.runner.cancel_execution(active.pop(key))
+
+
+def test_fires_and_dedups_are_logged_by_the_fire_logger(
+    harness: Harness, held_wf: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fires and deduplicated fires are logged at INFO by ``cloaca.engine.triggers.fire``,
+    the logger an application enables to watch its triggers (the seed example does)."""
+    harness.runner.register_trigger(_same_file(False), "held_wf")
+    with caplog.at_level(logging.INFO, logger="cloaca.engine.triggers.fire"):
+        _tick_triggers(harness)
+        harness.clock.advance(1)
+        _tick_triggers(harness)
+    [first] = harness.runner.list_executions()
+    lines = [r.getMessage() for r in caplog.records if r.name == "cloaca.engine.triggers.fire"]
+    assert f"trigger 'same_file' fired {first['id']}" in lines
+    assert f"trigger 'same_file' deduplicated: still active {first['id']}" in lines

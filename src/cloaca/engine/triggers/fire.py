@@ -25,7 +25,6 @@ from cloaca.engine.triggers.starts import (
     FireResult,
     FireStarter,
     fire_outcome,
-    log_fire,
     prepare,
 )
 from cloaca.errors import ParamsError, ValidationError
@@ -211,7 +210,7 @@ class TriggerRecorder:
             lambda tx: self._fire_tx(tx, run, shape, prepared, now), "recording a trigger fire"
         )
         if fire is not None:
-            log_fire(name, fire)
+            _log_fire(name, fire)
         return recorded
 
     def _fire_tx(
@@ -296,7 +295,7 @@ class TriggerRecorder:
             return fire
 
         fire = self._store.write_retrying(fire_tx, "recording a manual trigger fire")
-        log_fire(schedule.trigger_name, fire)
+        _log_fire(schedule.trigger_name, fire)
         if fire.execution_ids:
             self._wake()
         return fire
@@ -397,3 +396,28 @@ def _recorded(
     if state is None:
         return Recorded(run, None, None, fired)
     return Recorded(run, state[0], state[2], fired)
+
+
+def _log_fire(name: str, fire: FireResult) -> None:
+    if fire.execution_ids:
+        log.info(
+            "trigger %r fired %s",
+            name,
+            ", ".join(fire.execution_ids),
+            extra={"trigger_name": name, "execution_ids": list(fire.execution_ids)},
+        )
+    if fire.holders:
+        log.info(
+            "trigger %r deduplicated: still active %s",
+            name,
+            ", ".join(str(h) for h in fire.holders),
+            extra={"trigger_name": name},
+        )
+    for refused in fire.suppressed:
+        log.info(
+            "trigger %r %s: %s",
+            name,
+            refused.outcome,
+            refused.message,
+            extra={"trigger_name": name},
+        )

@@ -5,7 +5,6 @@ and the link between them are written in the caller's fire transaction (``fire.p
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.trigger_records import EvaluationOutcome
 from cloaca.triggers.results import context_hash, with_trigger_metadata
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,28 +130,3 @@ def fire_outcome(fire: FireResult) -> tuple[EvaluationOutcome, str | None]:
     return EvaluationOutcome.FIRED, f"{refused} of {total} contexts not fired: " + "; ".join(
         reasons
     )
-
-
-def log_fire(name: str, fire: FireResult) -> None:
-    if fire.execution_ids:
-        log.info(
-            "trigger %r fired %s",
-            name,
-            ", ".join(fire.execution_ids),
-            extra={"trigger_name": name, "execution_ids": list(fire.execution_ids)},
-        )
-    if fire.holders:
-        log.info(
-            "trigger %r deduplicated: still active %s",
-            name,
-            ", ".join(str(h) for h in fire.holders),
-            extra={"trigger_name": name},
-        )
-    for refused in fire.suppressed:
-        log.info(
-            "trigger %r %s: %s",
-            name,
-            refused.outcome,
-            refused.message,
-            extra={"trigger_name": name},
-        )
