@@ -46,17 +46,15 @@ from cloaca.engine.failures import (
     stack_of_thread,
 )
 from cloaca.engine.inputs import claimed_inputs, load_input
-from cloaca.engine.outcomes import Outcome, Unrecorded
-from cloaca.engine.shape import Shape
+from cloaca.engine.outcomes import GroupCommit, Outcome, Unrecorded, next_status
+from cloaca.engine.shape import ShapeCache
 from cloaca.engine.slots import Slots
 from cloaca.engine.workers import DaemonWorkers
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
 from cloaca.workflows.registry import get_workflow, registered_workflows
-from cloaca.workflows.retry import is_transient_message
 from cloaca.workflows.task import TaskHandle
-from cloaca.workflows.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +91,13 @@ class Executor:
         # True while the last claim took all it could: older Ready work may be waiting,
         # and a new execution must not jump the queue (see reserve).
         self._backlog = False
-        self._pending: list[Done] = []
-        self._pending_lock = threading.Lock()
-        self._flushing = False
+        self._outcomes = GroupCommit(self._write_batch)
         self._inflight: dict[tuple[int, int], Attempt] = {}
         self._dirty = True
         self._check_ended = False
         self._next_ready: datetime | None = None
-        self._shapes: dict[tuple[str, str], Shape] = {}
+        #: The Shape each execution is planned with (also lent to the services, recovery).
+        self.shapes = ShapeCache(store)
         self._workers = DaemonWorkers("cloaca-task")
         # Outcomes the database refused even after retries, offered again each round.
         self.unrecorded = Unrecorded(store, runner_id)
@@ -126,34 +123,6 @@ class Executor:
         for execution_id, status in self._store.executions.statuses(running).items():
             if status.is_terminal:
                 self.cancel_attempts(execution_id)
-
-    def shape_of(self, wf: Workflow) -> Shape:
-        """The planner's view of a registered workflow (cached per version)."""
-        key = (wf.name, wf.version)
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = self._shapes[key] = Shape.from_definition(wf.definition())
-        return shape
-
-    def shape_for(self, name: str, version: str, tx: Tx | None = None) -> Shape | None:
-        """The structure an execution started with: the registered workflow when its version
-        matches, else the recorded definition of that version (None if unknown)."""
-        key = (name, version)
-        shape = self._shapes.get(key)
-        if shape is None:
-            wf = get_workflow(name)
-            if wf is not None and wf.version == version:
-                return self.shape_of(wf)
-            # Inside an open transaction (a claim's), read through it: SQLite cannot nest one.
-            definition = (
-                self._store.workflows.definition(name, version)
-                if tx is None
-                else self._store.workflows.version_definition(tx, name, version)
-            )
-            if definition is None:
-                return None
-            shape = self._shapes[key] = Shape.from_definition(definition)
-        return shape
 
     def tick(self, now: datetime) -> tuple[bool, datetime | None]:
         """Claim and dispatch what fits in the free slots; returns (did_work, next_due)."""
@@ -272,7 +241,7 @@ class Executor:
             tx, self._runner_id, names, limit, now, execution_id, mark_running=execution_id is None
         )
         shapes = {
-            (c.workflow_name, c.workflow_version): self.shape_for(
+            (c.workflow_name, c.workflow_version): self.shapes.for_version(
                 c.workflow_name, c.workflow_version, tx
             )
             for c in claimed
@@ -293,7 +262,7 @@ class Executor:
         """Run a claimed task execution on a worker thread (its slot is already reserved)."""
         wf = get_workflow(claimed.workflow_name)
         spec = wf.tasks.get(claimed.task_id) if wf else None
-        shape = self.shape_for(claimed.workflow_name, claimed.workflow_version)
+        shape = self.shapes.for_version(claimed.workflow_name, claimed.workflow_version)
         attempt = Attempt(claimed, spec, shape, input=data)
         self._inflight[(claimed.id, claimed.attempt)] = attempt
         self._workers.submit(self._run, attempt)
@@ -395,21 +364,15 @@ class Executor:
             attempt.done = True
         claimed, spec = attempt.claimed, attempt.spec
         now = self._clock.now()
-        retry_at = None
-        if error is None:
-            status = TaskStatus.COMPLETED
-        else:
-            policy = spec.retry if spec else None
-            transient = timed_out or is_transient_message(error)
-            if (
-                not final
-                and policy
-                and policy.should_retry(claimed.attempt, error, timed_out=transient)
-            ):
-                status = TaskStatus.READY
-                retry_at = now + timedelta(seconds=policy.calculate_delay(claimed.attempt))
-            else:
-                status = TaskStatus.FAILED
+        status, retry_at = next_status(
+            claimed.attempt,
+            spec.retry if spec else None,
+            error,
+            timed_out=timed_out,
+            final=final,
+            now=now,
+        )
+        if error is not None:
             if exc is not None:
                 traceback = format_failure(exc)
             log_failed_attempt(claimed, error, status, retry_at, now, exc, traceback)
@@ -428,30 +391,13 @@ class Executor:
         holds_slot = handle is None or handle._slot_held
         if handle is not None:
             handle._end()
-        with self._pending_lock:
-            self._pending.append(Done(attempt, result, holds_slot))
         try:
-            self._flush()
+            self._outcomes.add(Done(attempt, result, holds_slot))
             if spec is not None:
                 run_callback(spec, error, ctx, result.traceback)
         finally:
             attempt.settled.set()
             self._wake()
-
-    def _flush(self) -> None:
-        """Group commit: record every waiting outcome in one transaction. One thread at a
-        time writes; outcomes arriving meanwhile are written by it in the next round."""
-        while True:
-            with self._pending_lock:
-                if self._flushing or not self._pending:
-                    return
-                batch, self._pending = self._pending, []
-                self._flushing = True
-            try:
-                self._write_batch(batch)
-            finally:
-                with self._pending_lock:
-                    self._flushing = False
 
     def _write_batch(self, batch: list[Done]) -> None:
         """Record ``batch`` and, in the same transaction, claim work for the slots it frees

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 from cloaca.engine.planner import advance
 from cloaca.engine.shape import Shape
@@ -36,6 +38,9 @@ from cloaca.store.records import (
     TaskStatus,
 )
 from cloaca.store.retry import DEFAULT_BACKOFF, Backoff
+from cloaca.workflows.retry import RetryPolicy, is_transient_message
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,26 @@ def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> lis
     entries = [o.history_entry() for o in batch]
     store.tasks.record_attempts(tx, runner_id, [e for e in entries if e is not None])
     return [_write_one(store, tx, runner_id, o) for o in batch]
+
+
+def next_status(
+    attempt: int,
+    policy: RetryPolicy | None,
+    error: str | None,
+    *,
+    timed_out: bool,
+    final: bool,
+    now: datetime,
+) -> tuple[TaskStatus, datetime | None]:
+    """What the end of attempt number ``attempt`` makes of its task execution: Completed
+    (no ``error``), Ready again with the retry time ``policy`` allows, or Failed (no
+    policy, none left, or ``final``: an error retrying cannot fix)."""
+    if error is None:
+        return TaskStatus.COMPLETED, None
+    transient = timed_out or is_transient_message(error)
+    if not final and policy and policy.should_retry(attempt, error, timed_out=transient):
+        return TaskStatus.READY, now + timedelta(seconds=policy.calculate_delay(attempt))
+    return TaskStatus.FAILED, None
 
 
 def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
@@ -239,3 +264,31 @@ class Unrecorded:
         with self._lock:
             nexts = [w.next_try or now for w in self._waiting]
         return written, min(nexts) if nexts else None
+
+
+class GroupCommit(Generic[T]):
+    """Group commit: whichever thread adds an item while no write is under way writes every
+    item waiting at that moment, in one batch (one transaction); items added meanwhile go
+    in its next batch. One thread writes at a time."""
+
+    def __init__(self, write: Callable[[list[T]], None]) -> None:
+        self._write = write
+        self._pending: list[T] = []
+        self._lock = threading.Lock()
+        self._writing = False
+
+    def add(self, item: T) -> None:
+        """Queue ``item`` and, unless another thread is writing, write until none waits."""
+        with self._lock:
+            self._pending.append(item)
+        while True:
+            with self._lock:
+                if self._writing or not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+                self._writing = True
+            try:
+                self._write(batch)
+            finally:
+                with self._lock:
+                    self._writing = False

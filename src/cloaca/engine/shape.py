@@ -8,8 +8,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloaca.store.core import Store
+from cloaca.store.db import Tx
 from cloaca.workflows import dag, rules
 from cloaca.workflows.params import bind_params, merge_declarations
+from cloaca.workflows.registry import get_workflow
+from cloaca.workflows.workflow import Workflow
 
 
 @dataclass(frozen=True)
@@ -64,3 +68,41 @@ class Shape:
     def in_order(self, task_ids: Iterable[str]) -> list[str]:
         """``task_ids`` sorted topologically (duplicates dropped)."""
         return sorted(set(task_ids), key=self.position.__getitem__)
+
+
+class ShapeCache:
+    """The Shape an execution is planned with, cached per (workflow, version): the workflow
+    registered in this process when its version matches, else the definition of that version
+    recorded in the database."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._shapes: dict[tuple[str, str], Shape] = {}
+
+    def of(self, wf: Workflow) -> Shape:
+        """The shape of a registered workflow."""
+        key = (wf.name, wf.version)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = Shape.from_definition(wf.definition())
+        return shape
+
+    def for_version(self, name: str, version: str, tx: Tx | None = None) -> Shape | None:
+        """The structure an execution of ``name`` at ``version`` started with (None if this
+        version is unknown). Inside an open transaction (a claim's) pass it as ``tx``: the
+        recorded definition is then read through it (SQLite cannot nest a transaction)."""
+        key = (name, version)
+        shape = self._shapes.get(key)
+        if shape is None:
+            wf = get_workflow(name)
+            if wf is not None and wf.version == version:
+                return self.of(wf)
+            definition = (
+                self._store.workflows.definition(name, version)
+                if tx is None
+                else self._store.workflows.version_definition(tx, name, version)
+            )
+            if definition is None:
+                return None
+            shape = self._shapes[key] = Shape.from_definition(definition)
+        return shape

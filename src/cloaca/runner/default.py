@@ -78,7 +78,7 @@ class DefaultRunner(Services):
             self._store, self._clock, self.config, self.runner_id, by_hand=not start_engine
         )
         engine = self.engine
-        shapes = Shapes(self._store, engine.executor.shape_of)
+        shapes = Shapes(self._store, engine.executor.shapes.of)
         self._executions = Executions(
             self._store, self._clock, self.config, shapes, engine, self._check_open
         )

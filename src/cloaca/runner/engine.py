@@ -108,7 +108,7 @@ class Engine:
             config,
             on_requeued=self.executor.poke,
             end_execution=end_execution,
-            shape_for=self.executor.shape_for,
+            shape_for=self.executor.shapes.for_version,
             on_repaired=self._repaired,
         )
         parts: list[Part] = [recovery, self.executor]
