@@ -37,7 +37,7 @@ from cloaca.cli.common import (
     user_errors,
 )
 from cloaca.cli.dashboard import dashboard
-from cloaca.cli.formatting import duration, elapsed, short_id, timestamp
+from cloaca.cli.formatting import elapsed, short_id, timestamp
 from cloaca.cli.ids import execution_id_argument
 from cloaca.cli.prune import prune
 from cloaca.cli.schedules import cron, triggers
@@ -300,7 +300,7 @@ def executions_show(db: str, execution_id: str, as_json: bool) -> None:
                 "status": f"{t.status} ({t.sub_status})" if t.sub_status else t.status,
                 "attempts": t.attempts,
                 "started": t.started_at,
-                "took": _took(t.started_at, t.completed_at),
+                "took": elapsed(t.started_at, t.completed_at) if t.completed_at else None,
                 "error": t.error,
             }
             for tid, t in result.task_results.items()
@@ -315,15 +315,6 @@ def executions_show(db: str, execution_id: str, as_json: bool) -> None:
             runner = short_id(a.runner_id) if a.runner_id else "-"
             click.echo(f"\n--- task {tid}, attempt {a.attempt}: {a.outcome} at {ended} on {runner}")
             click.echo((a.traceback or a.error).rstrip("\n"))
-
-
-def _took(started: Any, completed: Any) -> str | None:
-    """How long a task execution ran (None before it started or while it runs)."""
-    if started is None or completed is None:
-        return None
-    begun = datetime.fromisoformat(started) if isinstance(started, str) else started
-    ended = datetime.fromisoformat(completed) if isinstance(completed, str) else completed
-    return duration((ended - begun).total_seconds())
 
 
 @main.group()
