@@ -111,17 +111,24 @@ class ScheduleView:
             # disabling needs no refresh: every claim re-checks the enabled flag.
             # Told of other processes' schedule changes (PostgreSQL NOTIFY ``triggers``),
             # the version check is only a safety net.
-            self._refresh_at = now + (HEARD_REFRESH if self._store.db.hearing else self._base)
+            self._refresh_at = now + self._refresh_every()
             if self._store.data_version() != self._version:
                 self._refresh(now)
         if self._dirty_names:
             self._refresh_some()
 
+    def _refresh_every(self) -> timedelta:
+        """How often to look for other processes' commits. PostgreSQL's version (its WAL
+        position) moves with every commit, this runner's own claims included, so while
+        notifications announce schedule changes it is only a safety net: checked every
+        base interval, it would re-read every schedule every base interval."""
+        return HEARD_REFRESH if self._store.db.hearing else self._base
+
     def _refresh(self, now: datetime) -> None:
         with self._poke_lock:
             self._dirty_all = False
             self._dirty_names.clear()
-        self._refresh_at = now + self._base
+        self._refresh_at = now + self._refresh_every()
         self._version = self._store.data_version()  # before the read: a later commit shows
         names = [spec.name for spec in registered_triggers()]
         self._has_local = bool(names)
@@ -154,7 +161,14 @@ class ScheduleView:
         name = row.trigger_name
         current = self._slots.get(name)
         if name in self._inflight:
-            self._reread_after.add(name)  # the row changed under a running poll
+            if current is None or row.next_poll_at != current.db_due or (
+                row.lease_owner != self._runner_id
+            ):
+                self._reread_after.add(name)  # the row changed under a running poll
+            else:
+                # As this runner's claim left it: nothing to re-read once the poll is
+                # recorded (a full refresh lands on many polls in flight).
+                current.interval = max(timedelta(milliseconds=row.poll_interval_ms), self._base)
             return current
         wake_at = row.next_poll_at
         if (
