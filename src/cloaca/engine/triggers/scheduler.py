@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 #: until it returns (a stand-in thread serves the others meanwhile), and its trigger is not
 #: polled again until then.
 POLL_THREADS = 8
+#: Finished polls wait this long at most to be recorded with the next claim (which comes
+#: every claim window while many triggers are due), rather than in a transaction of their
+#: own. Their trigger is not claimed again before they are.
+RECORD_WITHIN = timedelta(milliseconds=300)
 
 
 class TriggerScheduler:
@@ -72,6 +76,8 @@ class TriggerScheduler:
         self._zombies: set[str] = set()  # timed out, but their poll has not returned yet
         self._done: deque[PollRun] = deque()  # appended by poll threads, drained by tick
         self._held_over: list[PollRun] = []  # finished, to record on the next tick
+        self._record_by: datetime | None = None  # when held-over polls must be recorded
+        self._pending: list[tuple[datetime, PollRun]] = []  # claimed ahead, not started
         self._view = ScheduleView(store, config, runner_id, self._inflight, self._zombies)
         self._lock = threading.Lock()
         self._stopped = False
@@ -95,7 +101,7 @@ class TriggerScheduler:
             finished = self._drain(now)
             self._extend_leases(now)
             fires: list[PollRun] = []
-            plain: list[PollRun] = []
+            plain, self._held_over = self._held_over, []  # held over: already sorted out
             for run in finished:
                 (fires if run.fires else plain).append(run)
             fired: list[Recorded] = []
@@ -106,13 +112,54 @@ class TriggerScheduler:
                 # Let the executor claim the new executions' first tasks before anything
                 # else: the loop ticks again at once because this tick did work, and the
                 # rest is recorded then.
-                self._held_over.extend(plain)
+                self._hold(plain, now)
+                self._start_pending(now)
                 return True, now
             self._view.refresh_if_needed(now)
-            picked = self._view.pick(now)
-            if plain or picked:
+            picked = self._view.pick(now, None if self._manual else self._view.claim_ahead())
+            wrote = False
+            if picked or self._must_record(plain, now):
+                self._record_by = None
                 self._write(now, plain, picked)
-            return bool(finished or picked), self._next_due(now)
+                wrote = True
+            else:
+                self._hold(plain, now)
+            self._start_pending(now)
+            return wrote, self._next_due(now)
+
+    def _hold(self, plain: list[PollRun], now: datetime) -> None:
+        """Record ``plain`` later, with the next claim (one transaction for both)."""
+        if plain:
+            self._held_over.extend(plain)
+            if self._record_by is None:
+                self._record_by = now + RECORD_WITHIN
+
+    def _must_record(self, plain: list[PollRun], now: datetime) -> bool:
+        """Whether finished polls are recorded now rather than with the next claim: held
+        long enough, or one's next poll is about to be claimed (a poll in flight is not)."""
+        if not plain:
+            return False
+        if self._manual or (self._record_by is not None and now >= self._record_by):
+            return True
+        soon = now + self._view.claim_ahead()
+        return any(run.next_due <= soon for run in plain)
+
+    def _start_pending(self, now: datetime) -> bool:
+        """Start the polls claimed ahead once the earliest is due, with every one due within
+        the start window of it."""
+        pending = self._pending
+        if not pending or pending[0][0] > now:
+            return False
+        horizon = now + self._view.start_window()
+        count = 0
+        while count < len(pending) and pending[count][0] <= horizon:
+            count += 1
+        starting, self._pending = pending[:count], pending[count:]
+        timeout = timedelta(seconds=self._config.trigger_poll_timeout)
+        for _, run in starting:
+            run.deadline = now + timeout
+            self._start(run)
+        return True
 
     def shutdown(self) -> None:
         """Stop polling: no new claims, late results dropped, this runner's leases released."""
@@ -128,14 +175,29 @@ class TriggerScheduler:
     def _next_due(self, now: datetime) -> datetime | None:
         earliest = self._view.earliest()
         candidates = [earliest] if earliest is not None else []
+        if self._pending:
+            candidates.append(self._pending[0][0])
+        if self._record_by is not None:
+            candidates.append(self._record_by)
+        ahead = self._view.claim_ahead()
+        soonest: datetime | None = None
         for run in self._inflight.values():
-            if run.state == "running":
-                candidates.append(run.deadline)
-                # A finished skip does not wake the loop; its next due time does.
-                if run.next_due > now:
-                    candidates.append(run.next_due)
-                if not run.extended:
-                    candidates.append(run.extend_at)
+            if run.state != "running":
+                continue
+            due = run.deadline
+            if not run.extended and run.extend_at < due:
+                due = run.extend_at
+            # A finished skip does not wake the loop; its next due time does (a claim
+            # window before it, to be recorded and then claimed on time).
+            recorded_by = run.next_due - ahead
+            if recorded_by <= now:
+                recorded_by = run.next_due
+            if now < recorded_by < due:
+                due = recorded_by
+            if soonest is None or due < soonest:
+                soonest = due
+        if soonest is not None:
+            candidates.append(soonest)
         return min(candidates, default=None)
 
     # -- claiming and starting polls --------------------------------------------------------
@@ -165,6 +227,7 @@ class TriggerScheduler:
         self._apply(recorded)
         won_by_id = {claim.schedule_id: claimed for claim, claimed in won}
         runs: list[PollRun] = []
+        starts: list[tuple[datetime, PollRun]] = []
         for p in picked:
             claimed = won_by_id.get(p.claim.schedule_id)
             if claimed is None:
@@ -185,13 +248,16 @@ class TriggerScheduler:
             )
             self._inflight[p.name] = run
             runs.append(run)
+            starts.append((p.start_at, run))
         if self._manual:
             for run in runs:
                 self._run_inline(run)
             self._apply(self._recorder.record(runs, self._clock.now()))
             return
-        for run in runs:
-            self._start(run)
+        # Started by tick, on time: the earliest is due, the rest may be up to the claim
+        # window ahead.
+        self._pending.extend(starts)
+        self._pending.sort(key=lambda item: item[0])
 
     def _start(self, run: PollRun) -> None:
         if run.spec.is_async:
@@ -262,7 +328,7 @@ class TriggerScheduler:
 
     def _drain(self, now: datetime) -> list[PollRun]:
         """Finished polls, plus the ones that just ran past their timeout."""
-        finished, self._held_over = self._held_over, []
+        finished: list[PollRun] = []
         while self._done:
             run = self._done.popleft()
             if run.state == "zombie_done":

@@ -22,9 +22,12 @@ from cloaca.store.trigger_records import ActiveSchedule
 from cloaca.store.triggers import PollClaim
 from cloaca.triggers.definition import TriggerSpec, get_trigger, registered_triggers
 
-#: Polls due this close together are claimed together (at most a twentieth of the base
+#: Polls due this close together are started together (at most a twentieth of the base
 #: interval), so a poll may start up to this much before its due instant, never later.
 BATCH_WINDOW = timedelta(milliseconds=20)
+#: Polls due this close together are claimed in one transaction (at most a tenth of the
+#: base interval); those not due yet wait in the scheduler and start on time.
+CLAIM_AHEAD = timedelta(milliseconds=100)
 #: How often the view re-reads every schedule while notifications announce changes.
 HEARD_REFRESH = timedelta(seconds=5)
 
@@ -47,6 +50,7 @@ class Picked:
     name: str
     spec: TriggerSpec
     interval: timedelta
+    start_at: datetime  # when to start it (its due instant, or a lease's end)
 
 
 def next_poll(due: datetime, interval: timedelta, now: datetime) -> datetime:
@@ -161,8 +165,10 @@ class ScheduleView:
         name = row.trigger_name
         current = self._slots.get(name)
         if name in self._inflight:
-            if current is None or row.next_poll_at != current.db_due or (
-                row.lease_owner != self._runner_id
+            if (
+                current is None
+                or row.next_poll_at != current.db_due
+                or (row.lease_owner != self._runner_id)
             ):
                 self._reread_after.add(name)  # the row changed under a running poll
             else:
@@ -214,14 +220,22 @@ class ScheduleView:
         self._clean_heap()
         return self._heap[0][0] if self._heap else None
 
-    def pick(self, now: datetime) -> list[Picked]:
+    def start_window(self) -> timedelta:
+        """Polls due within this much of the earliest due one start with it."""
+        return min(BATCH_WINDOW, self._base / 20)
+
+    def claim_ahead(self) -> timedelta:
+        """Polls due within this much of the earliest due one are claimed with it."""
+        return max(self.start_window(), min(CLAIM_AHEAD, self._base / 10))
+
+    def pick(self, now: datetime, ahead: timedelta | None = None) -> list[Picked]:
         """Take due polls off the heap: nothing until the earliest is due, then every poll
-        due within the batch window with it."""
+        due within ``ahead`` of now with it (default: the start window)."""
         heap = self._heap
         self._clean_heap()
         if not heap or heap[0][0] > now:
             return []
-        horizon = now + min(BATCH_WINDOW, self._base / 20)
+        horizon = now + (self.start_window() if ahead is None else ahead)
         picked: list[Picked] = []
         seen: set[str] = set()
         while heap and heap[0][0] <= horizon:
@@ -243,7 +257,7 @@ class ScheduleView:
             claim = PollClaim(
                 slot.schedule_id, slot.db_due, next_poll(slot.db_due, slot.interval, now)
             )
-            picked.append(Picked(claim, name, spec, slot.interval))
+            picked.append(Picked(claim, name, spec, slot.interval, wake_at))
         return picked
 
     # -- what happened to picked polls ------------------------------------------------------
