@@ -197,13 +197,20 @@ class CronScheduler:
             self._runner_id,
             now,
         )
+        links: list[tuple[str, str]] = []
+        moves: list[tuple[str, datetime, datetime, datetime | None]] = []
         for record, slots, next_run_at in planned:
             shape = shapes[record.workflow_name] if hand_off else None
             for claim_id, slot in slots:
                 if claim_id in won:  # else another runner fired this slot already
-                    self._hand_off(tx, record, shape, claim_id, slot, now)
+                    execution_id = self._hand_off(tx, record, shape, slot, now)
+                    if execution_id is not None:
+                        links.append((claim_id, execution_id))
             last = slots[-1][1] if slots else None
-            self._store.cron.advance(tx, record.id, record.next_run_at, next_run_at, last)
+            moves.append((record.id, record.next_run_at, next_run_at, last))
+        # One statement each for the whole batch rather than two per schedule.
+        self._store.cron.link_executions(tx, links)
+        self._store.cron.advance_many(tx, moves)
         return len(won)
 
     def _plan(self, record: CronScheduleRecord, now: datetime, alive_since: datetime) -> SlotPlan:
@@ -235,11 +242,11 @@ class CronScheduler:
         tx: Tx,
         record: CronScheduleRecord,
         shape: Shape | None,
-        claim_id: str,
         slot: datetime,
         now: datetime,
-    ) -> None:
-        """Start the execution of a slot this transaction claimed."""
+    ) -> str | None:
+        """Start the execution of a slot this transaction claimed; returns its id (the
+        caller links it to the claim), or None when none could be started."""
         if shape is None:
             log.error(
                 "cron slot %s of schedule %s claimed without an execution "
@@ -249,7 +256,7 @@ class CronScheduler:
                 record.workflow_name,
                 extra={"schedule_id": record.id},
             )
-            return
+            return None
         try:
             text = slot_context(
                 shape, record.id, record.cron_expression, record.timezone, record.params, slot
@@ -264,9 +271,8 @@ class CronScheduler:
                 exc,
                 extra={"schedule_id": record.id},
             )
-            return
-        execution_id = self._create_execution(tx, shape, text, now)
-        self._store.cron.link_execution(tx, claim_id, execution_id)
+            return None
+        return self._create_execution(tx, shape, text, now)
 
     def _fire_one_by_one(
         self, now: datetime, alive_since: datetime, shapes: dict[str, Shape | None]

@@ -197,6 +197,29 @@ class CronQueries(QueryGroup):
         """Record the execution a claimed slot started."""
         tx.send("cron_execution_link", {"id": claim_id, "execution_id": execution_id})
 
+    def link_executions(self, tx: Tx, links: Sequence[tuple[str, str]]) -> None:
+        """Record the executions claimed slots started, as ``(claim id, execution id)``, in
+        one statement (sent without waiting)."""
+        if links:
+            tx.send("cron_execution_link_many", {"links": json.dumps(list(links))})
+
+    def advance_many(
+        self,
+        tx: Tx,
+        moves: Sequence[tuple[str, datetime, datetime, datetime | None]],
+    ) -> None:
+        """:meth:`advance` for many schedules, as ``(schedule id, expected, next_run_at,
+        last_run_at)``, in one statement (sent without waiting)."""
+        if not moves:
+            return
+        payload = json.dumps(
+            [
+                [sid, to_db_time(expected), to_db_time(nxt), to_db_time(last) if last else None]
+                for sid, expected, nxt, last in moves
+            ]
+        )
+        tx.send("cron_schedule_advance_many", {"moves": payload})
+
     def advance(
         self,
         tx: Tx,

@@ -87,6 +87,16 @@ SET next_run_at = %(next_run_at)s,
     last_run_at = COALESCE(CAST(%(last_run_at)s AS TEXT), last_run_at)
 WHERE id = %(id)s AND next_run_at = %(expected)s AND enabled = 1
 
+-- name: cron_schedule_advance_many
+-- moves is a JSON array of [schedule id, expected next_run_at, new next_run_at,
+-- last_run_at or null]: cron_schedule_advance for a whole firing batch in one statement.
+UPDATE cloaca_cron_schedules
+SET next_run_at = m.m_next, last_run_at = COALESCE(m.m_last, last_run_at)
+FROM (SELECT item ->> 0 AS m_id, item ->> 1 AS m_expected, item ->> 2 AS m_next,
+             item ->> 3 AS m_last
+      FROM jsonb_array_elements(CAST(%(moves)s AS jsonb)) AS j (item)) AS m
+WHERE cloaca_cron_schedules.id = m.m_id AND next_run_at = m.m_expected AND enabled = 1
+
 -- name: cron_execution_claim
 -- claims is a JSON array of [claim id, schedule id, scheduled time]: one statement claims
 -- the slots of a whole firing batch. The unique key decides; RETURNING names the winners.
@@ -99,6 +109,14 @@ RETURNING id
 -- name: cron_execution_link
 UPDATE cloaca_cron_executions SET workflow_execution_id = %(execution_id)s
 WHERE id = %(id)s
+
+-- name: cron_execution_link_many
+-- links is a JSON array of [claim id, execution id]: a firing batch links every slot it
+-- started in one statement.
+UPDATE cloaca_cron_executions SET workflow_execution_id = l.l_execution_id
+FROM (SELECT item ->> 0 AS l_id, item ->> 1 AS l_execution_id
+      FROM jsonb_array_elements(CAST(%(links)s AS jsonb)) AS j (item)) AS l
+WHERE cloaca_cron_executions.id = l.l_id
 
 -- name: cron_execution_history
 -- seq is the insertion order (SQLite orders by rowid here).

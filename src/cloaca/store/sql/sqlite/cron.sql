@@ -75,6 +75,16 @@ UPDATE cloaca_cron_schedules
 SET next_run_at = :next_run_at, last_run_at = COALESCE(:last_run_at, last_run_at)
 WHERE id = :id AND next_run_at = :expected AND enabled = 1
 
+-- name: cron_schedule_advance_many
+-- :moves is a JSON array of [schedule id, expected next_run_at, new next_run_at,
+-- last_run_at or null]: cron_schedule_advance for a whole firing batch in one statement.
+UPDATE cloaca_cron_schedules
+SET next_run_at = m.m_next, last_run_at = COALESCE(m.m_last, last_run_at)
+FROM (SELECT json_extract(value, '$[0]') AS m_id, json_extract(value, '$[1]') AS m_expected,
+             json_extract(value, '$[2]') AS m_next, json_extract(value, '$[3]') AS m_last
+      FROM json_each(:moves)) AS m
+WHERE cloaca_cron_schedules.id = m.m_id AND next_run_at = m.m_expected AND enabled = 1
+
 -- name: cron_execution_claim
 -- claims is a JSON array of [claim id, schedule id, scheduled time]: one statement claims
 -- the slots of a whole firing batch. The unique key decides; RETURNING names the winners.
@@ -88,6 +98,14 @@ RETURNING id
 
 -- name: cron_execution_link
 UPDATE cloaca_cron_executions SET workflow_execution_id = :execution_id WHERE id = :id
+
+-- name: cron_execution_link_many
+-- :links is a JSON array of [claim id, execution id]: a firing batch links every slot it
+-- started in one statement.
+UPDATE cloaca_cron_executions SET workflow_execution_id = l.l_execution_id
+FROM (SELECT json_extract(value, '$[0]') AS l_id, json_extract(value, '$[1]') AS l_execution_id
+      FROM json_each(:links)) AS l
+WHERE cloaca_cron_executions.id = l.l_id
 
 -- name: cron_execution_history
 SELECT ce.id, ce.schedule_id, ce.scheduled_time, ce.workflow_execution_id, ce.claimed_at,
