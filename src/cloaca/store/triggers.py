@@ -217,7 +217,20 @@ class TriggerQueries(QueryGroup):
         after the update; a schedule whose lease was no longer this runner's is absent."""
         if not ends:
             return {}
-        payload = json.dumps(
+        rows = tx.all(
+            "trigger_poll_done",
+            {"ends": self._ends_payload(ends), "runner_id": runner_id, "max_errors": max_errors},
+        )
+        out: dict[str, tuple[bool, int, datetime]] = {}
+        for row in rows:
+            next_poll = from_db_time(row["next_poll_at"])
+            assert next_poll is not None
+            out[row["id"]] = (bool(row["enabled"]), int(row["consecutive_errors"]), next_poll)
+        return out
+
+    @staticmethod
+    def _ends_payload(ends: Sequence[tuple[str, PollEnd]]) -> str:
+        return json.dumps(
             [
                 [
                     schedule_id,
@@ -230,21 +243,38 @@ class TriggerQueries(QueryGroup):
                 for schedule_id, end in ends
             ]
         )
-        rows = tx.all(
-            "trigger_poll_done",
-            {"ends": payload, "runner_id": runner_id, "max_errors": max_errors},
-        )
-        out: dict[str, tuple[bool, int, datetime]] = {}
-        for row in rows:
-            next_poll = from_db_time(row["next_poll_at"])
-            assert next_poll is not None
-            out[row["id"]] = (bool(row["enabled"]), int(row["consecutive_errors"]), next_poll)
-        return out
 
     def schedule_state(self, tx: Tx, schedule_id: str) -> tuple[bool, str | None] | None:
         """``(enabled, lease_owner)`` of a schedule read inside ``tx``; None if it is gone."""
+        state = self.fire_state(tx, schedule_id)
+        return state[:2] if state else None
+
+    def fire_state(self, tx: Tx, schedule_id: str) -> tuple[bool, str | None, datetime] | None:
+        """``(enabled, lease_owner, next_poll_at)`` of a schedule, read (and on PostgreSQL
+        locked until ``tx`` ends) by a fire transaction; None if it is gone."""
         row = tx.one("trigger_schedule_state", {"id": schedule_id})
-        return (bool(row["enabled"]), row["lease_owner"]) if row else None
+        if row is None:
+            return None
+        next_poll = from_db_time(row["next_poll_at"])
+        assert next_poll is not None
+        return bool(row["enabled"]), row["lease_owner"], next_poll
+
+    def end_fired_poll(
+        self, tx: Tx, schedule_id: str, runner_id: str, set_cursor: bool, cursor: str | None
+    ) -> None:
+        """End a poll that fired, for a caller holding the schedule's row locked with its
+        lease (:meth:`fire_state`): reset the error count, store ``cursor`` if
+        ``set_cursor``, release the lease. The row stays enabled with its ``next_poll_at``,
+        so nothing is read back and the statement is sent without waiting."""
+        tx.send(
+            "trigger_fired_poll_done",
+            {
+                "id": schedule_id,
+                "runner_id": runner_id,
+                "set_cursor": 1 if set_cursor else 0,
+                "cursor": cursor,
+            },
+        )
 
     def release_leases(self, runner_id: str) -> None:
         """Drop every poll lease ``runner_id`` holds (it is shutting down)."""
@@ -340,9 +370,14 @@ class TriggerQueries(QueryGroup):
         ]
         tx.send("trigger_evaluation_insert", {"runner_id": runner_id, "rows": json.dumps(rows)})
 
-    def prune_evaluations(self, tx: Tx, trigger_name: str, keep: int) -> int:
-        """Delete all but the newest ``keep`` evaluations of ``trigger_name``."""
-        return tx.run("trigger_evaluation_prune", {"trigger_name": trigger_name, "keep": keep})
+    def prune_evaluations_of(self, tx: Tx, trigger_names: Sequence[str], keep: int) -> None:
+        """Delete all but the newest ``keep`` evaluations of each of ``trigger_names``, in
+        one statement sent without waiting."""
+        if trigger_names:
+            tx.send(
+                "trigger_evaluation_prune_many",
+                {"names": json.dumps(list(trigger_names)), "keep": keep},
+            )
 
     def evaluations(self, trigger_name: str, limit: int) -> list[TriggerEvaluationRecord]:
         """The newest ``limit`` evaluations of ``trigger_name``, newest first."""

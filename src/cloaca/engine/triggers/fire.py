@@ -226,7 +226,7 @@ class TriggerRecorder:
         name = run.name
         cursor = run.result.cursor
         schedule_id = run.claim.schedule_id
-        state = self._store.triggers.schedule_state(tx, schedule_id)
+        state = self._store.triggers.fire_state(tx, schedule_id)
         if state is None or not state[0] or state[1] != self._runner_id:
             # Disabled (or re-leased) while the poll ran: the fire is discarded and the
             # cursor stays where it was, so nothing the poll saw is skipped for good.
@@ -251,16 +251,18 @@ class TriggerRecorder:
             now,
             policy=run.claim.on_failed_run,
         )
-        end = PollEnd(False, set_cursor=cursor is not None, cursor=cursor)
-        ended = self._store.triggers.end_polls(
-            tx, [(schedule_id, end)], self._runner_id, self._max_errors
+        # The row is locked with this runner's lease: ending the poll leaves it enabled,
+        # with no errors and its next poll where it is, so there is nothing to read back.
+        self._store.triggers.end_fired_poll(
+            tx, schedule_id, self._runner_id, cursor is not None, cursor
         )
         outcome, note = fire_outcome(fire)
         self._store.triggers.insert_evaluations(
             tx, self._runner_id, [_evaluation(run, outcome, note, fire.execution_ids)]
         )
         self._prune(tx, [name])
-        return _recorded(run, ended.get(schedule_id), fired=bool(fire.execution_ids)), fire
+        fired = bool(fire.execution_ids)
+        return _recorded(run, (True, 0, state[2]), fired=fired), fire
 
     # -- manual fire ------------------------------------------------------------------------
 
@@ -369,8 +371,7 @@ class TriggerRecorder:
                     due.append(name)
                 else:
                     self._since_prune[name] = count + 1
-        for name in due:
-            self._store.triggers.prune_evaluations(tx, name, keep)
+        self._store.triggers.prune_evaluations_of(tx, due, keep)
 
 
 def _evaluation(

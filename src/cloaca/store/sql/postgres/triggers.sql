@@ -103,12 +103,23 @@ FROM (SELECT item ->> 0 AS e_id, CAST(item ->> 1 AS BOOLEAN) AS e_failed,
 WHERE cloaca_trigger_schedules.id = e.e_id AND lease_owner = %(runner_id)s
 RETURNING id, enabled, consecutive_errors, next_poll_at
 
+-- name: trigger_fired_poll_done
+-- Ends a poll that fired, in its fire transaction, which holds the row locked with this
+-- runner's lease (trigger_schedule_state): trigger_poll_done for a poll that did not fail.
+UPDATE cloaca_trigger_schedules
+SET consecutive_errors = 0,
+    cursor = CASE WHEN CAST(%(set_cursor)s AS INTEGER) = 1 THEN CAST(%(cursor)s AS TEXT)
+                  ELSE cursor END,
+    lease_owner = NULL, lease_until = NULL
+WHERE id = %(id)s AND lease_owner = %(runner_id)s
+
 -- name: trigger_schedule_state
 -- Read by a fire transaction to check it still holds the poll's lease. FOR UPDATE keeps
 -- it held until the fire commits: another runner's claim of the expired lease waits, then
 -- reads the cursor this fire moved, instead of polling the old cursor and firing the same
 -- item again.
-SELECT enabled, lease_owner FROM cloaca_trigger_schedules WHERE id = %(id)s FOR UPDATE
+SELECT enabled, lease_owner, next_poll_at FROM cloaca_trigger_schedules WHERE id = %(id)s
+FOR UPDATE
 
 -- name: trigger_release_leases
 UPDATE cloaca_trigger_schedules SET lease_owner = NULL, lease_until = NULL
@@ -173,8 +184,14 @@ WHERE trigger_name = %(trigger_name)s
 ORDER BY id DESC
 LIMIT NULLIF(GREATEST(CAST(%(limit)s AS BIGINT), -1), -1)
 
--- name: trigger_evaluation_prune
+-- name: trigger_evaluation_prune_many
+-- Deletes all but the newest keep evaluations of every trigger named in the JSON text array names, in one
+-- statement: the scheduler prunes the triggers of a whole batch at once.
 DELETE FROM cloaca_trigger_evaluations
-WHERE trigger_name = %(trigger_name)s
-  AND id <= (SELECT id FROM cloaca_trigger_evaluations WHERE trigger_name = %(trigger_name)s
-             ORDER BY id DESC LIMIT 1 OFFSET GREATEST(CAST(%(keep)s AS BIGINT), 0))
+USING (SELECT n.name,
+              (SELECT id FROM cloaca_trigger_evaluations
+               WHERE trigger_name = n.name
+               ORDER BY id DESC LIMIT 1 OFFSET GREATEST(CAST(%(keep)s AS BIGINT), 0)) AS cutoff
+       FROM jsonb_array_elements_text(CAST(%(names)s AS jsonb)) AS n (name)) AS c
+WHERE cloaca_trigger_evaluations.trigger_name = c.name
+  AND cloaca_trigger_evaluations.id <= c.cutoff

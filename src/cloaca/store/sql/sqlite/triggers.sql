@@ -98,8 +98,17 @@ FROM (SELECT json_extract(value, '$[0]') AS e_id, json_extract(value, '$[1]') AS
 WHERE cloaca_trigger_schedules.id = e.e_id AND lease_owner = :runner_id
 RETURNING id, enabled, consecutive_errors, next_poll_at
 
+-- name: trigger_fired_poll_done
+-- Ends a poll that fired, in its fire transaction, which holds the row locked with this
+-- runner's lease (trigger_schedule_state): trigger_poll_done for a poll that did not fail.
+UPDATE cloaca_trigger_schedules
+SET consecutive_errors = 0,
+    cursor = CASE WHEN :set_cursor = 1 THEN :cursor ELSE cursor END,
+    lease_owner = NULL, lease_until = NULL
+WHERE id = :id AND lease_owner = :runner_id
+
 -- name: trigger_schedule_state
-SELECT enabled, lease_owner FROM cloaca_trigger_schedules WHERE id = :id
+SELECT enabled, lease_owner, next_poll_at FROM cloaca_trigger_schedules WHERE id = :id
 
 -- name: trigger_release_leases
 UPDATE cloaca_trigger_schedules SET lease_owner = NULL, lease_until = NULL
@@ -159,8 +168,14 @@ WHERE trigger_name = :trigger_name
 ORDER BY id DESC
 LIMIT :limit
 
--- name: trigger_evaluation_prune
+-- name: trigger_evaluation_prune_many
+-- Deletes all but the newest keep evaluations of every trigger named in the JSON text array :names, in one
+-- statement: the scheduler prunes the triggers of a whole batch at once.
 DELETE FROM cloaca_trigger_evaluations
-WHERE trigger_name = :trigger_name
-  AND id <= (SELECT id FROM cloaca_trigger_evaluations WHERE trigger_name = :trigger_name
-             ORDER BY id DESC LIMIT 1 OFFSET :keep)
+WHERE id IN (
+    SELECT e.id
+    FROM json_each(:names) AS n
+    JOIN cloaca_trigger_evaluations AS e ON e.trigger_name = n.value
+    WHERE e.id <= (SELECT id FROM cloaca_trigger_evaluations
+                   WHERE trigger_name = n.value
+                   ORDER BY id DESC LIMIT 1 OFFSET :keep))
