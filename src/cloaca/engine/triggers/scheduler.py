@@ -16,6 +16,8 @@ few dozen transactions per second rather than thousands.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 from collections import deque
@@ -78,6 +80,12 @@ class TriggerScheduler:
         self._held_over: list[PollRun] = []  # finished, to record on the next tick
         self._record_by: datetime | None = None  # when held-over polls must be recorded
         self._pending: list[tuple[datetime, PollRun]] = []  # claimed ahead, not started
+        # No poll in flight reaches its timeout or lease extension before _scan_at, so the
+        # rounds before it need not look at each of them; _drain_at holds when to wake for
+        # each (a finished skip does not wake the loop).
+        self._scan_at: datetime | None = None
+        self._drain_at: list[tuple[datetime, int, PollRun]] = []
+        self._seq = itertools.count()
         self._view = ScheduleView(store, config, runner_id, self._inflight, self._zombies)
         self._lock = threading.Lock()
         self._stopped = False
@@ -98,8 +106,11 @@ class TriggerScheduler:
         with self._lock:
             if self._stopped:
                 return False, None
-            finished = self._drain(now)
-            self._extend_leases(now)
+            scan = self._scan_at is not None and now >= self._scan_at
+            finished = self._drain(now, scan)
+            if scan:
+                self._extend_leases(now)
+                self._scan_at = self._earliest_check()
             fires: list[PollRun] = []
             plain, self._held_over = self._held_over, []  # held over: already sorted out
             for run in finished:
@@ -175,30 +186,32 @@ class TriggerScheduler:
     def _next_due(self, now: datetime) -> datetime | None:
         earliest = self._view.earliest()
         candidates = [earliest] if earliest is not None else []
-        if self._pending:
-            candidates.append(self._pending[0][0])
-        if self._record_by is not None:
-            candidates.append(self._record_by)
-        ahead = self._view.claim_ahead()
+        for at in (self._record_by, self._scan_at, self._pending[0][0] if self._pending else None):
+            if at is not None:
+                candidates.append(at)
+        # A finished skip does not wake the loop: wake a claim window before its next due
+        # instant, to record it and then claim it on time (or, that passed, at the instant).
+        drain_at = self._drain_at
+        while drain_at:
+            at, _, run = drain_at[0]
+            if at > now and self._inflight.get(run.name) is run:
+                candidates.append(at)
+                break
+            heapq.heappop(drain_at)
+            if at < run.next_due and run.next_due > now and self._inflight.get(run.name) is run:
+                heapq.heappush(drain_at, (run.next_due, next(self._seq), run))
+        return min(candidates, default=None)
+
+    def _earliest_check(self) -> datetime | None:
+        """The earliest timeout or lease extension of the polls in flight."""
         soonest: datetime | None = None
         for run in self._inflight.values():
             if run.state != "running":
                 continue
-            due = run.deadline
-            if not run.extended and run.extend_at < due:
-                due = run.extend_at
-            # A finished skip does not wake the loop; its next due time does (a claim
-            # window before it, to be recorded and then claimed on time).
-            recorded_by = run.next_due - ahead
-            if recorded_by <= now:
-                recorded_by = run.next_due
-            if now < recorded_by < due:
-                due = recorded_by
+            due = run.deadline if run.extended else min(run.deadline, run.extend_at)
             if soonest is None or due < soonest:
                 soonest = due
-        if soonest is not None:
-            candidates.append(soonest)
-        return min(candidates, default=None)
+        return soonest
 
     # -- claiming and starting polls --------------------------------------------------------
 
@@ -228,6 +241,7 @@ class TriggerScheduler:
         won_by_id = {claim.schedule_id: claimed for claim, claimed in won}
         runs: list[PollRun] = []
         starts: list[tuple[datetime, PollRun]] = []
+        ahead = self._view.claim_ahead()
         for p in picked:
             claimed = won_by_id.get(p.claim.schedule_id)
             if claimed is None:
@@ -249,6 +263,10 @@ class TriggerScheduler:
             self._inflight[p.name] = run
             runs.append(run)
             starts.append((p.start_at, run))
+            check = min(run.deadline, run.extend_at)
+            if self._scan_at is None or check < self._scan_at:
+                self._scan_at = check
+            heapq.heappush(self._drain_at, (run.next_due - ahead, next(self._seq), run))
         if self._manual:
             for run in runs:
                 self._run_inline(run)
@@ -326,8 +344,8 @@ class TriggerScheduler:
 
     # -- collecting -------------------------------------------------------------------------
 
-    def _drain(self, now: datetime) -> list[PollRun]:
-        """Finished polls, plus the ones that just ran past their timeout."""
+    def _drain(self, now: datetime, scan: bool = True) -> list[PollRun]:
+        """Finished polls, plus (``scan``) the ones that just ran past their timeout."""
         finished: list[PollRun] = []
         while self._done:
             run = self._done.popleft()
@@ -337,6 +355,8 @@ class TriggerScheduler:
                 self._view.release(run.name)
                 continue
             finished.append(run)
+        if not scan:
+            return finished
         for name, run in list(self._inflight.items()):
             if run.deadline > now:
                 continue
