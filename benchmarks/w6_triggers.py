@@ -7,7 +7,7 @@ Figures (BENCHMARKS.md):
   The main thread only sleeps during the window, so what is left is the engine: claiming,
   dispatching, recording, firing, running the one-task executions.
 - ``lateness_p99_ms``: a poll's start minus its due instant, from the evaluation log
-  (``evaluated_at - scheduled_at``). Polls due within a few ms are claimed together and
+  (``evaluated_at - scheduled_at``). Polls due within a few ms are started together and
   may start up to that much early: early starts count as 0.
 - ``fire_to_start_p50_ms`` / ``fire_to_start_p99_ms``: from the moment the poll body
   decided to fire (it returns right after) to the first task body starting.

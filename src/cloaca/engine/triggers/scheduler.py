@@ -10,8 +10,10 @@ an engine driven by hand (``manual``, the test harness) polls run inline instead
 
 Due times are fixed-rate (``due + interval``; after a stall the next poll is
 ``now + interval``, never a burst of catch-up polls). When the earliest poll is due, every
-poll due within a few milliseconds of it is claimed with it, so a thousand triggers cost a
-few dozen transactions per second rather than thousands.
+poll due within the claim window (a tenth of the base interval) is claimed with it, and
+the finished polls held over are recorded in the same transaction, so a thousand triggers
+cost about ten transactions per second rather than thousands. Claimed polls start on time:
+each with every poll due within a few milliseconds of it (``view.BATCH_WINDOW``).
 """
 
 from __future__ import annotations
