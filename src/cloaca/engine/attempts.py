@@ -36,11 +36,6 @@ class Attempt:
     handle: TaskHandle | None = None
     future: concurrent.futures.Future[Any] | None = None  # an async body on the event loop
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # Under the Harness: set when the attempt finished or is waiting in defer_until, so the
-    # driving thread knows it may go on; ``recheck`` lets a deferred attempt look again.
-    settled: threading.Event = field(default_factory=threading.Event)
-    recheck: threading.Event = field(default_factory=threading.Event)
-    waiting: bool = False
     #: The input context, when the claim read it in its own transaction.
     input: dict[str, Any] | None = None
     #: Its execution ended while the attempt ran (see Executor.cancel_attempts).
@@ -116,13 +111,4 @@ class Control:
 
     def wait(self, seconds: float) -> bool:
         """Pause between two looks at a defer_until condition; True if shutting down."""
-        executor, attempt = self._executor, self._attempt
-        if not executor._inline:
-            return executor._stopping.wait(seconds)
-        # Under the Harness the condition is looked at once per engine round, not on a
-        # timer: the driving thread goes on until the next round re-checks it.
-        attempt.recheck.clear()
-        attempt.waiting = True
-        attempt.settled.set()
-        attempt.recheck.wait()
-        return executor._stopping.is_set()
+        return self._executor.drive.pause(self._attempt, seconds)

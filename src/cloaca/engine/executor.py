@@ -39,6 +39,7 @@ from cloaca.engine.attempts import (
     output_of,
     run_callback,
 )
+from cloaca.engine.drive import Drive
 from cloaca.engine.failures import (
     format_failure,
     log_failed_attempt,
@@ -49,7 +50,6 @@ from cloaca.engine.inputs import claimed_inputs, load_input
 from cloaca.engine.outcomes import GroupCommit, Outcome, Unrecorded, next_status
 from cloaca.engine.shape import ShapeCache
 from cloaca.engine.slots import Slots
-from cloaca.engine.workers import DaemonWorkers
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
@@ -76,7 +76,7 @@ class Executor:
         on_finished: Callable[[str, ExecutionStatus], None],
         wake: Callable[[], None],
         stopping: threading.Event,
-        inline: bool = False,
+        drive: Drive,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -86,7 +86,8 @@ class Executor:
         self._on_finished = on_finished
         self._wake = wake
         self._stopping = stopping
-        self._inline = inline
+        #: Where attempts run (threads, or the rounds of an engine stepped by hand).
+        self.drive = drive
         self._slots = Slots(config.max_concurrent_tasks)
         # True while the last claim took all it could: older Ready work may be waiting,
         # and a new execution must not jump the queue (see reserve).
@@ -98,7 +99,6 @@ class Executor:
         self._next_ready: datetime | None = None
         #: The Shape each execution is planned with (also lent to the services, recovery).
         self.shapes = ShapeCache(store)
-        self._workers = DaemonWorkers("cloaca-task")
         # Outcomes the database refused even after retries, offered again each round.
         self.unrecorded = Unrecorded(store, runner_id)
 
@@ -152,32 +152,19 @@ class Executor:
                 self._slots.give_back(reserved - len(claimed))
             for claim in claimed:
                 self._dispatch(*claim)
-        resumed = self._inline and self._recheck_deferred()
+        resumed = self.drive.end_round()
         # With no free slot the next ready time is moot: a finishing attempt wakes the loop.
         ready_due = self._next_ready if self._slots.free > 0 else None
         dues = (ready_due, timeout_due, unrecorded_due)
         next_due = min((t for t in dues if t is not None), default=None)
         return bool(claimed) or resumed, next_due
 
-    def _recheck_deferred(self) -> bool:
-        """Under the Harness: let every attempt waiting in defer_until evaluate its condition
-        once more; True if one of them went on and finished."""
-        finished = False
-        for attempt in list(self._inflight.values()):
-            if attempt.waiting and not attempt.done:
-                attempt.waiting = False
-                attempt.settled.clear()
-                attempt.recheck.set()
-                attempt.settled.wait()
-                finished = finished or attempt.done
-        return finished
-
     def shutdown(self, wait_seconds: float) -> None:
         """Wait (bounded) for in-flight attempts; then abandon the rest without recording
         them, so they stay claimed and another runner (or this one restarted) takes them over
         once this runner is gone. ``async def`` bodies still running are cancelled."""
-        for attempt in list(self._inflight.values()):
-            attempt.recheck.set()  # a deferred attempt under the Harness sees the stop
+        for never in self.drive.stop():  # handed over, not started: they stay claimed
+            self._inflight.pop((never.claimed.id, never.claimed.attempt), None)
         deadline = time.monotonic() + wait_seconds
         while self._inflight and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -186,7 +173,7 @@ class Executor:
                 attempt.done = True  # whatever it does now is not recorded
             if attempt.future is not None:
                 attempt.future.cancel()
-        self._workers.shutdown()
+        self.drive.shutdown()
 
     def cancel_attempts(self, execution_id: str) -> None:
         """The execution ended early: cancel its ``async def`` bodies running here (a plain
@@ -215,10 +202,9 @@ class Executor:
 
     def reserve(self, wanted: int) -> int:
         """Reserve up to ``wanted`` free slots for a claim in a transaction opened elsewhere
-        (a start). None under the Harness, which runs attempts only from its own rounds, nor
-        while older Ready work may be waiting: claims take the oldest first, and a runner
-        that is behind must finish executions before it begins new ones."""
-        if self._inline or self._stopping.is_set() or self._backlog:
+        (a start). None while older Ready work may be waiting: claims take the oldest first,
+        and a runner that is behind must finish executions before it begins new ones."""
+        if not self.drive.claims_between_rounds or self._stopping.is_set() or self._backlog:
             return 0
         return self._slots.reserve(wanted)
 
@@ -259,17 +245,13 @@ class Executor:
     # -- running one attempt ---------------------------------------------------------------
 
     def _dispatch(self, claimed: ClaimedTask, data: dict[str, Any] | None = None) -> None:
-        """Run a claimed task execution on a worker thread (its slot is already reserved)."""
+        """Hand a claimed task execution to the drive (its slot is already reserved)."""
         wf = get_workflow(claimed.workflow_name)
         spec = wf.tasks.get(claimed.task_id) if wf else None
         shape = self.shapes.for_version(claimed.workflow_name, claimed.workflow_version)
         attempt = Attempt(claimed, spec, shape, input=data)
         self._inflight[(claimed.id, claimed.attempt)] = attempt
-        self._workers.submit(self._run, attempt)
-        if self._inline:
-            # Under the Harness attempts run one at a time: wait until this one finished or
-            # waits in defer_until (which the next rounds re-check, see recheck_deferred).
-            attempt.settled.wait()
+        self.drive.run_attempt(self._run, attempt)
 
     def _run(self, attempt: Attempt) -> None:
         claimed, spec, shape = attempt.claimed, attempt.spec, attempt.shape
@@ -359,7 +341,6 @@ class Executor:
         the log line of a failure, then the task's callback."""
         with attempt.lock:
             if attempt.done:
-                attempt.settled.set()
                 return
             attempt.done = True
         claimed, spec = attempt.claimed, attempt.spec
@@ -396,7 +377,6 @@ class Executor:
             if spec is not None:
                 run_callback(spec, error, ctx, result.traceback)
         finally:
-            attempt.settled.set()
             self._wake()
 
     def _write_batch(self, batch: list[Done]) -> None:
@@ -405,9 +385,8 @@ class Executor:
         held = sum(1 for done in batch if done.holds_slot)
         names = [wf.name for wf in registered_workflows()]
         extra = self._slots.reserve(self._config.max_concurrent_tasks) if names else 0
-        # Under the Harness (attempts run one at a time from its rounds) or when stopping,
-        # the loop claims instead, if at all.
-        claims = bool(names) and not self._inline and not self._stopping.is_set()
+        # When stopping, nothing new is claimed.
+        claims = bool(names) and not self._stopping.is_set()
         limit = held + extra if claims else 0
         now = self._clock.now()
         claims_made = False
