@@ -17,7 +17,6 @@ Commits are the latency budget, so work rides on transactions that happen anyway
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -27,26 +26,13 @@ from typing import Any
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
-from cloaca.context import Context, ContextLimitError
+from cloaca.context import Context
 from cloaca.engine import outcomes
-from cloaca.engine.aio import AsyncBridge, bounded, describe
-from cloaca.engine.attempts import (
-    Attempt,
-    BadTaskResult,
-    Control,
-    Done,
-    TaskTimedOut,
-    output_of,
-    run_callback,
-)
+from cloaca.engine.aio import AsyncBridge
+from cloaca.engine.attempts import Attempt, Body, Control, Done, run_callback
 from cloaca.engine.drive import Drive
-from cloaca.engine.failures import (
-    format_failure,
-    log_failed_attempt,
-    stack_at_cancel,
-    stack_of_thread,
-)
-from cloaca.engine.inputs import claimed_inputs, load_input
+from cloaca.engine.failures import format_failure, log_failed_attempt, stack_of_thread
+from cloaca.engine.inputs import claimed_inputs
 from cloaca.engine.outcomes import GroupCommit, Outcome, Unrecorded, next_status
 from cloaca.engine.shape import ShapeCache
 from cloaca.engine.slots import Slots
@@ -54,7 +40,6 @@ from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
 from cloaca.workflows.registry import get_workflow, registered_workflows
-from cloaca.workflows.task import TaskHandle
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +84,9 @@ class Executor:
         self._next_ready: datetime | None = None
         #: The Shape each execution is planned with (also lent to the services, recovery).
         self.shapes = ShapeCache(store)
+        self._body = Body(
+            store, config, aio, wake, self._finish, lambda attempt: Control(self, attempt)
+        )
         # Outcomes the database refused even after retries, offered again each round.
         self.unrecorded = Unrecorded(store, runner_id)
 
@@ -251,60 +239,7 @@ class Executor:
         shape = self.shapes.for_version(claimed.workflow_name, claimed.workflow_version)
         attempt = Attempt(claimed, spec, shape, input=data)
         self._inflight[(claimed.id, claimed.attempt)] = attempt
-        self.drive.run_attempt(self._run, attempt)
-
-    def _run(self, attempt: Attempt) -> None:
-        claimed, spec, shape = attempt.claimed, attempt.spec, attempt.shape
-        if spec is None or shape is None:
-            msg = f"task {claimed.task_id!r} is not part of workflow {claimed.workflow_name!r} here"
-            self._finish(attempt, None, msg, timed_out=False)
-            return
-        ctx: Context | None = None
-        timeout_stack: str | None = None  # where an async body was when it timed out
-        try:
-            data = attempt.input
-            if data is None:
-                with self._store.read() as tx:
-                    data = load_input(self._store, tx, shape, claimed.execution_id, claimed.task_id)
-            attempt.input = None  # the Context owns it now
-            ctx = Context._adopt(data)
-            timeout = spec.timeout or float(self._config.task_timeout_seconds)
-            attempt.handle = TaskHandle(spec.id, Control(self, attempt))
-            args: tuple[Any, ...] = (ctx, attempt.handle) if spec.wants_handle else (ctx,)
-            if spec.is_async:
-                future = self._aio.submit(bounded(spec.fn(*args), timeout))
-                with attempt.lock:
-                    attempt.future = future
-                    if attempt.cancel_requested:
-                        future.cancel()
-                try:
-                    result = future.result()
-                except TimeoutError as exc:
-                    timeout_stack = stack_at_cancel(exc)
-                    raise TaskTimedOut(f"Task {spec.id!r} timed out after {timeout:g}s") from None
-                except concurrent.futures.CancelledError:
-                    raise RuntimeError("cancelled: the execution ended while it ran") from None
-            else:
-                attempt.thread = threading.get_ident()  # where to look if it times out
-                attempt.deadline = time.monotonic() + timeout
-                self._wake()  # let the loop learn the new deadline
-                result = spec.fn(*args)
-            output = output_of(spec.id, result, ctx, self._config.max_context_bytes)
-            self._finish(attempt, output, None, timed_out=False, ctx=ctx)
-        except TaskTimedOut as exc:
-            self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx, traceback=timeout_stack)
-        except BadTaskResult as exc:
-            error = f"TypeError: {exc}"
-            self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True, exc=exc)
-        except ContextLimitError as exc:
-            # Too large or too deep: the same code would build the same data again.
-            error = f"{type(exc).__name__}: {exc}"
-            self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True, exc=exc)
-        except BaseException as exc:
-            # The user's error is the attempt's outcome, SystemExit and KeyboardInterrupt
-            # included (signals only reach the main thread: on this worker thread they come
-            # from user code; from an async body they arrive as EscapedBaseException).
-            self._finish(attempt, None, describe(exc), timed_out=False, ctx=ctx, exc=exc)
+        self.drive.run_attempt(self._body, attempt)
 
     def _expire_timeouts(self) -> datetime | None:
         now_mono = time.monotonic()
