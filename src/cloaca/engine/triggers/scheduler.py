@@ -5,8 +5,8 @@ interval (never more often than ``trigger_base_poll_interval``); ``trigger_view.
 the in-memory view of what is due when. ``tick`` never waits: it records the polls that
 finished (or ran past ``trigger_poll_timeout``) and claims what is due (a conditional
 UPDATE of each schedule's ``next_poll_at`` plus a lease) in ONE write transaction, then
-hands sync polls to a small thread pool and async polls to the runner's event loop. Under
-an engine driven by hand (``manual``, the test harness) polls run inline instead.
+hands the polls to the engine's drive (a small thread pool for sync polls and the runner's
+event loop for async ones; see ``engine/drive.py``).
 
 Due times are fixed-rate (``due + interval``; after a stall the next poll is
 ``now + interval``, never a burst of catch-up polls). When the earliest poll is due, every
@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
-from cloaca.engine.aio import AsyncBridge
+from cloaca.engine.drive import Drive
 from cloaca.engine.triggers.fire import Recorded, TriggerRecorder
 from cloaca.engine.triggers.polls import (
     PollOutcome,
@@ -38,15 +38,10 @@ from cloaca.engine.triggers.polls import (
     timeout_message,
 )
 from cloaca.engine.triggers.view import Picked, ScheduleView
-from cloaca.engine.workers import DaemonWorkers
 from cloaca.store.core import Store
 
 log = logging.getLogger(__name__)
 
-#: Sync polls share this many threads. A poll stuck past its timeout keeps its thread
-#: until it returns (a stand-in thread serves the others meanwhile), and its trigger is not
-#: polled again until then.
-POLL_THREADS = 8
 #: Finished polls wait this long at most to be recorded with the next claim (which comes
 #: every claim window while many triggers are due), rather than in a transaction of their
 #: own. Their trigger is not claimed again before they are.
@@ -63,19 +58,21 @@ class TriggerScheduler:
         clock: Clock,
         config: DefaultRunnerConfig,
         runner_id: str,
-        aio: AsyncBridge,
+        drive: Drive,
         recorder: TriggerRecorder,
         wake_loop: Callable[[], None],
-        manual: bool,
     ) -> None:
         self._store = store
         self._clock = clock
         self._config = config
         self._runner_id = runner_id
-        self._aio = aio
         self._recorder = recorder
         self._wake_loop = wake_loop
-        self._manual = manual
+        self._drive = drive
+        # Claim a window ahead, and hold finished skips for the next claim, only on a drive
+        # that runs polls between rounds (threads). An engine stepped by hand polls, then
+        # records, round by round at the instants its clock is moved to.
+        self._ahead = drive.claims_between_rounds
         self._inflight: dict[str, PollRun] = {}
         self._zombies: set[str] = set()  # timed out, but their poll has not returned yet
         self._done: deque[PollRun] = deque()  # appended by poll threads, drained by tick
@@ -91,7 +88,6 @@ class TriggerScheduler:
         self._view = ScheduleView(store, config, runner_id, self._inflight, self._zombies)
         self._lock = threading.Lock()
         self._stopped = False
-        self._pool: DaemonWorkers | None = None
 
     # -- the loop's view --------------------------------------------------------------------
 
@@ -129,7 +125,7 @@ class TriggerScheduler:
                 self._start_pending(now)
                 return True, now
             self._view.refresh_if_needed(now)
-            picked = self._view.pick(now, None if self._manual else self._view.claim_ahead())
+            picked = self._view.pick(now, self._view.claim_ahead() if self._ahead else None)
             wrote = False
             if picked or self._must_record(plain, now):
                 self._record_by = None
@@ -138,7 +134,7 @@ class TriggerScheduler:
             else:
                 self._hold(plain, now)
             self._start_pending(now)
-            return wrote, self._next_due(now)
+            return wrote or (not self._ahead and bool(finished)), self._next_due(now)
 
     def _hold(self, plain: list[PollRun], now: datetime) -> None:
         """Record ``plain`` later, with the next claim (one transaction for both)."""
@@ -152,7 +148,7 @@ class TriggerScheduler:
         long enough, or one's next poll is about to be claimed (a poll in flight is not)."""
         if not plain:
             return False
-        if self._manual or (self._record_by is not None and now >= self._record_by):
+        if not self._ahead or (self._record_by is not None and now >= self._record_by):
             return True
         soon = now + self._view.claim_ahead()
         return any(run.next_due <= soon for run in plain)
@@ -171,15 +167,13 @@ class TriggerScheduler:
         timeout = timedelta(seconds=self._config.trigger_poll_timeout)
         for _, run in starting:
             run.deadline = now + timeout
-            self._start(run)
+            self._drive.start_poll(run, self._thread_body, self._async_body)
         return True
 
     def shutdown(self) -> None:
         """Stop polling: no new claims, late results dropped, this runner's leases released."""
         with self._lock:
             self._stopped = True
-        if self._pool is not None:
-            self._pool.shutdown()
         try:
             self._store.triggers.release_leases(self._runner_id)
         except Exception:
@@ -269,33 +263,10 @@ class TriggerScheduler:
             if self._scan_at is None or check < self._scan_at:
                 self._scan_at = check
             heapq.heappush(self._drain_at, (run.next_due - ahead, next(self._seq), run))
-        if self._manual:
-            for run in runs:
-                self._run_inline(run)
-            self._apply(self._recorder.record(runs, self._clock.now()))
-            return
         # Started by tick, on time: the earliest is due, the rest may be up to the claim
         # window ahead.
         self._pending.extend(starts)
         self._pending.sort(key=lambda item: item[0])
-
-    def _start(self, run: PollRun) -> None:
-        if run.spec.is_async:
-            self._aio.submit(self._async_body(run))
-            return
-        if self._pool is None:
-            self._pool = DaemonWorkers("cloaca-poll", POLL_THREADS)
-        self._pool.submit(self._thread_body, run)
-
-    def _run_inline(self, run: PollRun) -> None:
-        if run.spec.is_async:
-            outcome = self._aio.run(
-                run_async(run, self._clock, self._config.trigger_poll_timeout), None
-            )
-        else:
-            outcome = run_sync(run, self._clock)
-        outcome.apply(run)
-        run.state = "done"
 
     def _thread_body(self, run: PollRun) -> None:
         self._complete(run, run_sync(run, self._clock))
@@ -371,8 +342,8 @@ class TriggerScheduler:
             run.error = timeout_message(self._config.trigger_poll_timeout)
             run.duration_ms = (now - run.claimed_at).total_seconds() * 1000
             self._zombies.add(name)
-            if self._pool is not None and not run.spec.is_async:
-                self._pool.add_stand_in()  # its thread is still inside the user's poll
+            if not run.spec.is_async:
+                self._drive.poll_stuck()  # its thread is still inside the user's poll
             finished.append(run)
         return finished
 
