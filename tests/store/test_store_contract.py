@@ -448,12 +448,17 @@ def _queries_used_by_code() -> set[str]:
 #: Queries a driver runs for a capability only its database has (LISTEN/NOTIFY, the WAL
 #: position); the Store's own queries exist in every dialect.
 _DRIVER_ONLY = {"postgres": {"notify", "data_version"}}
+#: Queries that fold several statements into one where the dialect can (a data-modifying
+#: CTE); the Store runs the separate statements on the other dialects.
+_FOLDED = {"postgres": {"task_finish_counting"}}
 
 
 def test_every_named_query_exists_in_every_dialect() -> None:
     assert "sqlite" in _DIALECTS
     names = {
-        dialect: set(load_queries(dialect)) - _DRIVER_ONLY.get(dialect, set())
+        dialect: set(load_queries(dialect))
+        - _DRIVER_ONLY.get(dialect, set())
+        - _FOLDED.get(dialect, set())
         for dialect in _DIALECTS
     }
     union = set().union(*names.values())
@@ -462,7 +467,7 @@ def test_every_named_query_exists_in_every_dialect() -> None:
     used = _queries_used_by_code()
     assert "task_claim_ready" in used  # the scan itself works
     for dialect, found in names.items():
-        missing = used - found - set().union(*_DRIVER_ONLY.values())
+        missing = used - found - set().union(*_DRIVER_ONLY.values(), *_FOLDED.values())
         assert missing == set(), f"code uses queries missing in sql/{dialect}: {missing}"
 
 

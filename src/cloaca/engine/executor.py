@@ -404,22 +404,31 @@ class Executor:
         (and any idle ones); then run what was claimed."""
         held = sum(1 for done in batch if done.holds_slot)
         names = [wf.name for wf in registered_workflows()]
-        extra = self._slots.reserve(self._config.max_concurrent_tasks) if names else 0
         # Under the Harness (attempts run one at a time from its rounds) or when stopping,
         # the loop claims instead, if at all.
         claims = bool(names) and not self._inline and not self._stopping.is_set()
-        limit = held + extra if claims else 0
         now = self._clock.now()
         claims_made = False
+        wanted = False  # a claim was due: something may be Ready
+        # The idle slots are reserved only once a claim is due: held through the whole
+        # transaction, they would turn away a start() in another thread meanwhile.
+        extra = 0
+        limit = 0
 
         def record(tx: Tx) -> tuple[list[outcomes.Written], list[Claim]]:
-            nonlocal claims_made
+            nonlocal claims_made, wanted, extra, limit
             written = outcomes.write_all(
                 self._store, tx, self._runner_id, [d.outcome for d in batch]
             )
             retry_due = self._next_ready is not None and now >= self._next_ready
             # Claim only when something may be Ready: an empty claim is a round trip.
-            if limit and (self._dirty or retry_due or any(w.may_ready for w in written)):
+            if claims and (self._dirty or retry_due or any(w.may_ready for w in written)):
+                wanted = True
+                if not claims_made:  # a rerun of the transaction keeps its reservation
+                    extra = self._slots.reserve(self._config.max_concurrent_tasks)
+                    limit = held + extra
+                if not limit:
+                    return written, []
                 claims_made = True
                 self._dirty = False
                 # Read the clock after clearing _dirty (see tick): a start committed just
@@ -453,7 +462,7 @@ class Executor:
             self._slots.give_back(held + extra - len(claimed))
         if claims_made:
             self._backlog = len(claimed) == limit
-        if failed or not limit or len(claimed) == limit > 0:
+        if failed or not claims or (wanted and len(claimed) == limit):
             self._dirty = True  # the loop claims (again): this round could not or did not finish
         for claim in claimed:
             self._dispatch(*claim)

@@ -11,14 +11,21 @@ from cloaca.clock import from_db_time, to_db_time
 from cloaca.store.db import Tx
 from cloaca.store.group import QueryGroup
 from cloaca.store.records import (
+    ClaimedTask,
     ExecutionRecord,
     ExecutionStatus,
+    FinishedTask,
+    FinishInputs,
     NewTask,
     TaskExecutionRecord,
     TaskStatus,
 )
 from cloaca.store.retry import read_retrying
-from cloaca.store.tasks import with_history
+from cloaca.store.tasks import finish_params, with_history
+
+#: Dialects whose SQL records a task's final outcome and counts it in one statement
+#: (``task_finish_counting``, a data-modifying CTE); the others run the three statements.
+_ONE_STATEMENT_FINISH = frozenset({"postgres"})
 
 
 class ExecutionQueries(QueryGroup):
@@ -89,9 +96,7 @@ class ExecutionQueries(QueryGroup):
         rows = tx.all("execution_contexts", {"ids": json.dumps(sorted(set(execution_ids)))})
         return {r["id"]: r["context"] for r in rows}
 
-    def finish_inputs(
-        self, tx: Tx, execution_id: str
-    ) -> tuple[str, dict[str, tuple[TaskStatus, str | None, str | None]]]:
+    def finish_inputs(self, tx: Tx, execution_id: str) -> FinishInputs:
         """What ending an execution needs, in one statement: its input context JSON, and
         task id -> (status, output JSON, error) for each of its task executions."""
         context = "{}"
@@ -102,6 +107,56 @@ class ExecutionQueries(QueryGroup):
             else:
                 results[r["task_id"]] = (TaskStatus(r["status"]), r["output"], r["error"])
         return context, results
+
+    def finish_task(
+        self,
+        tx: Tx,
+        claimed: ClaimedTask,
+        runner_id: str,
+        *,
+        status: TaskStatus,
+        now: datetime,
+        output_json: str | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> FinishedTask:
+        """Record an attempt's final outcome (Completed or Failed) as
+        ``TaskQueries.finish_attempt`` does and, if this runner still owned it,
+        :meth:`lock_counting_finished` its execution, with :meth:`finish_inputs` when no
+        task is left unfinished: one round trip where the dialect allows it."""
+        params = finish_params(claimed, runner_id, status, now, output_json, error, traceback)
+        execution_id = claimed.execution_id
+        if self.db.dialect not in _ONE_STATEMENT_FINISH:
+            if tx.run("task_finish_attempt", params) == 0:
+                return FinishedTask(False)
+            locked = self.lock_counting_finished(tx, execution_id, 1)
+            if locked is None:
+                return FinishedTask(True)
+            state, remaining = locked
+            ending = remaining <= 0 and not state.is_terminal
+            inputs = self.finish_inputs(tx, execution_id) if ending else None
+            return FinishedTask(True, state, remaining, inputs)
+        rows = tx.all("task_finish_counting", {**params, "execution_id": execution_id})
+        head = next(r for r in rows if r["task_id"] is None)
+        if not head["owned"]:
+            return FinishedTask(False)
+        if head["status"] is None:
+            return FinishedTask(True)
+        state, remaining = ExecutionStatus(head["status"]), int(head["remaining_tasks"])
+        if remaining > 0 or state.is_terminal:
+            return FinishedTask(True, state, remaining)
+        results = {
+            r["task_id"]: (TaskStatus(r["task_status"]), r["output"], r["error"])
+            for r in rows
+            if r["task_id"] is not None
+        }
+        context = head["context"]
+        if any(not s.is_terminal for s, _, _ in results.values()):
+            # The statement's snapshot predates the lock: a task that finished while it
+            # waited for the lock is missing. Read them again, after the lock.
+            context, results = self.finish_inputs(tx, execution_id)
+        results[claimed.task_id] = (status, output_json, error)
+        return FinishedTask(True, state, remaining, (context, results))
 
     def lock(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
         """Lock an execution's row until ``tx`` ends and return its status (None if it does

@@ -87,26 +87,12 @@ class TaskQueries(QueryGroup):
         attempt, still Running). ``status`` Ready with ``retry_at`` schedules a retry.
         ``error`` and ``traceback`` stay on the row until the next attempt's outcome.
         Returns False when the claim was lost (timed out, taken over, cancelled)."""
-        terminal = status.is_terminal
         if status is TaskStatus.READY:
             self.notices.ready(tx)  # a retry: other runners learn its ready_at
-        return (
-            tx.run(
-                "task_finish_attempt",
-                {
-                    "id": claimed.id,
-                    "attempt": claimed.attempt,
-                    "runner_id": runner_id,
-                    "status": str(status),
-                    "output": output_json,
-                    "error": error,
-                    "traceback": traceback,
-                    "ready_at": to_db_time(retry_at) if retry_at else None,
-                    "completed_at": to_db_time(now) if terminal else None,
-                },
-            )
-            > 0
+        params = finish_params(
+            claimed, runner_id, status, now, output_json, error, traceback, retry_at
         )
+        return tx.run("task_finish_attempt", params) > 0
 
     def record_attempts(self, tx: Tx, runner_id: str, attempts: Sequence[NewAttempt]) -> None:
         """Add attempts to the history, each only if this runner still owns it (as
@@ -196,6 +182,30 @@ class TaskQueries(QueryGroup):
         return read_retrying(
             self.db, lambda tx: read_task_list(tx, execution_id), "reading task executions"
         )
+
+
+def finish_params(
+    claimed: ClaimedTask,
+    runner_id: str,
+    status: TaskStatus,
+    now: datetime,
+    output_json: str | None,
+    error: str | None,
+    traceback: str | None,
+    retry_at: datetime | None = None,
+) -> dict[str, object]:
+    """The parameters of ``task_finish_attempt`` (and ``task_finish_counting``)."""
+    return {
+        "id": claimed.id,
+        "attempt": claimed.attempt,
+        "runner_id": runner_id,
+        "status": str(status),
+        "output": output_json,
+        "error": error,
+        "traceback": traceback,
+        "ready_at": to_db_time(retry_at) if retry_at else None,
+        "completed_at": to_db_time(now) if status.is_terminal else None,
+    }
 
 
 def read_task_list(tx: Tx, execution_id: str) -> list[TaskExecutionRecord]:
