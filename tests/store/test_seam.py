@@ -222,3 +222,47 @@ def test_a_failed_statement_nobody_waited_for_rolls_the_whole_transaction_back(
         with store.write() as tx:
             tx.send("execution_insert", {**row, "id": f"e-{_}"})
         assert store.executions.get(f"e-{_}") is not None
+
+
+def test_a_later_statement_gives_its_rows_once_the_transaction_committed(
+    backend: Backend,
+) -> None:
+    """``Tx.later``: the statement runs inside the transaction (its rows show what it did
+    there, and it commits or rolls back with the rest); its rows are read afterwards."""
+    store = backend.open()
+    claimed_at = datetime(2026, 1, 1, tzinfo=UTC)
+    with store.write() as tx:
+        store.executions.insert(
+            tx,
+            execution_id="e1",
+            workflow_name="wf",
+            version="v",
+            context_json="{}",
+            tasks=[NewTask("a", 0, 1, TaskStatus.READY), NewTask("b", 1, 1, TaskStatus.READY)],
+            now=claimed_at,
+            running=True,
+        )
+        later = store.tasks.claim_execution_later(tx, "r1", "e1", 5, claimed_at)
+        if backend.dialect == "postgres":
+            with pytest.raises(StoreError):
+                later.rows  # noqa: B018 (reading it is the test)
+    claimed = sorted(r["task_id"] for r in later.rows)
+    assert claimed == ["a", "b"]
+    assert {t.status for t in store.tasks.list_for("e1")} == {TaskStatus.RUNNING}
+    duplicate = {
+        "id": "e1",
+        "workflow_name": "wf",
+        "version": "v",
+        "context": "{}",
+        "remaining": 1,
+        "now": "2026-01-01T00:00:00.000000Z",
+        "status": "Pending",
+        "started_at": None,
+    }
+    with pytest.raises(StoreError), store.write() as tx:  # rolled back with the rest
+        tx.later(
+            "task_claim_execution",
+            {"runner_id": "r2", "limit": 5, "now": "x", "execution_id": "e1"},
+        )
+        tx.send("execution_insert", duplicate)  # a unique violation
+    assert {t.claimed_by for t in store.tasks.list_for("e1")} == {"r1"}

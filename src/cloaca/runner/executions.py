@@ -31,6 +31,7 @@ from cloaca.runner.waiters import Waiters
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ExecutionRecord, ExecutionStatus
+from cloaca.store.tasks import claimed_from
 from cloaca.workflows.registry import get_workflow
 from cloaca.workflows.workflow import Workflow
 
@@ -236,9 +237,13 @@ class Executions:
                     running=reserved > 0,
                 )
                 if reserved:
-                    claimed = engine.claim_in(
-                        tx, [shape.name], reserved, now, execution_id, {execution_id: text}
+                    # Claimed as this process's runner (the Store's origin); the claimed
+                    # rows come back with the COMMIT. A root's input is the execution's.
+                    later = self._store.tasks.claim_execution_later(
+                        tx, self._store.origin, execution_id, reserved, now
                     )
+            if reserved:
+                claimed = [(c, json.loads(text)) for c in claimed_from(later)]
         finally:
             engine.adopt(claimed, reserved)
         if reserved < roots:

@@ -36,6 +36,27 @@ def limit_param(limit: int | None) -> int:
 Row = Mapping[str, Any]
 
 
+class Later:
+    """The rows of a statement sent with :meth:`Queries.later`: readable once its
+    transaction has committed (on PostgreSQL they arrive with the COMMIT)."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Row] | None = None) -> None:
+        self._rows = rows
+
+    def set(self, rows: list[Row]) -> None:
+        """The driver hands over the rows."""
+        self._rows = rows
+
+    @property
+    def rows(self) -> list[Row]:
+        """The statement's rows (``StoreError`` before its transaction committed)."""
+        if self._rows is None:
+            raise StoreError("a later statement's rows are read before its transaction ended")
+        return self._rows
+
+
 @runtime_checkable
 class Queries(Protocol):
     """Capability: run the dialect's named queries inside one open transaction."""
@@ -60,6 +81,14 @@ class Queries(Protocol):
         """Run a statement whose result nobody reads. PostgreSQL sends it with the next
         statement whose result is read, or with the COMMIT, so it costs no round trip of
         its own; its error, if any, is raised there at the latest."""
+        ...
+
+    def later(self, query: str, params: Params | None = None) -> Later:
+        """Run a statement whose rows the caller reads only after the transaction
+        committed (a claim whose claimed rows are used once the claim is durable).
+        PostgreSQL sends it with the COMMIT, so it costs no round trip of its own; the
+        rows show what the statement did inside the transaction, which commits as a
+        whole or not at all. Nothing may depend on them inside the transaction."""
         ...
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cloaca.clock import from_db_time, to_db_time
-from cloaca.store.db import Tx
+from cloaca.store.db import Later, Tx
 from cloaca.store.group import QueryGroup
 from cloaca.store.records import (
     AttemptRecord,
@@ -61,6 +61,21 @@ class TaskQueries(QueryGroup):
             ids = json.dumps(sorted({c.execution_id for c in claimed}))
             tx.send("execution_mark_running", {"ids": ids, "now": stamp})
         return claimed
+
+    def claim_execution_later(
+        self, tx: Tx, runner_id: str, execution_id: str, limit: int, now: datetime
+    ) -> Later:
+        """Claim up to ``limit`` Ready task executions of one execution inside ``tx`` (the
+        roots, by the transaction that creates the execution Running), with the claimed
+        rows read only once ``tx`` committed (:func:`claimed_from`): on PostgreSQL the
+        claim travels with the COMMIT and costs no round trip of its own."""
+        params = {
+            "runner_id": runner_id,
+            "limit": limit,
+            "now": to_db_time(now),
+            "execution_id": execution_id,
+        }
+        return tx.later("task_claim_execution", params)
 
     def next_ready_at(self, workflow_names: Iterable[str]) -> datetime | None:
         """Earliest ``ready_at`` among Ready task executions of the given workflows."""
@@ -182,6 +197,12 @@ class TaskQueries(QueryGroup):
         return read_retrying(
             self.db, lambda tx: read_task_list(tx, execution_id), "reading task executions"
         )
+
+
+def claimed_from(later: Later) -> list[ClaimedTask]:
+    """The task executions a committed :meth:`TaskQueries.claim_execution_later` claimed,
+    oldest first."""
+    return sorted((ClaimedTask.from_row(r) for r in later.rows), key=lambda c: c.id)
 
 
 def finish_params(

@@ -20,6 +20,7 @@ from cloaca.errors import ConnectionFailed, ValidationError
 from cloaca.names import MAX_IDENTIFIER_BYTES, check_schema_name
 from cloaca.store.db import (
     Database,
+    Later,
     Params,
     Row,
     StoreError,
@@ -114,13 +115,15 @@ class _PgTx(CursorTx):
 
     # notified: payloads this transaction already sent; PostgreSQL delivers identical
     # notifications of one transaction once, so sending one again would only cost a trip.
-    __slots__ = ("notified", "_pipeline", "_db")
+    # pending: statements sent with later(), each on a cursor of its own, read at COMMIT.
+    __slots__ = ("notified", "_pipeline", "_db", "pending")
 
     def __init__(self, db: PostgresDatabase, cur: Any, pipeline: Any = None) -> None:
         super().__init__(cur, db._queries, "postgres")
         self.notified: set[str] = set()
         self._pipeline = pipeline
         self._db = db
+        self.pending: list[tuple[Any, Later]] = []
 
     def _execute(self, query: str, params: Params | None) -> None:
         self._cur.execute(self._sql(query), params or {})
@@ -145,6 +148,23 @@ class _PgTx(CursorTx):
 
     def send(self, query: str, params: Params | None = None) -> None:
         self._cur.execute(self._sql(query), params or {})
+
+    def later(self, query: str, params: Params | None = None) -> Later:
+        if self._pipeline is None:  # a read: nothing to ride on
+            return Later(self.all(query, params))
+        # Its own cursor keeps its result apart from the statements that follow.
+        cur = self._cur.connection.cursor()
+        cur.execute(self._sql(query), params or {})
+        later = Later()
+        self.pending.append((cur, later))
+        return later
+
+    def collect(self) -> None:
+        """After the COMMIT's sync: hand each later() statement its rows."""
+        for cur, later in self.pending:
+            later.set(list(cur.fetchall()) if cur.description is not None else [])
+            cur.close()
+        self.pending.clear()
 
 
 class PostgresDatabase:
@@ -259,6 +279,7 @@ class PostgresDatabase:
                     cur.execute("COMMIT")
                     self.round_trips += 1
                     pipeline.sync()  # errors of statements still in the buffer raise here
+                    tx.collect()
         except self._psycopg.OperationalError as exc:
             # Lost connections, pool timeouts, serialization failures, deadlocks, lock
             # timeouts, admin shutdowns: the whole transaction may succeed if tried again.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from cloaca.errors import ValidationError
 from cloaca.store.db import (
     Database,
+    Later,
     Params,
     Row,
     StoreError,
@@ -48,6 +49,9 @@ class _SqliteTx(CursorTx):
 
     def send(self, query: str, params: Params | None = None) -> None:
         self._cur.execute(self._sql(query), params or {})
+
+    def later(self, query: str, params: Params | None = None) -> Later:
+        return Later(self.all(query, params))
 
 
 class SqliteDatabase:
