@@ -8,8 +8,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cloaca.clock import from_db_time, to_db_time
-from cloaca.store.db import Tx
-from cloaca.store.group import QueryGroup
+from cloaca.store.db import Database, Row, Tx
+from cloaca.store.expected import ExpectedResults
+from cloaca.store.group import Notices, QueryGroup
 from cloaca.store.records import (
     ClaimedTask,
     ExecutionRecord,
@@ -28,8 +29,25 @@ from cloaca.store.tasks import finish_params, with_history
 _ONE_STATEMENT_FINISH = frozenset({"postgres"})
 
 
+def _with_tasks(rows: list[Row]) -> tuple[ExecutionRecord | None, list[TaskExecutionRecord]]:
+    """The execution and its task executions from the rows of ``execution_with_tasks``."""
+    if not rows:
+        return None, []
+    tasks = [
+        TaskExecutionRecord.from_row({k[2:]: r[k] for k in r.keys() if k[:2] == "t_"})  # noqa: SIM118 (sqlite3.Row iterates values)
+        for r in rows
+        if r["t_id"] is not None
+    ]
+    return ExecutionRecord.from_row(rows[0]), tasks
+
+
 class ExecutionQueries(QueryGroup):
     """``Store.executions``: workflow executions."""
+
+    def __init__(self, db: Database, notices: Notices) -> None:
+        super().__init__(db, notices)
+        #: Executions a thread of this process waits for (see :meth:`finished_result`).
+        self.expected = ExpectedResults()
 
     # -- the engine's write path --------------------------------------------------------------
 
@@ -221,6 +239,8 @@ class ExecutionQueries(QueryGroup):
         if changed:
             tx.send("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
             self.notices.finished(tx, execution_id)
+            if active:  # every task is final: the execution is as its waiters will see it
+                self.expected.read_in(tx, execution_id)
         return changed
 
     # -- reads (each in its own read transaction) -----------------------------------------------
@@ -253,17 +273,23 @@ class ExecutionQueries(QueryGroup):
                 "execution_with_tasks",
                 {"id": execution_id, "with_tasks": 0 if tasks_unless_active else 1},
             )
-            if not rows:
-                return None, []
-            record = ExecutionRecord.from_row(rows[0])
-            tasks = [
-                TaskExecutionRecord.from_row({k[2:]: r[k] for k in r.keys() if k[:2] == "t_"})  # noqa: SIM118 (sqlite3.Row iterates values)
-                for r in rows
-                if r["t_id"] is not None
-            ]
-            return record, with_history(tx, execution_id, tasks)
+            record, tasks = _with_tasks(rows)
+            return record, with_history(tx, execution_id, tasks) if record else []
 
         return read_retrying(self.db, read, "reading an execution")
+
+    def finished_result(
+        self, execution_id: str, wait: float = 0.0
+    ) -> tuple[ExecutionRecord, list[TaskExecutionRecord]] | None:
+        """:meth:`get_with_tasks` of an execution :attr:`expected` here, as the
+        transaction that ended it (in this process) read it with its COMMIT; None when
+        there is none, or when the attempt history would need a read of its own.
+        ``wait``: seconds at most for that transaction to end (see ExpectedResults.rows)."""
+        rows = self.expected.rows(execution_id, wait)
+        record, tasks = _with_tasks(rows or [])
+        if record is None or any(t.may_have_history for t in tasks):
+            return None
+        return record, [t.with_history([]) for t in tasks]
 
     def list_newest(
         self, workflow_name: str | None, status: str | None, limit: int, offset: int

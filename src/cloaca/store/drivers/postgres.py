@@ -20,15 +20,12 @@ from cloaca.errors import ConnectionFailed, ValidationError
 from cloaca.names import MAX_IDENTIFIER_BYTES, check_schema_name
 from cloaca.store.db import (
     Database,
-    Later,
-    Params,
-    Row,
     StoreError,
     TransientStoreError,
     Tx,
     load_queries,
 )
-from cloaca.store.drivers.cursor import CursorTx
+from cloaca.store.drivers.pg_tx import PgReadTx, PgTx, PgWriteTx
 from cloaca.store.drivers.urls import masked_url
 from cloaca.store.retry import Backoff
 
@@ -105,66 +102,6 @@ def _import_psycopg() -> Any:
             "PostgreSQL URLs need psycopg 3 and psycopg-pool: pip install 'cloaca[postgres]'"
         ) from exc
     return psycopg
-
-
-class _PgTx(CursorTx):
-    """One transaction on a pooled connection. A write transaction runs in pipeline mode:
-    its BEGIN and every :meth:`send` statement wait in the client's buffer and go to the
-    server with the next statement whose result is read (or with the COMMIT), so they cost
-    no round trip of their own. A read runs each statement on its own (autocommit)."""
-
-    # notified: payloads this transaction already sent; PostgreSQL delivers identical
-    # notifications of one transaction once, so sending one again would only cost a trip.
-    # pending: statements sent with later(), each on a cursor of its own, read at COMMIT.
-    __slots__ = ("notified", "_pipeline", "_db", "pending")
-
-    def __init__(self, db: PostgresDatabase, cur: Any, pipeline: Any = None) -> None:
-        super().__init__(cur, db._queries, "postgres")
-        self.notified: set[str] = set()
-        self._pipeline = pipeline
-        self._db = db
-        self.pending: list[tuple[Any, Later]] = []
-
-    def _execute(self, query: str, params: Params | None) -> None:
-        self._cur.execute(self._sql(query), params or {})
-        if self._pipeline is not None:
-            self._pipeline.sync()  # this result is read now: one round trip
-        self._db.round_trips += 1
-
-    def one(self, query: str, params: Params | None = None) -> Row | None:
-        self._execute(query, params)
-        if self._cur.description is None:
-            return None
-        rows = self._cur.fetchall()
-        return rows[0] if rows else None
-
-    def all(self, query: str, params: Params | None = None) -> list[Row]:
-        self._execute(query, params)
-        return list(self._cur.fetchall()) if self._cur.description is not None else []
-
-    def run(self, query: str, params: Params | None = None) -> int:
-        self._execute(query, params)
-        return int(self._cur.rowcount)
-
-    def send(self, query: str, params: Params | None = None) -> None:
-        self._cur.execute(self._sql(query), params or {})
-
-    def later(self, query: str, params: Params | None = None) -> Later:
-        if self._pipeline is None:  # a read: nothing to ride on
-            return Later(self.all(query, params))
-        # Its own cursor keeps its result apart from the statements that follow.
-        cur = self._cur.connection.cursor()
-        cur.execute(self._sql(query), params or {})
-        later = Later()
-        self.pending.append((cur, later))
-        return later
-
-    def collect(self) -> None:
-        """After the COMMIT's sync: hand each later() statement its rows."""
-        for cur, later in self.pending:
-            later.set(list(cur.fetchall()) if cur.description is not None else [])
-            cur.close()
-        self.pending.clear()
 
 
 class PostgresDatabase:
@@ -261,25 +198,25 @@ class PostgresDatabase:
             ) from exc
 
     @contextmanager
-    def _transaction(self, begin: bool = True) -> Iterator[_PgTx]:
+    def _transaction(self, begin: bool = True) -> Iterator[PgReadTx | PgWriteTx]:
         try:
-            with self._pool.connection() as conn, conn.cursor() as cur:
+            with self._pool.connection() as conn:
                 if not begin:
-                    yield _PgTx(self, cur)
+                    with conn.cursor() as cur:
+                        yield PgReadTx(self, cur)
                     return
-                with conn.pipeline() as pipeline:
-                    # Sent with the first statement whose result is read, not on its own.
-                    cur.execute("BEGIN")
-                    tx = _PgTx(self, cur, pipeline)
+                with self._psycopg.ClientCursor(conn) as cur:
+                    tx = PgWriteTx(self, cur)
                     try:
                         yield tx
                     except BaseException:
-                        _rollback(cur, pipeline)
+                        _rollback(tx)
                         raise
-                    cur.execute("COMMIT")
-                    self.round_trips += 1
-                    pipeline.sync()  # errors of statements still in the buffer raise here
-                    tx.collect()
+                    try:
+                        tx.commit()
+                    except BaseException:
+                        _rollback(tx)  # a statement that waited for the COMMIT failed
+                        raise
         except self._psycopg.OperationalError as exc:
             # Lost connections, pool timeouts, serialization failures, deadlocks, lock
             # timeouts, admin shutdowns: the whole transaction may succeed if tried again.
@@ -311,7 +248,7 @@ class PostgresDatabase:
     def notify(self, tx: Tx, payload: str) -> None:
         """``pg_notify`` on this database's channel: listeners hear it when ``tx`` commits
         (once per payload and transaction, as PostgreSQL delivers it)."""
-        sent = tx.notified if isinstance(tx, _PgTx) else None
+        sent = tx.notified if isinstance(tx, PgTx) else None
         if sent is not None:
             if payload in sent:
                 return
@@ -402,17 +339,11 @@ class PostgresDatabase:
         self._pool.close()
 
 
-def _rollback(cur: Any, pipeline: Any) -> None:
-    """End a failed write transaction. A statement that failed aborts the pipeline: sync
-    past it, then roll back (a broken connection is discarded by the pool anyway)."""
+def _rollback(tx: PgWriteTx) -> None:
+    """End a failed write transaction (a broken connection is discarded by the pool)."""
     try:
-        pipeline.sync()
+        tx.rollback()
     except Exception:  # the error being raised already says what went wrong
-        pass
-    try:
-        cur.execute("ROLLBACK")
-        pipeline.sync()
-    except Exception:
         log.debug("rollback after a failed transaction failed", exc_info=True)
 
 
@@ -432,4 +363,5 @@ def _close_quietly(conn: Any) -> None:
 
 if TYPE_CHECKING:  # mypy checks this driver against every capability of the seam
     _database: type[Database] = PostgresDatabase
-    _tx: type[Tx] = _PgTx
+    _read_tx: type[Tx] = PgReadTx
+    _write_tx: type[Tx] = PgWriteTx
