@@ -149,7 +149,6 @@ class PostgresDatabase:
             # Only connections that sat idle are pinged: a ping is a round trip, and one
             # in constant use would have failed (and been discarded) in use already.
             check=self._check_idle,
-            reset=self._note_returned,
             open=True,
             name="cloaca",
         )
@@ -176,7 +175,10 @@ class PostgresDatabase:
             # Anything else (refused, timed out) may be a server starting: the pool retries.
 
     def _note_returned(self, conn: Any) -> None:
-        """Pool callback: a connection came back; remember when (see ``_check_idle``)."""
+        """A connection goes back to the pool; remember when (see ``_check_idle``). Not
+        the pool's ``reset`` callback: with one, the pool hands every returned connection
+        to a worker thread, a thread switch per transaction (and a connection not yet
+        back when the next transaction asks for one)."""
         self._returned_at[id(conn)] = time.monotonic()
 
     def _check_idle(self, conn: Any) -> None:
@@ -201,22 +203,25 @@ class PostgresDatabase:
     def _transaction(self, begin: bool = True) -> Iterator[PgReadTx | PgWriteTx]:
         try:
             with self._pool.connection() as conn:
-                if not begin:
-                    with conn.cursor() as cur:
-                        yield PgReadTx(self, cur)
-                    return
-                with self._psycopg.ClientCursor(conn) as cur:
-                    tx = PgWriteTx(self, cur)
-                    try:
-                        yield tx
-                    except BaseException:
-                        _rollback(tx)
-                        raise
-                    try:
-                        tx.commit()
-                    except BaseException:
-                        _rollback(tx)  # a statement that waited for the COMMIT failed
-                        raise
+                try:
+                    if not begin:
+                        with conn.cursor() as cur:
+                            yield PgReadTx(self, cur)
+                        return
+                    with self._psycopg.ClientCursor(conn) as cur:
+                        tx = PgWriteTx(self, cur)
+                        try:
+                            yield tx
+                        except BaseException:
+                            _rollback(tx)
+                            raise
+                        try:
+                            tx.commit()
+                        except BaseException:
+                            _rollback(tx)  # a statement that waited for the COMMIT failed
+                            raise
+                finally:
+                    self._note_returned(conn)
         except self._psycopg.OperationalError as exc:
             # Lost connections, pool timeouts, serialization failures, deadlocks, lock
             # timeouts, admin shutdowns: the whole transaction may succeed if tried again.
