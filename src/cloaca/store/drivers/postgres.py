@@ -12,6 +12,7 @@ import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from cloaca.store.db import (
     Tx,
     load_queries,
 )
-from cloaca.store.drivers.pg_tx import PgReadTx, PgTx, PgWriteTx
+from cloaca.store.drivers.pg_tx import PgReadTx, PgTx, PgWriteTx, Prepared
 from cloaca.store.drivers.urls import masked_url
 from cloaca.store.retry import Backoff
 
@@ -130,6 +131,8 @@ class PostgresDatabase:
         # report them per execution; each costs a network round trip).
         self.round_trips = 0
         self._returned_at: dict[int, float] = {}
+        # Per pooled connection: the named queries prepared on it (see pg_tx.Prepared).
+        self._prepared: weakref.WeakKeyDictionary[Any, Prepared] = weakref.WeakKeyDictionary()
         self._connect_once(url)
         if schema:
             self._create_schema(url, schema)
@@ -208,8 +211,11 @@ class PostgresDatabase:
                         with conn.cursor() as cur:
                             yield PgReadTx(self, cur)
                         return
+                    prepared = self._prepared.get(conn)
+                    if prepared is None:
+                        prepared = self._prepared[conn] = Prepared()
                     with self._psycopg.ClientCursor(conn) as cur:
-                        tx = PgWriteTx(self, cur)
+                        tx = PgWriteTx(self, cur, prepared)
                         try:
                             yield tx
                         except BaseException:
@@ -220,6 +226,8 @@ class PostgresDatabase:
                         except BaseException:
                             _rollback(tx)  # a statement that waited for the COMMIT failed
                             raise
+                    if prepared.wanted:  # first runs on this connection: plan them once
+                        prepared.prepare_wanted(conn, self._queries)
                 finally:
                     self._note_returned(conn)
         except self._psycopg.OperationalError as exc:
