@@ -265,3 +265,26 @@ def test_a_later_statement_gives_its_rows_once_the_transaction_committed(
         )
         tx.send("execution_insert", duplicate)  # a unique violation
     assert {t.claimed_by for t in store.tasks.list_for("e1")} == {"r1"}
+
+
+def test_statements_prepared_on_a_connection_come_back_after_the_server_dropped_them(
+    backend: Backend,
+) -> None:
+    """PostgreSQL runs each named query prepared once it ran on a connection. If the
+    server forgets them (DEALLOCATE ALL), the next transaction is transient: run again, it
+    succeeds, and the statements are prepared anew."""
+    if backend.dialect != "postgres":
+        pytest.skip("prepared statements are the PostgreSQL driver's")
+    store = backend.open()
+
+    def status(tx: Tx) -> ExecutionStatus | None:
+        return store.executions.status(tx, "nope")
+
+    for _ in range(3):  # run, prepared after the first transaction, run prepared
+        assert store.write_retrying(status, "reading a status") is None
+    with store.write() as tx:
+        tx.script("DEALLOCATE ALL")
+    for _ in range(3):
+        assert store.write_retrying(status, "reading a status") is None
+        with store.read() as tx:
+            assert status(tx) is None

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cloaca.clock import from_db_time, to_db_time
+from cloaca.store.contexts import ContextCache
 from cloaca.store.db import Database, Row, Tx
 from cloaca.store.expected import ExpectedResults
 from cloaca.store.group import Notices, QueryGroup
@@ -48,6 +49,7 @@ class ExecutionQueries(QueryGroup):
         super().__init__(db, notices)
         #: Executions a thread of this process waits for (see :meth:`finished_result`).
         self.expected = ExpectedResults()
+        self._contexts = ContextCache()
 
     # -- the engine's write path --------------------------------------------------------------
 
@@ -105,14 +107,33 @@ class ExecutionQueries(QueryGroup):
             self.notices.ready(tx)
 
     def context(self, tx: Tx, execution_id: str) -> str:
-        """The input context JSON of an execution."""
+        """The input context JSON of an execution (it never changes: read once here)."""
+        known = self._contexts.get(execution_id)
+        if known is not None:
+            return known
         row = tx.one("execution_context", {"id": execution_id})
-        return row["context"] if row else "{}"
+        if row is None:
+            return "{}"
+        self._contexts.put(execution_id, row["context"])
+        return str(row["context"])
 
     def contexts(self, tx: Tx, execution_ids: Iterable[str]) -> dict[str, str]:
-        """Execution id -> input context JSON, for several executions in one statement."""
-        rows = tx.all("execution_contexts", {"ids": json.dumps(sorted(set(execution_ids)))})
-        return {r["id"]: r["context"] for r in rows}
+        """Execution id -> input context JSON, for several executions in one statement
+        (none for those read before)."""
+        found: dict[str, str] = {}
+        unknown: set[str] = set()
+        for execution_id in execution_ids:
+            known = self._contexts.get(execution_id)
+            if known is None:
+                unknown.add(execution_id)
+            else:
+                found[execution_id] = known
+        if unknown:
+            rows = tx.all("execution_contexts", {"ids": json.dumps(sorted(unknown))})
+            for r in rows:
+                found[r["id"]] = r["context"]
+                self._contexts.put(r["id"], r["context"])
+        return found
 
     def finish_inputs(self, tx: Tx, execution_id: str) -> FinishInputs:
         """What ending an execution needs, in one statement: its input context JSON, and

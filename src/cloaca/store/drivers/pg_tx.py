@@ -17,8 +17,9 @@ connection has run once is then prepared on it (:class:`Prepared`, right after t
 transaction, outside any), and later runs as ``EXECUTE q_<name>(<literals>)``: planned
 once per connection, as psycopg's own prepared statements were.
 
-A read (:class:`PgReadTx`) runs each statement on its own, autocommit, with server-side
-binding (and prepared statements once psycopg has seen a query a few times).
+A read (:class:`PgReadTx`) runs each statement on its own, autocommit, the same way.
+psycopg's own prepared statements are off (``prepare_threshold=None``): psycopg answers
+a ROLLBACK with ``DEALLOCATE ALL`` when it has prepared anything, which would drop ours.
 """
 
 from __future__ import annotations
@@ -79,16 +80,32 @@ class Prepared:
 
 
 class PgTx(CursorTx):
-    """What both kinds of PostgreSQL transaction share. ``notified``: payloads this
-    transaction already sent; PostgreSQL delivers identical notifications of one
-    transaction once, so sending one again would only cost work."""
+    """What both kinds of PostgreSQL transaction share: ``_cur`` is a ``ClientCursor`` on
+    the borrowed connection, and :meth:`_bind` turns a named query into the text to send.
+    ``notified``: payloads this transaction already sent; PostgreSQL delivers identical
+    notifications of one transaction once, so sending one again would only cost work."""
 
-    __slots__ = ("notified", "_db")
+    __slots__ = ("notified", "_db", "_prepared")
 
-    def __init__(self, db: PostgresDatabase, cur: Any) -> None:
+    def __init__(self, db: PostgresDatabase, cur: Any, prepared: Prepared) -> None:
         super().__init__(cur, db._queries, "postgres")
         self.notified: set[str] = set()
         self._db = db
+        self._prepared = prepared
+
+    def _bind(self, query: str, params: Params | None) -> str:
+        sql = self._sql(query)
+        prepared = self._prepared
+        if query in prepared.ready:
+            _, names = positional(sql)
+            if not names:
+                return f"EXECUTE q_{query}"
+            given = params or {}
+            args = self._cur.mogrify(", ".join(["%s"] * len(names)), [given[n] for n in names])
+            return f"EXECUTE q_{query}({args})"
+        if query not in prepared.failed:
+            prepared.wanted.add(query)
+        return str(self._cur.mogrify(sql, params or {}))
 
 
 class PgReadTx(PgTx):
@@ -97,7 +114,7 @@ class PgReadTx(PgTx):
     __slots__ = ()
 
     def _execute(self, query: str, params: Params | None) -> None:
-        self._cur.execute(self._sql(query), params or {})
+        self._cur.execute(self._bind(query, params))
         self._db.round_trips += 1
 
     def one(self, query: str, params: Params | None = None) -> Row | None:
@@ -118,6 +135,10 @@ class PgReadTx(PgTx):
     def send(self, query: str, params: Params | None = None) -> None:
         self._execute(query, params)
 
+    def run_many(self, query: str, params: Any) -> None:
+        for one in params:
+            self._execute(query, one)
+
     def later(self, query: str, params: Params | None = None) -> Later:
         later = Later()
         later.set(self.all(query, params))  # autocommit: it is committed already
@@ -126,33 +147,18 @@ class PgReadTx(PgTx):
 
 class PgWriteTx(PgTx):
     """A write transaction whose statements wait in a buffer until a result is read (see
-    the module's docstring). ``_cur`` is a ``ClientCursor`` on the borrowed connection."""
+    the module's docstring)."""
 
-    __slots__ = ("_buffer", "_later_at", "_ready", "_began", "_prepared")
+    __slots__ = ("_buffer", "_later_at", "_ready", "_began")
 
     def __init__(self, db: PostgresDatabase, cur: Any, prepared: Prepared) -> None:
-        super().__init__(db, cur)
-        self._prepared = prepared
+        super().__init__(db, cur, prepared)
         self._buffer: list[str] = ["BEGIN"]
         # Statements of the buffer sent with later(): their index -> what receives the rows.
         self._later_at: dict[int, Later] = {}
         # Rows of later() statements already run, handed over at the COMMIT.
         self._ready: list[tuple[Later, list[Row]]] = []
         self._began = False  # BEGIN has reached the server
-
-    def _bind(self, query: str, params: Params | None) -> str:
-        sql = self._sql(query)
-        prepared = self._prepared
-        if query in prepared.ready:
-            _, names = positional(sql)
-            if not names:
-                return f"EXECUTE q_{query}"
-            given = params or {}
-            args = self._cur.mogrify(", ".join(["%s"] * len(names)), [given[n] for n in names])
-            return f"EXECUTE q_{query}({args})"
-        if query not in prepared.failed:
-            prepared.wanted.add(query)
-        return str(self._cur.mogrify(sql, params or {}))
 
     def _flush(self) -> None:
         """Send the buffer as one query string and wait for its results; the cursor is left

@@ -145,7 +145,9 @@ class PostgresDatabase:
             url,
             min_size=1,
             max_size=max(1, pool_size),
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            # No psycopg prepared statements: ours are (see pg_tx), and psycopg would drop
+            # them with DEALLOCATE ALL after a ROLLBACK.
+            kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
             configure=configure,
             # A connection the server dropped (restart, failover, pg_terminate_backend)
             # is found out and replaced before it is handed out, not by the transaction.
@@ -206,28 +208,32 @@ class PostgresDatabase:
     def _transaction(self, begin: bool = True) -> Iterator[PgReadTx | PgWriteTx]:
         try:
             with self._pool.connection() as conn:
+                prepared = self._prepared.get(conn)
+                if prepared is None:
+                    prepared = self._prepared[conn] = Prepared()
                 try:
-                    if not begin:
-                        with conn.cursor() as cur:
-                            yield PgReadTx(self, cur)
-                        return
-                    prepared = self._prepared.get(conn)
-                    if prepared is None:
-                        prepared = self._prepared[conn] = Prepared()
                     with self._psycopg.ClientCursor(conn) as cur:
-                        tx = PgWriteTx(self, cur, prepared)
-                        try:
-                            yield tx
-                        except BaseException:
-                            _rollback(tx)
-                            raise
-                        try:
-                            tx.commit()
-                        except BaseException:
-                            _rollback(tx)  # a statement that waited for the COMMIT failed
-                            raise
+                        if not begin:
+                            yield PgReadTx(self, cur, prepared)
+                        else:
+                            tx = PgWriteTx(self, cur, prepared)
+                            try:
+                                yield tx
+                            except BaseException:
+                                _rollback(tx)
+                                raise
+                            try:
+                                tx.commit()
+                            except BaseException:
+                                _rollback(tx)  # a statement that waited for COMMIT failed
+                                raise
                     if prepared.wanted:  # first runs on this connection: plan them once
                         prepared.prepare_wanted(conn, self._queries)
+                except self._psycopg.errors.InvalidSqlStatementName as exc:
+                    # Our prepared statements are gone (DISCARD ALL, DEALLOCATE): forget
+                    # them; the transaction runs again with literals, then re-prepares.
+                    prepared.ready.clear()
+                    raise TransientStoreError(f"postgres error: {exc}") from exc
                 finally:
                     self._note_returned(conn)
         except self._psycopg.OperationalError as exc:
