@@ -512,7 +512,7 @@ def _queries_used_by_code() -> set[str]:
 _DRIVER_ONLY = {"postgres": {"notify", "data_version"}}
 #: Queries that fold several statements into one where the dialect can (a data-modifying
 #: CTE); the Store runs the separate statements on the other dialects.
-_FOLDED = {"postgres": {"task_finish_counting"}}
+_FOLDED = {"postgres": {"task_finish_counting", "task_claim_ready_marking"}}
 
 
 def test_every_named_query_exists_in_every_dialect() -> None:

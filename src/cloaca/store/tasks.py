@@ -62,6 +62,29 @@ class TaskQueries(QueryGroup):
             tx.send("execution_mark_running", {"ids": ids, "now": stamp})
         return claimed
 
+    def claim_ready_later(
+        self, tx: Tx, runner_id: str, workflow_names: Iterable[str], limit: int, now: datetime
+    ) -> Later:
+        """:meth:`claim_ready_in`, with the claimed rows read only once ``tx`` committed
+        (:func:`claimed_from`): on PostgreSQL the claim, and the marking of its executions
+        Running, travel with the COMMIT in one statement."""
+        stamp = to_db_time(now)
+        params = {
+            "runner_id": runner_id,
+            "limit": limit,
+            "now": stamp,
+            "workflows": json.dumps(sorted(workflow_names)),
+        }
+        if self.db.dialect == "postgres":
+            return tx.later("task_claim_ready_marking", params)
+        rows = tx.all("task_claim_ready", params)
+        if rows:
+            ids = json.dumps(sorted({r["execution_id"] for r in rows}))
+            tx.send("execution_mark_running", {"ids": ids, "now": stamp})
+        later = Later()
+        later.set(rows)  # read by the caller after the commit only
+        return later
+
     def claim_execution_later(
         self, tx: Tx, runner_id: str, execution_id: str, limit: int, now: datetime
     ) -> Later:

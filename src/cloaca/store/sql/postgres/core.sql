@@ -123,6 +123,32 @@ WHERE id IN (
 )
 RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
 
+-- name: task_claim_ready_marking
+-- task_claim_ready and execution_mark_running in ONE statement, so a claim can travel with
+-- the COMMIT (its rows are read after it): the claimed rows, oldest first by id.
+WITH claimed AS (
+    UPDATE cloaca_task_executions
+    SET status = 'Running', claimed_by = %(runner_id)s, attempt = attempt + 1,
+        started_at = %(now)s, sub_status = NULL
+    WHERE id IN (
+        SELECT id FROM cloaca_task_executions
+        WHERE status = 'Ready' AND ready_at <= %(now)s
+          AND workflow_name IN (SELECT jsonb_array_elements_text(CAST(%(workflows)s AS jsonb)))
+        ORDER BY ready_at, id
+        LIMIT NULLIF(GREATEST(CAST(%(limit)s AS BIGINT), -1), -1)
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
+), marked AS (
+    UPDATE cloaca_executions SET status = 'Running', started_at = %(now)s
+    WHERE id IN (
+        SELECT id FROM cloaca_executions
+        WHERE id IN (SELECT execution_id FROM claimed) AND status = 'Pending'
+        FOR UPDATE SKIP LOCKED
+    )
+)
+SELECT * FROM claimed ORDER BY id
+
 -- name: task_claim_execution
 -- The Ready task executions of one execution (its roots, claimed by the transaction that
 -- creates it, for slots free in the creating process).
