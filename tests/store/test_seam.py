@@ -288,3 +288,29 @@ def test_statements_prepared_on_a_connection_come_back_after_the_server_dropped_
         assert store.write_retrying(status, "reading a status") is None
         with store.read() as tx:
             assert status(tx) is None
+
+
+def test_long_and_awkward_values_round_trip_exactly(backend: Backend) -> None:
+    """Values are bound on the client on PostgreSQL (long strings dollar-quoted): quotes,
+    backslashes, dollar signs, the quoting tag itself and non-ASCII text come back as
+    written, whether the statement runs with literals or prepared."""
+    store = backend.open()
+    awkward = "it's \\ $$ $cloaca$ $1 %s %(x)s ünïcødé \u2603 \n\t"
+    contexts = [awkward, awkward * 200, "$" + "x" * 5000 + "$", "x" * 5000 + "$cloaca"]
+    for round_ in range(3):  # the first runs use literals, later ones prepared statements
+        for i, text in enumerate(contexts):
+            execution_id = f"e-{round_}-{i}"
+            with store.write() as tx:
+                store.executions.insert(
+                    tx,
+                    execution_id=execution_id,
+                    workflow_name="wf",
+                    version="v",
+                    context_json=text,
+                    tasks=[],
+                    now=T0,
+                )
+            with store.read() as tx:
+                assert store.executions.context(tx, execution_id) == text
+            record = store.executions.get(execution_id)
+            assert record is not None and record.context == text

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from cloaca.store.drivers.postgres import PostgresDatabase
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+#: Strings longer than this are sent dollar-quoted (see PgTx._literal).
+_LONG = 2048
+_TAG = "$cloaca$"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -101,11 +104,26 @@ class PgTx(CursorTx):
             if not names:
                 return f"EXECUTE q_{query}"
             given = params or {}
-            args = self._cur.mogrify(", ".join(["%s"] * len(names)), [given[n] for n in names])
+            values = [given[n] for n in names]
+            if any(isinstance(v, str) and len(v) > _LONG for v in values):
+                return f"EXECUTE q_{query}({', '.join(self._literal(v) for v in values)})"
+            args = self._cur.mogrify(", ".join(["%s"] * len(names)), values)
             return f"EXECUTE q_{query}({args})"
         if query not in prepared.failed:
             prepared.wanted.add(query)
         return str(self._cur.mogrify(sql, params or {}))
+
+    def _literal(self, value: Any) -> str:
+        """One value as SQL: a long string dollar-quoted (no escaping to do, so a context
+        of 100 KB costs a copy, not a scan that doubles quotes), the rest by psycopg. The
+        server ends a dollar-quoted string at the first closing tag, so the tag must first
+        occur where we put it (a value ending in ``$cloaca`` would close it early); a NUL
+        is left to psycopg, which refuses it."""
+        if isinstance(value, str) and len(value) > _LONG and "\0" not in value:
+            quoted = f"{value}{_TAG}"
+            if quoted.find(_TAG) == len(value):
+                return f"{_TAG}{quoted}"
+        return str(self._cur.mogrify("%s", [value]))
 
 
 class PgReadTx(PgTx):
