@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from cloaca.engine.shape import Shape
 from cloaca.store.core import Store
@@ -152,9 +152,27 @@ def committed_inputs(
     attempt then reads its input when it starts."""
     if not claimed:
         return []
+    done = outputs or {}
+    known: dict[str, str] = {}
+    reads = False
+    for c in claimed:
+        shape = shapes.get((c.workflow_name, c.workflow_version))
+        if shape is None or c.task_id not in shape.deps:
+            continue
+        deps = shape.deps[c.task_id]
+        if not deps:
+            text = store.executions.known_context(c.execution_id)
+            if text is None:
+                reads = True
+            else:
+                known[c.execution_id] = text
+        elif not all(done.get((c.execution_id, d)) for d in deps):
+            reads = True
     try:
+        if not reads:  # nothing to read: no transaction either
+            return claimed_inputs(store, cast(Tx, None), claimed, shapes, known, outputs)
         with store.read() as tx:
-            return claimed_inputs(store, tx, claimed, shapes, {}, outputs)
+            return claimed_inputs(store, tx, claimed, shapes, known, outputs)
     except Exception:
         log.warning("reading the inputs of claimed tasks failed", exc_info=True)
         return [None] * len(claimed)

@@ -106,6 +106,10 @@ class ExecutionQueries(QueryGroup):
         if notify_ready and any(t.status is TaskStatus.READY for t in tasks):
             self.notices.ready(tx)
 
+    def known_context(self, execution_id: str) -> str | None:
+        """The input context JSON of an execution if one was read here already."""
+        return self._contexts.get(execution_id)
+
     def context(self, tx: Tx, execution_id: str) -> str:
         """The input context JSON of an execution (it never changes: read once here)."""
         known = self._contexts.get(execution_id)
