@@ -7,6 +7,12 @@ is up until every execution is Completed. Figures per worker count: tasks/s, the
 write transactions per task, and the peak number of server connections the workers held
 together (sampled from pg_stat_activity by application_name): the connection budget that
 docs/scaling.md works from. The scaling table is the list of those rows.
+
+Lock contention is measured, not assumed: ``lock_waits`` counts the workers' backends seen
+waiting on a lock (``wait_event_type = 'Lock'``) by the same 20 ms sampling while they burn
+down the work, and
+``deadlocks`` is how many deadlocks the server counted in the database meanwhile
+(``pg_stat_database``).
 """
 
 from __future__ import annotations
@@ -42,11 +48,13 @@ with cloaca.DefaultRunner(url, config, schema=schema) as runner:
 
 
 class ConnectionSampler:
-    """Samples how many server connections carry ``application_name`` until stopped."""
+    """Samples the server connections that carry ``application_name`` until stopped: how
+    many there are, and how many of them wait on a lock."""
 
     def __init__(self, application_name: str) -> None:
         self.application_name = application_name
         self.peak = 0
+        self.lock_waits = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -57,15 +65,29 @@ class ConnectionSampler:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             while not self._stop.wait(0.02):
                 row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    "SELECT count(*), count(*) FILTER (WHERE wait_event_type = 'Lock') "
+                    "FROM pg_stat_activity WHERE application_name = %s",
                     (self.application_name,),
                 ).fetchone()
-                self.peak = max(self.peak, int(row[0]) if row else 0)
+                if row:
+                    self.peak = max(self.peak, int(row[0]))
+                    self.lock_waits += int(row[1])
 
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+
+def _deadlocks() -> int:
+    """Deadlocks the server has detected in this database so far."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def run(workers: int, n: int) -> dict[str, float]:
@@ -84,13 +106,17 @@ def run(workers: int, n: int) -> dict[str, float]:
             # The client submits but must not run anything: it forgets the workflow's code.
             clear_registry()
             ids = [client.start("w1_mp") for _ in range(n)]
-            sampler = ConnectionSampler(app_name)
+            # Sampled from the moment every worker is up: their startup waits on purpose
+            # (concurrent migrations of one schema take turns).
             procs = spawn_workers(WORKER, [worker_url, schema], workers)
+            deadlocks0 = _deadlocks()
+            sampler = ConnectionSampler(app_name)
             t0 = time.perf_counter()
             for execution_id in ids:
                 assert client.wait(execution_id, timeout=600).status == "Completed"
             elapsed = time.perf_counter() - t0
             peak = sampler.stop()
+            deadlocks = _deadlocks() - deadlocks0
         tx = 0
         for proc in procs:
             out, _ = proc.communicate("stop\n", timeout=60)
@@ -100,6 +126,8 @@ def run(workers: int, n: int) -> dict[str, float]:
             "write_tx_per_task": tx / n,
             "peak_connections": peak,
             "peak_connections_per_worker": peak / workers,
+            "lock_waits": sampler.lock_waits,
+            "deadlocks": deadlocks,
         }
     finally:
         for proc in procs:
@@ -116,11 +144,11 @@ def main() -> None:
         row = {"workers": workers, **run(workers, n)}
         table.append(row)
         emit("W1-processes", "postgres", {"tasks": n, "workers": workers}, row)
-    print("workers  tasks/s  write tx/task  peak connections")
+    print("workers  tasks/s  write tx/task  peak connections  lock waits  deadlocks")
     for row in table:
         print(
             f"{row['workers']:>7}  {row['tasks_per_s']:>7.0f}  {row['write_tx_per_task']:>13.2f}"
-            f"  {row['peak_connections']:>16}"
+            f"  {row['peak_connections']:>16}  {row['lock_waits']:>10}  {row['deadlocks']:>9}"
         )
 
 

@@ -18,7 +18,8 @@ block the test; each engine round looks at its condition once more.
 
 The Harness uses nothing but the runner's public seam: ``DefaultRunner(url, clock=...,
 start_engine=False)`` starts no thread, and ``runner.engine.step()`` /
-``runner.engine.run_until_idle()`` run the engine's rounds by hand.
+``runner.engine.run_until_idle()`` run the engine's rounds by hand
+(``runner.engine.poll_triggers()`` runs the trigger part alone).
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ class Harness:
     def run_until_idle(self, max_rounds: int = 100_000) -> int:
         """Run everything due at the current instant until nothing more is; returns rounds."""
         return self.runner.engine.run_until_idle(max_rounds)
+
+    def poll_triggers(self) -> bool:
+        """Poll every trigger due now and record what it returns, without running the
+        executions it fires (they stay Pending); True if one was polled."""
+        return self.runner.engine.poll_triggers()
 
     def next_due(self) -> datetime | None:
         """The earliest instant at which some part of the engine wants to run."""

@@ -165,11 +165,9 @@ def test_deduplication_skips_a_fire_whose_context_is_already_running(
         h.runner.register_trigger(
             SameFileTwice("file_watcher", "/data/inbox", timedelta(seconds=2)), "file_processing"
         )
-        scheduler = h.runner.engine.trigger_scheduler
-        assert scheduler is not None
-        scheduler.tick(h.clock.now())  # fires; the execution is now running (not finished)
+        h.poll_triggers()  # fires; the execution is now running (not finished)
         h.clock.advance(2)
-        scheduler.tick(h.clock.now())  # same context hash while active: skipped
+        h.poll_triggers()  # same context hash while active: skipped
         outcomes = [e["outcome"] for e in h.runner.get_trigger_evaluations("file_watcher")]
         assert outcomes == ["deduplicated", "fired"]
         h.run_until_idle()  # the execution finishes and releases the hold
@@ -219,12 +217,10 @@ def test_queue_depth_pattern_fires_at_the_threshold_and_drains_in_parallel() -> 
         h.advance(5)
         assert drained == []
         queue.append(3)
-        scheduler = h.runner.engine.trigger_scheduler
-        assert scheduler is not None
         h.clock.advance(5)
-        scheduler.tick(h.clock.now())
+        h.poll_triggers()
         h.clock.advance(5)
-        scheduler.tick(h.clock.now())
+        h.poll_triggers()
         # Same depth twice while the first drain runs: allow_concurrent lets both run.
         assert [e["status"] for e in h.runner.list_executions()] == ["Pending", "Pending"]
         h.run_until_idle()
@@ -324,10 +320,8 @@ def test_best_practice_2_identifying_context_beats_fire_none(file_processing: li
     with Harness() as h:
         h.runner.register_trigger("anonymous", "file_processing")
         h.runner.register_trigger("identified", "file_processing")
-        scheduler = h.runner.engine.trigger_scheduler
-        assert scheduler is not None
         for _ in range(2):  # two polls each while nothing has finished yet
-            scheduler.tick(h.clock.now())
+            h.poll_triggers()
             h.clock.advance(1)
         anonymous_outcomes = [e["outcome"] for e in h.runner.get_trigger_evaluations("anonymous")]
         identified_outcomes = [e["outcome"] for e in h.runner.get_trigger_evaluations("identified")]

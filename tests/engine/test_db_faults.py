@@ -151,6 +151,29 @@ def test_wait_survives_terminated_connections(pg_url: tuple[str, str]) -> None:
         assert runner.get_execution(execution_id).final_context.get("ok") is True
 
 
+def test_a_lock_timeout_in_the_url_does_not_fail_a_start_while_another_process_migrates(
+    pg_url: tuple[str, str],
+) -> None:
+    """``lock_timeout`` in the URL's options bounds the engine's statements, not the wait for
+    another process's migration of the same schema: the runner waits for it and opens."""
+    import psycopg
+
+    url, _ = pg_url
+    impatient = _with_params(url, options="-c lock_timeout=50")
+    with psycopg.connect(url) as other:  # a process migrating: it holds the migration lock
+        other.execute("SELECT pg_advisory_xact_lock(823117, hashtext(current_schema()))")
+        opened: list[str] = []
+        opener = threading.Thread(
+            target=lambda: opened.append(DefaultRunner(impatient, start_engine=False).runner_id)
+        )
+        opener.start()
+        time.sleep(0.5)  # ten lock_timeouts
+        assert opened == []  # still waiting, not failed
+        other.rollback()
+    opener.join(30)
+    assert len(opened) == 1
+
+
 # -- a lock held past the driver's lock wait while a task ends (both backends) -----------
 
 

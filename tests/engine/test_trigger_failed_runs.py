@@ -154,9 +154,7 @@ def test_a_success_resets_the_backoff(h: Harness, outcomes: list[str]) -> None:
 
 def test_a_cancelled_run_counts_as_failed(h: Harness, outcomes: list[str]) -> None:
     h.runner.register_trigger(_watcher(), "flaky_wf")
-    scheduler = h.runner.engine.trigger_scheduler
-    assert scheduler is not None
-    scheduler.tick(h.clock.now())  # fires; the execution stays Pending (nothing runs it)
+    h.poll_triggers()  # fires; the execution stays Pending (nothing runs it)
     [pending] = h.runner.list_executions()
     assert h.runner.cancel_execution(pending["id"])
     h.advance(25)
@@ -185,14 +183,12 @@ def test_allow_concurrent_starts_one_refire_per_backoff_step(
     h: Harness, outcomes: list[str]
 ) -> None:
     h.runner.register_trigger(_watcher(allow_concurrent=True), "flaky_wf")
-    scheduler = h.runner.engine.trigger_scheduler
-    assert scheduler is not None
     h.advance(0)  # the first run fails at once
     h.clock.advance(30)
-    scheduler.tick(h.clock.now())  # the refire starts; nothing runs it yet
+    h.poll_triggers()  # the refire starts; nothing runs it yet
     for _ in range(3):
         h.clock.advance(5)
-        scheduler.tick(h.clock.now())
+        h.poll_triggers()
     assert len(h.runner.list_executions()) == 2
     newest = h.runner.get_trigger_evaluations("watcher", 1)[0]
     assert newest["outcome"] == "backing_off" and "is still running" in newest["message"]

@@ -237,7 +237,7 @@ def test_a_slow_poll_delays_no_other_trigger(db_url: str) -> None:
 
 
 def test_more_hanging_polls_than_poll_threads_starve_no_other_trigger(db_url: str) -> None:
-    from cloaca.engine.triggers.scheduler import POLL_THREADS
+    from cloaca.engine.drive import POLL_THREADS
 
     release = threading.Event()
     fast_polls: list[float] = []

@@ -124,10 +124,7 @@ def test_a_fire_hands_off_without_waiting_for_the_workflow(harness: Harness, see
         return True
 
     harness.runner.register_trigger(handoff, "record_wf")
-    scheduler = harness.runner.engine.trigger_scheduler
-    assert scheduler is not None
-    did, _ = scheduler.tick(harness.clock.now())  # the trigger part alone: poll and fire
-    assert did
+    assert harness.poll_triggers()  # the trigger part alone: poll and fire
     [execution] = harness.runner.list_executions()
     assert execution["status"] == "Pending" and seen == []  # handed off, not run
     harness.run_until_idle()
@@ -161,9 +158,7 @@ def test_fire_many_deduplicates_each_context_separately(harness: Harness) -> Non
         return TriggerResult.fire_many([{"f": "a"}, {"f": "a"}, {"f": "b"}])
 
     harness.runner.register_trigger(twice, "noop_wf")
-    scheduler = harness.runner.engine.trigger_scheduler
-    assert scheduler is not None
-    scheduler.tick(harness.clock.now())
+    harness.poll_triggers()
     [evaluation] = harness.runner.get_trigger_evaluations("twice")
     assert evaluation["outcome"] == "fired"
     assert len(evaluation["execution_ids"]) == 2

@@ -1,5 +1,6 @@
-"""One attempt of a task execution as the executor sees it: its state while it runs, the
-control a ``TaskHandle`` gets over its slot, and how a body's result becomes its output."""
+"""One attempt of a task execution as the executor sees it: its state while it runs, how
+its body is run (:class:`Body`), the control a ``TaskHandle`` gets over its slot, and how a
+body's result becomes its output."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cloaca.context import Context, check_context_size
+from cloaca.config import DefaultRunnerConfig
+from cloaca.context import Context, ContextLimitError, check_context_size
+from cloaca.engine.aio import AsyncBridge, bounded, describe
+from cloaca.engine.failures import stack_at_cancel
+from cloaca.engine.inputs import load_input
 from cloaca.engine.outcomes import Outcome
 from cloaca.engine.shape import Shape
-from cloaca.errors import BadTaskResult, TaskTimedOut  # noqa: F401  (their home was here)
+from cloaca.errors import BadTaskResult, TaskTimedOut
+from cloaca.store.core import Store
 from cloaca.store.records import ClaimedTask
 from cloaca.workflows.task import FailureArgs, TaskHandle, TaskSpec
 
@@ -36,11 +43,6 @@ class Attempt:
     handle: TaskHandle | None = None
     future: concurrent.futures.Future[Any] | None = None  # an async body on the event loop
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # Under the Harness: set when the attempt finished or is waiting in defer_until, so the
-    # driving thread knows it may go on; ``recheck`` lets a deferred attempt look again.
-    settled: threading.Event = field(default_factory=threading.Event)
-    recheck: threading.Event = field(default_factory=threading.Event)
-    waiting: bool = False
     #: The input context, when the claim read it in its own transaction.
     input: dict[str, Any] | None = None
     #: Its execution ended while the attempt ran (see Executor.cancel_attempts).
@@ -116,13 +118,100 @@ class Control:
 
     def wait(self, seconds: float) -> bool:
         """Pause between two looks at a defer_until condition; True if shutting down."""
-        executor, attempt = self._executor, self._attempt
-        if not executor._inline:
-            return executor._stopping.wait(seconds)
-        # Under the Harness the condition is looked at once per engine round, not on a
-        # timer: the driving thread goes on until the next round re-checks it.
-        attempt.recheck.clear()
-        attempt.waiting = True
-        attempt.settled.set()
-        attempt.recheck.wait()
-        return executor._stopping.is_set()
+        return self._executor.drive.pause(self._attempt, seconds)
+
+
+class Finish(Protocol):
+    """How the executor records the end of an attempt (see ``Executor._finish``)."""
+
+    def __call__(
+        self,
+        attempt: Attempt,
+        output: str | None,
+        error: str | None,
+        *,
+        timed_out: bool,
+        ctx: Context | None = None,
+        final: bool = False,
+        exc: BaseException | None = None,
+        traceback: str | None = None,
+    ) -> None: ...
+
+
+class Body:
+    """Runs the body of one attempt and says how it ended.
+
+    It reads the input if the claim did not, builds the Context and the TaskHandle, and
+    calls the task: a plain ``def`` on this thread (the executor enforces its deadline), an
+    ``async def`` on the runner's event loop, bounded by its timeout. Every way it can end
+    goes to ``finish`` exactly as the executor records it."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: DefaultRunnerConfig,
+        aio: AsyncBridge,
+        wake: Callable[[], None],
+        finish: Finish,
+        control: Callable[[Attempt], Control],
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._aio = aio
+        self._wake = wake
+        self._finish = finish
+        self._control = control
+
+    def __call__(self, attempt: Attempt) -> None:
+        claimed, spec, shape = attempt.claimed, attempt.spec, attempt.shape
+        finish = self._finish
+        if spec is None or shape is None:
+            msg = f"task {claimed.task_id!r} is not part of workflow {claimed.workflow_name!r} here"
+            finish(attempt, None, msg, timed_out=False)
+            return
+        ctx: Context | None = None
+        timeout_stack: str | None = None  # where an async body was when it timed out
+        try:
+            data = attempt.input
+            if data is None:
+                with self._store.read() as tx:
+                    data = load_input(self._store, tx, shape, claimed.execution_id, claimed.task_id)
+            attempt.input = None  # the Context owns it now
+            ctx = Context._adopt(data)
+            timeout = spec.timeout or float(self._config.task_timeout_seconds)
+            attempt.handle = TaskHandle(spec.id, self._control(attempt))
+            args: tuple[Any, ...] = (ctx, attempt.handle) if spec.wants_handle else (ctx,)
+            if spec.is_async:
+                future = self._aio.submit(bounded(spec.fn(*args), timeout))
+                with attempt.lock:
+                    attempt.future = future
+                    if attempt.cancel_requested:
+                        future.cancel()
+                try:
+                    result = future.result()
+                except TimeoutError as exc:
+                    timeout_stack = stack_at_cancel(exc)
+                    raise TaskTimedOut(f"Task {spec.id!r} timed out after {timeout:g}s") from None
+                except concurrent.futures.CancelledError:
+                    raise RuntimeError("cancelled: the execution ended while it ran") from None
+            else:
+                attempt.thread = threading.get_ident()  # where to look if it times out
+                attempt.deadline = time.monotonic() + timeout
+                self._wake()  # let the loop learn the new deadline
+                result = spec.fn(*args)
+            output = output_of(spec.id, result, ctx, self._config.max_context_bytes)
+            finish(attempt, output, None, timed_out=False, ctx=ctx)
+        except TaskTimedOut as exc:
+            finish(attempt, None, str(exc), timed_out=True, ctx=ctx, traceback=timeout_stack)
+        except BadTaskResult as exc:
+            error = f"TypeError: {exc}"
+            finish(attempt, None, error, timed_out=False, ctx=ctx, final=True, exc=exc)
+        except ContextLimitError as exc:
+            # Too large or too deep: the same code would build the same data again.
+            error = f"{type(exc).__name__}: {exc}"
+            finish(attempt, None, error, timed_out=False, ctx=ctx, final=True, exc=exc)
+        except BaseException as exc:
+            # The user's error is the attempt's outcome, SystemExit and KeyboardInterrupt
+            # included (signals only reach the main thread: on this worker thread they come
+            # from user code; from an async body they arrive as EscapedBaseException).
+            finish(attempt, None, describe(exc), timed_out=False, ctx=ctx, exc=exc)

@@ -17,7 +17,6 @@ Commits are the latency budget, so work rides on transactions that happen anyway
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -27,35 +26,21 @@ from typing import Any
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
-from cloaca.context import Context, ContextLimitError
+from cloaca.context import Context
 from cloaca.engine import outcomes
-from cloaca.engine.aio import AsyncBridge, bounded, describe
-from cloaca.engine.attempts import (
-    Attempt,
-    BadTaskResult,
-    Control,
-    Done,
-    TaskTimedOut,
-    output_of,
-    run_callback,
-)
-from cloaca.engine.failures import (
-    format_failure,
-    log_failed_attempt,
-    stack_at_cancel,
-    stack_of_thread,
-)
-from cloaca.engine.inputs import claimed_inputs, committed_inputs, load_input
+from cloaca.engine.aio import AsyncBridge
+from cloaca.engine.attempts import Attempt, Body, Control, Done, run_callback
+from cloaca.engine.drive import Drive
+from cloaca.engine.failures import format_failure, log_failed_attempt, stack_of_thread
+from cloaca.engine.inputs import claimed_inputs, committed_inputs
 from cloaca.engine.outcomes import GroupCommit, Outcome, Unrecorded, next_status
 from cloaca.engine.shape import Shape, ShapeCache
 from cloaca.engine.slots import Slots
-from cloaca.engine.workers import DaemonWorkers
 from cloaca.store.core import Store
 from cloaca.store.db import Later, Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
 from cloaca.store.tasks import claimed_from
 from cloaca.workflows.registry import get_workflow, registered_workflows
-from cloaca.workflows.task import TaskHandle
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +64,7 @@ class Executor:
         on_finished: Callable[[str, ExecutionStatus], None],
         wake: Callable[[], None],
         stopping: threading.Event,
-        inline: bool = False,
+        drive: Drive,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -89,7 +74,8 @@ class Executor:
         self._on_finished = on_finished
         self._wake = wake
         self._stopping = stopping
-        self._inline = inline
+        #: Where attempts run (threads, or the rounds of an engine stepped by hand).
+        self.drive = drive
         self._slots = Slots(config.max_concurrent_tasks)
         # True while the last claim took all it could: older Ready work may be waiting,
         # and a new execution must not jump the queue (see reserve).
@@ -101,7 +87,9 @@ class Executor:
         self._next_ready: datetime | None = None
         #: The Shape each execution is planned with (also lent to the services, recovery).
         self.shapes = ShapeCache(store)
-        self._workers = DaemonWorkers("cloaca-task")
+        self._body = Body(
+            store, config, aio, wake, self._finish, lambda attempt: Control(self, attempt)
+        )
         # Outcomes the database refused even after retries, offered again each round.
         self.unrecorded = Unrecorded(store, runner_id)
 
@@ -155,32 +143,19 @@ class Executor:
                 self._slots.give_back(reserved - len(claimed))
             for claim in claimed:
                 self._dispatch(*claim)
-        resumed = self._inline and self._recheck_deferred()
+        resumed = self.drive.end_round()
         # With no free slot the next ready time is moot: a finishing attempt wakes the loop.
         ready_due = self._next_ready if self._slots.free > 0 else None
         dues = (ready_due, timeout_due, unrecorded_due)
         next_due = min((t for t in dues if t is not None), default=None)
         return bool(claimed) or resumed, next_due
 
-    def _recheck_deferred(self) -> bool:
-        """Under the Harness: let every attempt waiting in defer_until evaluate its condition
-        once more; True if one of them went on and finished."""
-        finished = False
-        for attempt in list(self._inflight.values()):
-            if attempt.waiting and not attempt.done:
-                attempt.waiting = False
-                attempt.settled.clear()
-                attempt.recheck.set()
-                attempt.settled.wait()
-                finished = finished or attempt.done
-        return finished
-
     def shutdown(self, wait_seconds: float) -> None:
         """Wait (bounded) for in-flight attempts; then abandon the rest without recording
         them, so they stay claimed and another runner (or this one restarted) takes them over
         once this runner is gone. ``async def`` bodies still running are cancelled."""
-        for attempt in list(self._inflight.values()):
-            attempt.recheck.set()  # a deferred attempt under the Harness sees the stop
+        for never in self.drive.stop():  # handed over, not started: they stay claimed
+            self._inflight.pop((never.claimed.id, never.claimed.attempt), None)
         deadline = time.monotonic() + wait_seconds
         while self._inflight and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -189,7 +164,7 @@ class Executor:
                 attempt.done = True  # whatever it does now is not recorded
             if attempt.future is not None:
                 attempt.future.cancel()
-        self._workers.shutdown()
+        self.drive.shutdown()
 
     def cancel_attempts(self, execution_id: str) -> None:
         """The execution ended early: cancel its ``async def`` bodies running here (a plain
@@ -218,10 +193,9 @@ class Executor:
 
     def reserve(self, wanted: int) -> int:
         """Reserve up to ``wanted`` free slots for a claim in a transaction opened elsewhere
-        (a start). None under the Harness, which runs attempts only from its own rounds, nor
-        while older Ready work may be waiting: claims take the oldest first, and a runner
-        that is behind must finish executions before it begins new ones."""
-        if self._inline or self._stopping.is_set() or self._backlog:
+        (a start). None while older Ready work may be waiting: claims take the oldest first,
+        and a runner that is behind must finish executions before it begins new ones."""
+        if not self.drive.claims_between_rounds or self._stopping.is_set() or self._backlog:
             return 0
         return self._slots.reserve(wanted)
 
@@ -262,70 +236,13 @@ class Executor:
     # -- running one attempt ---------------------------------------------------------------
 
     def _dispatch(self, claimed: ClaimedTask, data: dict[str, Any] | None = None) -> None:
-        """Run a claimed task execution on a worker thread (its slot is already reserved)."""
+        """Hand a claimed task execution to the drive (its slot is already reserved)."""
         wf = get_workflow(claimed.workflow_name)
         spec = wf.tasks.get(claimed.task_id) if wf else None
         shape = self.shapes.for_version(claimed.workflow_name, claimed.workflow_version)
         attempt = Attempt(claimed, spec, shape, input=data)
         self._inflight[(claimed.id, claimed.attempt)] = attempt
-        self._workers.submit(self._run, attempt)
-        if self._inline:
-            # Under the Harness attempts run one at a time: wait until this one finished or
-            # waits in defer_until (which the next rounds re-check, see recheck_deferred).
-            attempt.settled.wait()
-
-    def _run(self, attempt: Attempt) -> None:
-        claimed, spec, shape = attempt.claimed, attempt.spec, attempt.shape
-        if spec is None or shape is None:
-            msg = f"task {claimed.task_id!r} is not part of workflow {claimed.workflow_name!r} here"
-            self._finish(attempt, None, msg, timed_out=False)
-            return
-        ctx: Context | None = None
-        timeout_stack: str | None = None  # where an async body was when it timed out
-        try:
-            data = attempt.input
-            if data is None:
-                with self._store.read() as tx:
-                    data = load_input(self._store, tx, shape, claimed.execution_id, claimed.task_id)
-            attempt.input = None  # the Context owns it now
-            ctx = Context._adopt(data)
-            timeout = spec.timeout or float(self._config.task_timeout_seconds)
-            attempt.handle = TaskHandle(spec.id, Control(self, attempt))
-            args: tuple[Any, ...] = (ctx, attempt.handle) if spec.wants_handle else (ctx,)
-            if spec.is_async:
-                future = self._aio.submit(bounded(spec.fn(*args), timeout))
-                with attempt.lock:
-                    attempt.future = future
-                    if attempt.cancel_requested:
-                        future.cancel()
-                try:
-                    result = future.result()
-                except TimeoutError as exc:
-                    timeout_stack = stack_at_cancel(exc)
-                    raise TaskTimedOut(f"Task {spec.id!r} timed out after {timeout:g}s") from None
-                except concurrent.futures.CancelledError:
-                    raise RuntimeError("cancelled: the execution ended while it ran") from None
-            else:
-                attempt.thread = threading.get_ident()  # where to look if it times out
-                attempt.deadline = time.monotonic() + timeout
-                self._wake()  # let the loop learn the new deadline
-                result = spec.fn(*args)
-            output = output_of(spec.id, result, ctx, self._config.max_context_bytes)
-            self._finish(attempt, output, None, timed_out=False, ctx=ctx)
-        except TaskTimedOut as exc:
-            self._finish(attempt, None, str(exc), timed_out=True, ctx=ctx, traceback=timeout_stack)
-        except BadTaskResult as exc:
-            error = f"TypeError: {exc}"
-            self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True, exc=exc)
-        except ContextLimitError as exc:
-            # Too large or too deep: the same code would build the same data again.
-            error = f"{type(exc).__name__}: {exc}"
-            self._finish(attempt, None, error, timed_out=False, ctx=ctx, final=True, exc=exc)
-        except BaseException as exc:
-            # The user's error is the attempt's outcome, SystemExit and KeyboardInterrupt
-            # included (signals only reach the main thread: on this worker thread they come
-            # from user code; from an async body they arrive as EscapedBaseException).
-            self._finish(attempt, None, describe(exc), timed_out=False, ctx=ctx, exc=exc)
+        self.drive.run_attempt(self._body, attempt)
 
     def _expire_timeouts(self) -> datetime | None:
         now_mono = time.monotonic()
@@ -362,7 +279,6 @@ class Executor:
         the log line of a failure, then the task's callback."""
         with attempt.lock:
             if attempt.done:
-                attempt.settled.set()
                 return
             attempt.done = True
         claimed, spec = attempt.claimed, attempt.spec
@@ -399,7 +315,6 @@ class Executor:
             if spec is not None:
                 run_callback(spec, error, ctx, result.traceback)
         finally:
-            attempt.settled.set()
             self._wake()
 
     def _write_batch(self, batch: list[Done]) -> None:
@@ -407,9 +322,8 @@ class Executor:
         (and any idle ones); then run what was claimed."""
         held = sum(1 for done in batch if done.holds_slot)
         names = [wf.name for wf in registered_workflows()]
-        # Under the Harness (attempts run one at a time from its rounds) or when stopping,
-        # the loop claims instead, if at all.
-        claims = bool(names) and not self._inline and not self._stopping.is_set()
+        # When stopping, nothing new is claimed.
+        claims = bool(names) and not self._stopping.is_set()
         now = self._clock.now()
         claims_made = False
         wanted = False  # a claim was due: something may be Ready

@@ -75,7 +75,7 @@ class DefaultRunner(Services):
         self._store = open_migrated(database_url, schema, self.config.db_pool_size)
         self._store.origin = self.runner_id
         self.engine = Engine(
-            self._store, self._clock, self.config, self.runner_id, by_hand=not start_engine
+            self._store, self._clock, self.config, self.runner_id, stepped=not start_engine
         )
         engine = self.engine
         shapes = Shapes(self._store, engine.executor.shapes.of)

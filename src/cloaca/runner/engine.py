@@ -4,7 +4,8 @@ and the heartbeat, ticked by one loop.
 A runner starts it on threads (:meth:`Engine.start`). Tests drive it by hand instead, on a
 clock they move themselves: :meth:`Engine.step` runs one round of everything due at an
 instant, :meth:`Engine.run_until_idle` rounds until nothing more is (``cloaca.testing``'s
-Harness is built on these two and nothing else).
+Harness is built on these two and nothing else). Which of the two it is decides only the
+drive the parts hand user code to (``engine/drive.py``, ``engine/stepped.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
 from cloaca.engine.aio import AsyncBridge
 from cloaca.engine.cron import CronScheduler
+from cloaca.engine.drive import Threads
 from cloaca.engine.executor import Claim, Executor
 from cloaca.engine.heartbeat import Heartbeat
 from cloaca.engine.loop import Loop, Part
@@ -26,6 +28,7 @@ from cloaca.engine.planner import CreateExecution
 from cloaca.engine.recovery import Recovery
 from cloaca.engine.retention import Pruner
 from cloaca.engine.shape import Shape
+from cloaca.engine.stepped import Stepped
 from cloaca.engine.triggers.fire import TriggerRecorder
 from cloaca.engine.triggers.scheduler import TriggerScheduler
 from cloaca.errors import OperationError
@@ -57,16 +60,19 @@ class Engine:
         config: DefaultRunnerConfig,
         runner_id: str,
         *,
-        by_hand: bool,
+        stepped: bool,
     ) -> None:
+        """``stepped``: driven by hand through :meth:`step` (no thread is ever started),
+        instead of :meth:`start`."""
         self._store = store
         self.clock = clock
         self._config = config
         self._runner_id = runner_id
-        self._by_hand = by_hand
+        self._stepped = stepped
         self.waiters = Waiters()
         self.stopping = threading.Event()
         self.aio = AsyncBridge()
+        drive = Stepped(self.stopping, self.aio) if stepped else Threads(self.stopping, self.aio)
         self.executor = Executor(
             store,
             clock,
@@ -76,7 +82,7 @@ class Engine:
             on_finished=self._finished,
             wake=self._wake_loop,
             stopping=self.stopping,
-            inline=by_hand,
+            drive=drive,
         )
         self.trigger_scheduler: TriggerScheduler | None = None
         self.cron_scheduler: CronScheduler | None = None
@@ -118,10 +124,9 @@ class Engine:
                 clock=self.clock,
                 config=config,
                 runner_id=self._runner_id,
-                aio=self.aio,
+                drive=self.executor.drive,
                 recorder=trigger_recorder,
                 wake_loop=self._wake_loop,
-                manual=self._by_hand,
             )
             parts.append(self.trigger_scheduler)
         if config.enable_cron_scheduling:
@@ -159,7 +164,7 @@ class Engine:
     @property
     def waits_block(self) -> bool:
         """Driven by hand: nothing runs unless the caller steps the engine."""
-        return self._by_hand
+        return self._stepped
 
     def step(self, now: datetime | None = None) -> tuple[bool, datetime | None]:
         """One round by hand at ``now`` (default: the clock's now): look for other
@@ -180,6 +185,22 @@ class Engine:
         raise OperationError(
             f"engine still busy after {max_rounds} rounds (a loop that never settles?)"
         )
+
+    def poll_triggers(self, now: datetime | None = None) -> bool:
+        """The trigger part alone, by hand, at ``now`` (default: the clock's now): every
+        due trigger polls and what it returns is recorded, fires included; nothing runs the
+        executions they start. True if a trigger was polled or recorded."""
+        scheduler = self.trigger_scheduler
+        if scheduler is None:
+            return False
+        now = self.clock.now() if now is None else now
+        polled = False
+        for _ in range(1000):  # poll, record the fires, record the rest: three at most
+            did, _due = scheduler.tick(now)
+            if not did:
+                return polled
+            polled = True
+        raise OperationError("the trigger scheduler is still busy after 1000 rounds")
 
     # -- what the services tell the engine (executions.LocalEngine) ------------------------
 

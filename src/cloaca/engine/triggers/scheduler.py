@@ -5,8 +5,8 @@ interval (never more often than ``trigger_base_poll_interval``); ``trigger_view.
 the in-memory view of what is due when. ``tick`` never waits: it records the polls that
 finished (or ran past ``trigger_poll_timeout``) and claims what is due (a conditional
 UPDATE of each schedule's ``next_poll_at`` plus a lease) in ONE write transaction, then
-hands sync polls to a small thread pool and async polls to the runner's event loop. Under
-an engine driven by hand (``manual``, the test harness) polls run inline instead.
+hands the polls to the engine's drive (a small thread pool for sync polls and the runner's
+event loop for async ones; see ``engine/drive.py``).
 
 Due times are fixed-rate (``due + interval``; after a stall the next poll is
 ``now + interval``, never a burst of catch-up polls). When the earliest poll is due, every
@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
-from cloaca.engine.aio import AsyncBridge
+from cloaca.engine.drive import Drive
 from cloaca.engine.triggers.fire import Recorded, TriggerRecorder
 from cloaca.engine.triggers.polls import (
     PollOutcome,
@@ -34,15 +34,9 @@ from cloaca.engine.triggers.polls import (
     timeout_message,
 )
 from cloaca.engine.triggers.view import Picked, ScheduleView
-from cloaca.engine.workers import DaemonWorkers
 from cloaca.store.core import Store
 
 log = logging.getLogger(__name__)
-
-#: Sync polls share this many threads. A poll stuck past its timeout keeps its thread
-#: until it returns (a stand-in thread serves the others meanwhile), and its trigger is not
-#: polled again until then.
-POLL_THREADS = 8
 
 
 class TriggerScheduler:
@@ -55,19 +49,17 @@ class TriggerScheduler:
         clock: Clock,
         config: DefaultRunnerConfig,
         runner_id: str,
-        aio: AsyncBridge,
+        drive: Drive,
         recorder: TriggerRecorder,
         wake_loop: Callable[[], None],
-        manual: bool,
     ) -> None:
         self._store = store
         self._clock = clock
         self._config = config
         self._runner_id = runner_id
-        self._aio = aio
         self._recorder = recorder
         self._wake_loop = wake_loop
-        self._manual = manual
+        self._drive = drive
         self._inflight: dict[str, PollRun] = {}
         self._zombies: set[str] = set()  # timed out, but their poll has not returned yet
         self._done: deque[PollRun] = deque()  # appended by poll threads, drained by tick
@@ -75,7 +67,6 @@ class TriggerScheduler:
         self._view = ScheduleView(store, config, runner_id, self._inflight, self._zombies)
         self._lock = threading.Lock()
         self._stopped = False
-        self._pool: DaemonWorkers | None = None
 
     # -- the loop's view --------------------------------------------------------------------
 
@@ -118,8 +109,6 @@ class TriggerScheduler:
         """Stop polling: no new claims, late results dropped, this runner's leases released."""
         with self._lock:
             self._stopped = True
-        if self._pool is not None:
-            self._pool.shutdown()
         try:
             self._store.triggers.release_leases(self._runner_id)
         except Exception:
@@ -185,31 +174,8 @@ class TriggerScheduler:
             )
             self._inflight[p.name] = run
             runs.append(run)
-        if self._manual:
-            for run in runs:
-                self._run_inline(run)
-            self._apply(self._recorder.record(runs, self._clock.now()))
-            return
         for run in runs:
-            self._start(run)
-
-    def _start(self, run: PollRun) -> None:
-        if run.spec.is_async:
-            self._aio.submit(self._async_body(run))
-            return
-        if self._pool is None:
-            self._pool = DaemonWorkers("cloaca-poll", POLL_THREADS)
-        self._pool.submit(self._thread_body, run)
-
-    def _run_inline(self, run: PollRun) -> None:
-        if run.spec.is_async:
-            outcome = self._aio.run(
-                run_async(run, self._clock, self._config.trigger_poll_timeout), None
-            )
-        else:
-            outcome = run_sync(run, self._clock)
-        outcome.apply(run)
-        run.state = "done"
+            self._drive.start_poll(run, self._thread_body, self._async_body)
 
     def _thread_body(self, run: PollRun) -> None:
         self._complete(run, run_sync(run, self._clock))
@@ -283,8 +249,8 @@ class TriggerScheduler:
             run.error = timeout_message(self._config.trigger_poll_timeout)
             run.duration_ms = (now - run.claimed_at).total_seconds() * 1000
             self._zombies.add(name)
-            if self._pool is not None and not run.spec.is_async:
-                self._pool.add_stand_in()  # its thread is still inside the user's poll
+            if not run.spec.is_async:
+                self._drive.poll_stuck()  # its thread is still inside the user's poll
             finished.append(run)
         return finished
 

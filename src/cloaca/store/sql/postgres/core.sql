@@ -366,8 +366,11 @@ UNION ALL
 SELECT NULL, NULL, NULL, NULL, context FROM cloaca_executions WHERE id = %(execution_id)s
 
 -- name: migrate_lock
--- Serialises concurrent migrations: held until the migrating transaction ends.
-SELECT pg_advisory_xact_lock(823117)
+-- Serialises concurrent migrations of one schema: held until the migrating transaction
+-- ends. A lock_timeout in the connection's options (meant for the engine's statements)
+-- must not fail a process that starts while another one migrates: this wait has none.
+SELECT set_config('lock_timeout', '0', true),
+       pg_advisory_xact_lock(823117, hashtext(current_schema()))
 
 -- name: notify
 SELECT pg_notify(%(channel)s, %(payload)s)
