@@ -134,7 +134,13 @@ def test_ctrl_c_says_what_it_waits_for_and_waits(db_url: str, tmp_path: Path) ->
 def test_sigterm_then_a_second_signal_exits_now_and_another_worker_takes_over(
     db_url: str, tmp_path: Path
 ) -> None:
-    first = Worker(db_url, tmp_path)
+    # A worker's claims are taken over once ITS OWN threshold has passed since its last beat.
+    fast = (
+        "--set", "stale_claim_threshold_seconds=1",
+        "--set", "heartbeat_interval_seconds=0.2",
+        "--set", "stale_claim_sweep_interval_seconds=0.2",
+    )  # fmt: skip
+    first = Worker(db_url, tmp_path, *fast)
     second: Worker | None = None
     try:
         first.line_with("cloaca worker")
@@ -151,12 +157,7 @@ def test_sigterm_then_a_second_signal_exits_now_and_another_worker_takes_over(
         assert _status(db_url, execution_id) == "Running"  # abandoned, still claimed
 
         (tmp_path / "release").touch()
-        second = Worker(
-            db_url, tmp_path,
-            "--set", "stale_claim_threshold_seconds=1",
-            "--set", "heartbeat_interval_seconds=0.2",
-            "--set", "stale_claim_sweep_interval_seconds=0.2",
-        )  # fmt: skip
+        second = Worker(db_url, tmp_path, *fast)
         second.line_with("cloaca worker")
         _wait_for(lambda: _status(db_url, execution_id) == "Completed", "the takeover")
         second.proc.send_signal(signal.SIGTERM)

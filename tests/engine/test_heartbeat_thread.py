@@ -127,3 +127,37 @@ def test_a_busy_loop_keeps_its_claims(db_url: str) -> None:
         if peer is not None:
             peer.shutdown(timeout=5)
         first.shutdown(timeout=15)
+
+
+def test_each_runner_is_judged_by_its_own_stale_threshold(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer with a short threshold does not declare a live runner that beats less often
+    dead: each runner's row carries when ITS claims may be taken over."""
+    from cloaca.runner.management import ManagementClient
+    from cloaca.testing import FakeClock, Harness
+
+    clock = FakeClock()
+    slow = DefaultRunnerConfig(heartbeat_interval_seconds=20, stale_claim_threshold_seconds=60)
+    strict = DefaultRunnerConfig(
+        heartbeat_interval_seconds=0.5,
+        stale_claim_threshold_seconds=2,
+        stale_claim_sweep_interval_seconds=0.25,
+    )
+    with (
+        Harness(db_url, config=slow, clock=clock) as patient,
+        Harness(db_url, config=strict, clock=clock) as eager,
+        ManagementClient.open(db_url) as client,
+        caplog.at_level(logging.WARNING),
+    ):
+        for _ in range(200):  # 50 s: the patient runner beats every 20 s, the eager one
+            clock.advance(0.25)  # every 0.5 s and sweeps every 0.25 s with a 2 s threshold
+            eager.run_until_idle()
+            patient.run_until_idle()
+        ids = {r["id"] for r in client.list_runners()}
+        assert ids == {patient.runner.runner_id, eager.runner.runner_id}
+        assert "declared dead" not in caplog.text
+        # Silent past its own threshold, it is dead to the strict peer.
+        clock.advance(61)
+        eager.run_until_idle()
+        assert {r["id"] for r in client.list_runners()} == {eager.runner.runner_id}

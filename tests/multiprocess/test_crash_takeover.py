@@ -15,6 +15,7 @@ import pytest
 from proc_support import WAIT, read_lines, reap, spawn
 
 import cloaca
+from cloaca.runner.management import ManagementClient
 
 # Run in the worker process (as a script) and in the test process (via exec), so both
 # register the very same workflow structure. Only the victim blocks in "long". Lines are
@@ -49,7 +50,11 @@ VICTIM = (
     + """
 import sys
 
-runner = cloaca.DefaultRunner(sys.argv[1])
+# Peers take a runner's claims over once ITS OWN threshold has passed since its last beat.
+config = cloaca.DefaultRunnerConfig(
+    heartbeat_interval_seconds=0.05, stale_claim_threshold_seconds=0.3
+)
+runner = cloaca.DefaultRunner(sys.argv[1], config)
 print(f"started {runner.start('crashy', {'input': 1})}\\n", end="", flush=True)
 threading.Event().wait()
 """
@@ -80,10 +85,11 @@ def test_a_killed_runners_task_is_taken_over_and_the_execution_completes(
         stale_claim_sweep_interval_seconds=0.05,
         scheduler_poll_interval_ms=20,
     )
+    with ManagementClient.open(db_url) as client:  # no engine: it takes nothing over
+        before = client.get_execution(execution_id)
+    assert before.status == "Running"
+    assert before.task_results["long"].status == "Running"  # still claimed by the dead
     with cloaca.DefaultRunner(db_url, config) as rescuer:
-        before = rescuer.get_execution(execution_id)
-        assert before.status == "Running"
-        assert before.task_results["long"].status == "Running"  # still claimed by the dead
         result = rescuer.wait(execution_id, timeout=WAIT)
         listed = rescuer.list_executions()
 

@@ -125,7 +125,7 @@ def test_user_errors_raised_by_the_api_are_cloaca_errors_of_the_promised_type() 
 _INTERNAL_BUILTIN_RAISES = {
     ("cloaca.config", "raise ValueError(cleaned)"),
     ("cloaca.runner.cron", "raise TypeError"),
-    ("cloaca.engine.executor", 'raise RuntimeError("cancelled: the execution ended while it ran")'),
+    ("cloaca.engine.attempts", 'raise RuntimeError("cancelled: the execution ended while it ran")'),
 }
 
 

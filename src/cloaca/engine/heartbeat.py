@@ -53,7 +53,8 @@ class Heartbeat:
 
     def beat(self, now: datetime) -> None:
         """Refresh the heartbeat now; register again if a peer declared this runner dead."""
-        if not self._store.runners.heartbeat(self._runner_id, now):
+        stale_after = self._config.stale_claim_threshold_seconds
+        if not self._store.runners.heartbeat(self._runner_id, now, stale_after):
             log.warning(
                 "runner was declared dead by a peer; registering again",
                 extra={"runner_id": self._runner_id},

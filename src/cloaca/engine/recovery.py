@@ -51,7 +51,13 @@ class Recovery:
 
     def register(self, now: datetime) -> None:
         """Record this runner as alive."""
-        self._store.runners.register(self._runner_id, socket.gethostname(), os.getpid(), now)
+        self._store.runners.register(
+            self._runner_id,
+            socket.gethostname(),
+            os.getpid(),
+            now,
+            stale_after=self._config.stale_claim_threshold_seconds,
+        )
 
     def tick(self, now: datetime) -> tuple[bool, datetime | None]:
         """Stale-claim sweep (with the stalled-execution repair) and workflow timeouts when

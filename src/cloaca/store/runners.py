@@ -4,7 +4,7 @@ silent runners."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cloaca.clock import to_db_time
 from cloaca.store.db import Tx
@@ -16,18 +16,35 @@ from cloaca.store.retry import write_retrying
 class RunnerQueries(QueryGroup):
     """``Store.runners``: runners, heartbeats and stale-claim takeover."""
 
-    def register(self, runner_id: str, hostname: str, pid: int, now: datetime) -> None:
-        """Record a live runner (its heartbeat starts now)."""
+    def register(
+        self,
+        runner_id: str,
+        hostname: str,
+        pid: int,
+        now: datetime,
+        stale_after: float | None = None,
+    ) -> None:
+        """Record a live runner (its heartbeat starts now). ``stale_after``: the seconds
+        without a heartbeat after which peers may take its claims over (None: whatever
+        threshold each peer has)."""
         with self.db.write() as tx:
             tx.run(
                 "runner_insert",
-                {"id": runner_id, "hostname": hostname, "pid": pid, "now": to_db_time(now)},
+                {
+                    "id": runner_id,
+                    "hostname": hostname,
+                    "pid": pid,
+                    "now": to_db_time(now),
+                    "stale_at": _stale_at(now, stale_after),
+                },
             )
 
-    def heartbeat(self, runner_id: str, now: datetime) -> bool:
+    def heartbeat(self, runner_id: str, now: datetime, stale_after: float | None = None) -> bool:
         """Refresh a runner's heartbeat; False when its row is gone (it was declared dead)."""
         with self.db.write() as tx:
-            return tx.run("runner_heartbeat", {"id": runner_id, "now": to_db_time(now)}) > 0
+            stale_at = _stale_at(now, stale_after)
+            params = {"id": runner_id, "now": to_db_time(now), "stale_at": stale_at}
+            return tx.run("runner_heartbeat", params) > 0
 
     def remove(self, runner_id: str) -> None:
         """Forget a runner that shut down cleanly."""
@@ -52,8 +69,8 @@ class RunnerQueries(QueryGroup):
         as abandoned. The whole transaction is retried on transient database errors."""
 
         def take_over(tx: Tx) -> int:
-            tx.run("runners_stale_delete", {"threshold": to_db_time(threshold), "self_id": self_id})
             params = {"self_id": self_id, "now": to_db_time(now)}
+            tx.run("runners_stale_delete", {**params, "threshold": to_db_time(threshold)})
             tx.run("task_attempt_record_orphaned", params)  # the history keeps each lost attempt
             rows = tx.all("task_fail_orphaned_exhausted", params)
             failed = [ClaimedTask.from_row(r) for r in rows]
@@ -66,3 +83,7 @@ class RunnerQueries(QueryGroup):
             return requeued + len(failed)
 
         return write_retrying(self.db, take_over, "taking over the work of silent runners")
+
+
+def _stale_at(now: datetime, stale_after: float | None) -> str | None:
+    return None if stale_after is None else to_db_time(now + timedelta(seconds=stale_after))

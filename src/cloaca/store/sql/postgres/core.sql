@@ -34,17 +34,21 @@ SELECT definition FROM cloaca_workflow_versions
 WHERE name = %(name)s AND version = %(version)s
 
 -- name: runner_insert
-INSERT INTO cloaca_runners (id, hostname, pid, started_at, heartbeat_at)
-VALUES (%(id)s, %(hostname)s, %(pid)s, %(now)s, %(now)s)
+INSERT INTO cloaca_runners (id, hostname, pid, started_at, heartbeat_at, stale_at)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(now)s, %(now)s, %(stale_at)s)
 
 -- name: runner_heartbeat
-UPDATE cloaca_runners SET heartbeat_at = %(now)s WHERE id = %(id)s
+UPDATE cloaca_runners SET heartbeat_at = %(now)s, stale_at = %(stale_at)s WHERE id = %(id)s
 
 -- name: runner_delete
 DELETE FROM cloaca_runners WHERE id = %(id)s
 
 -- name: runners_stale_delete
-DELETE FROM cloaca_runners WHERE heartbeat_at < %(threshold)s AND id != %(self_id)s
+-- Each runner is judged by the threshold it declared (stale_at); a row of an older cloaca
+-- without one, by the caller's.
+DELETE FROM cloaca_runners
+WHERE id != %(self_id)s
+  AND (stale_at < %(now)s OR (stale_at IS NULL AND heartbeat_at < %(threshold)s))
 
 -- name: task_fail_orphaned_exhausted
 -- A dead runner's attempt counts (the claim incremented attempt): one that was the last

@@ -28,17 +28,21 @@ ON CONFLICT (name, version) DO NOTHING
 SELECT definition FROM cloaca_workflow_versions WHERE name = :name AND version = :version
 
 -- name: runner_insert
-INSERT INTO cloaca_runners (id, hostname, pid, started_at, heartbeat_at)
-VALUES (:id, :hostname, :pid, :now, :now)
+INSERT INTO cloaca_runners (id, hostname, pid, started_at, heartbeat_at, stale_at)
+VALUES (:id, :hostname, :pid, :now, :now, :stale_at)
 
 -- name: runner_heartbeat
-UPDATE cloaca_runners SET heartbeat_at = :now WHERE id = :id
+UPDATE cloaca_runners SET heartbeat_at = :now, stale_at = :stale_at WHERE id = :id
 
 -- name: runner_delete
 DELETE FROM cloaca_runners WHERE id = :id
 
 -- name: runners_stale_delete
-DELETE FROM cloaca_runners WHERE heartbeat_at < :threshold AND id != :self_id
+-- Each runner is judged by the threshold it declared (stale_at); a row of an older cloaca
+-- without one, by the caller's.
+DELETE FROM cloaca_runners
+WHERE id != :self_id
+  AND (stale_at < :now OR (stale_at IS NULL AND heartbeat_at < :threshold))
 
 -- name: task_fail_orphaned_exhausted
 -- A dead runner's attempt counts (the claim incremented attempt): one that was the last
