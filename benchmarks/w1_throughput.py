@@ -1,7 +1,8 @@
 """W1: burn-down throughput.
 
 (a) 5,000 one-task executions submitted at once; (b) one execution of 5,000 independent
-no-op tasks. Figures: tasks/s, write transactions per task, peak RSS.
+no-op tasks. Figures: tasks/s, write transactions per task, CPU of this process per task
+(every thread: the engine's and the submitting one's), peak RSS.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ def main() -> None:
         many_tx = (db.write_transactions - tx0) / n
 
         tx0 = db.write_transactions
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         result = runner.execute("w1_wide")
         wide_s = time.perf_counter() - t0
+        wide_cpu = time.process_time() - cpu0
         assert result.status == "Completed", result
         wide_tx = (db.write_transactions - tx0) / n
 
@@ -55,6 +58,7 @@ def main() -> None:
         {
             "tasks_per_s": n / wide_s,
             "write_tx_per_task": wide_tx,
+            "cpu_ms_per_task": wide_cpu / n * 1000,
             "executions_tasks_per_s": n / many_s,
             "executions_write_tx_per_task": many_tx,
             "peak_rss_mb": peak_rss_mb(),

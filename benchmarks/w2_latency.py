@@ -1,8 +1,9 @@
 """W2: 1,000 sequential execute() of a one-task workflow (after 100 warm-up runs).
 
 Figures: execute() wall time p50/p99, submit -> task body start p50/p99 (same process),
-write transactions per execution; on PostgreSQL also start() here with the task run by a
-worker in another process (submit -> body start, wall clock of this one machine).
+write transactions per execution, CPU of this process per execution (every thread); on
+PostgreSQL also round trips per execution, and start() here with the task run by a worker
+in another process (submit -> body start, wall clock of this one machine).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
         db = runner._store.db
         tx0 = db.write_transactions
         trips0 = getattr(db, "round_trips", 0)  # PostgreSQL only
+        cpu0 = time.process_time()
         for _ in range(runs):
             t0 = time.perf_counter()
             result = runner.execute("w2_one_task")
@@ -43,6 +45,7 @@ def main() -> None:
             execute_ms.append((t1 - t0) * 1000)
             start_ms.append((started[-1] - t0) * 1000)
         write_tx = (db.write_transactions - tx0) / runs
+        cpu_ms = (time.process_time() - cpu0) / runs * 1000
         trips = (getattr(db, "round_trips", 0) - trips0) / runs
     figures = {
         "execute_p50_ms": percentile(execute_ms, 50),
@@ -50,6 +53,7 @@ def main() -> None:
         "start_p50_ms": percentile(start_ms, 50),
         "start_p99_ms": percentile(start_ms, 99),
         "write_tx_per_execution": write_tx,
+        "cpu_ms_per_execution": cpu_ms,
     }
     if backend() == "postgres":
         figures["round_trips_per_execution"] = trips

@@ -222,3 +222,95 @@ def test_a_failed_statement_nobody_waited_for_rolls_the_whole_transaction_back(
         with store.write() as tx:
             tx.send("execution_insert", {**row, "id": f"e-{_}"})
         assert store.executions.get(f"e-{_}") is not None
+
+
+def test_a_later_statement_gives_its_rows_once_the_transaction_committed(
+    backend: Backend,
+) -> None:
+    """``Tx.later``: the statement runs inside the transaction (its rows show what it did
+    there, and it commits or rolls back with the rest); its rows are read afterwards."""
+    store = backend.open()
+    claimed_at = datetime(2026, 1, 1, tzinfo=UTC)
+    with store.write() as tx:
+        store.executions.insert(
+            tx,
+            execution_id="e1",
+            workflow_name="wf",
+            version="v",
+            context_json="{}",
+            tasks=[NewTask("a", 0, 1, TaskStatus.READY), NewTask("b", 1, 1, TaskStatus.READY)],
+            now=claimed_at,
+            running=True,
+        )
+        later = store.tasks.claim_execution_later(tx, "r1", "e1", 5, claimed_at)
+        with pytest.raises(StoreError):
+            later.rows  # noqa: B018 (reading it is the test)
+    claimed = sorted(r["task_id"] for r in later.rows)
+    assert claimed == ["a", "b"]
+    assert {t.status for t in store.tasks.list_for("e1")} == {TaskStatus.RUNNING}
+    duplicate = {
+        "id": "e1",
+        "workflow_name": "wf",
+        "version": "v",
+        "context": "{}",
+        "remaining": 1,
+        "now": "2026-01-01T00:00:00.000000Z",
+        "status": "Pending",
+        "started_at": None,
+    }
+    with pytest.raises(StoreError), store.write() as tx:  # rolled back with the rest
+        tx.later(
+            "task_claim_execution",
+            {"runner_id": "r2", "limit": 5, "now": "x", "execution_id": "e1"},
+        )
+        tx.send("execution_insert", duplicate)  # a unique violation
+    assert {t.claimed_by for t in store.tasks.list_for("e1")} == {"r1"}
+
+
+def test_statements_prepared_on_a_connection_come_back_after_the_server_dropped_them(
+    backend: Backend,
+) -> None:
+    """PostgreSQL runs each named query prepared once it ran on a connection. If the
+    server forgets them (DEALLOCATE ALL), the next transaction is transient: run again, it
+    succeeds, and the statements are prepared anew."""
+    if backend.dialect != "postgres":
+        pytest.skip("prepared statements are the PostgreSQL driver's")
+    store = backend.open()
+
+    def status(tx: Tx) -> ExecutionStatus | None:
+        return store.executions.status(tx, "nope")
+
+    for _ in range(3):  # run, prepared after the first transaction, run prepared
+        assert store.write_retrying(status, "reading a status") is None
+    with store.write() as tx:
+        tx.script("DEALLOCATE ALL")
+    for _ in range(3):
+        assert store.write_retrying(status, "reading a status") is None
+        with store.read() as tx:
+            assert status(tx) is None
+
+
+def test_long_and_awkward_values_round_trip_exactly(backend: Backend) -> None:
+    """Values are bound on the client on PostgreSQL (long strings dollar-quoted): quotes,
+    backslashes, dollar signs, the quoting tag itself and non-ASCII text come back as
+    written, whether the statement runs with literals or prepared."""
+    store = backend.open()
+    awkward = "it's \\ $$ $cloaca$ $1 %s %(x)s ünïcødé \u2603 \n\t"
+    contexts = [awkward, awkward * 200, "$" + "x" * 5000 + "$", "x" * 5000 + "$cloaca"]
+    for round_ in range(3):  # the first runs use literals, later ones prepared statements
+        for i, text in enumerate(contexts):
+            execution_id = f"e-{round_}-{i}"
+            with store.write() as tx:
+                store.executions.insert(
+                    tx,
+                    execution_id=execution_id,
+                    workflow_name="wf",
+                    version="v",
+                    context_json=text,
+                    tasks=[],
+                    now=T0,
+                )
+            with store.read() as tx:
+                assert store.executions.context(tx, execution_id) == text
+            record = store.executions.get(execution_id)
+            assert record is not None and record.context == text

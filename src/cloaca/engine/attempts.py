@@ -197,7 +197,10 @@ class Body:
             else:
                 attempt.thread = threading.get_ident()  # where to look if it times out
                 attempt.deadline = time.monotonic() + timeout
-                self._wake()  # let the loop learn the new deadline
+                # The loop ticks at least every poll interval and learns the deadline then;
+                # only a shorter timeout needs it to look now (a wake is a whole round).
+                if timeout <= self._config.scheduler_poll_interval_ms / 1000:
+                    self._wake()
                 result = spec.fn(*args)
             output = output_of(spec.id, result, ctx, self._config.max_context_bytes)
             finish(attempt, output, None, timed_out=False, ctx=ctx)

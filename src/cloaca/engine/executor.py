@@ -32,13 +32,14 @@ from cloaca.engine.aio import AsyncBridge
 from cloaca.engine.attempts import Attempt, Body, Control, Done, run_callback
 from cloaca.engine.drive import Drive
 from cloaca.engine.failures import format_failure, log_failed_attempt, stack_of_thread
-from cloaca.engine.inputs import claimed_inputs
+from cloaca.engine.inputs import claimed_inputs, committed_inputs
 from cloaca.engine.outcomes import GroupCommit, Outcome, Unrecorded, next_status
-from cloaca.engine.shape import ShapeCache
+from cloaca.engine.shape import Shape, ShapeCache
 from cloaca.engine.slots import Slots
 from cloaca.store.core import Store
-from cloaca.store.db import Tx
+from cloaca.store.db import Later, Tx
 from cloaca.store.records import ClaimedTask, ExecutionStatus, TaskStatus
+from cloaca.store.tasks import claimed_from
 from cloaca.workflows.registry import get_workflow, registered_workflows
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: A claimed task execution and its input (None: read it when the attempt starts).
 Claim = tuple[ClaimedTask, dict[str, Any] | None]
+#: (execution id, task id) -> output JSON of the tasks a transaction recorded Completed.
+Outputs = dict[tuple[str, str], str | None]
 
 
 class Executor:
@@ -319,21 +322,30 @@ class Executor:
         (and any idle ones); then run what was claimed."""
         held = sum(1 for done in batch if done.holds_slot)
         names = [wf.name for wf in registered_workflows()]
-        extra = self._slots.reserve(self._config.max_concurrent_tasks) if names else 0
         # When stopping, nothing new is claimed.
         claims = bool(names) and not self._stopping.is_set()
-        limit = held + extra if claims else 0
         now = self._clock.now()
         claims_made = False
+        wanted = False  # a claim was due: something may be Ready
+        # The idle slots are reserved only once a claim is due: held through the whole
+        # transaction, they would turn away a start() in another thread meanwhile.
+        extra = 0
+        limit = 0
 
-        def record(tx: Tx) -> tuple[list[outcomes.Written], list[Claim]]:
-            nonlocal claims_made
+        def record(tx: Tx) -> tuple[list[outcomes.Written], tuple[Later, Outputs] | None]:
+            nonlocal claims_made, wanted, extra, limit
             written = outcomes.write_all(
                 self._store, tx, self._runner_id, [d.outcome for d in batch]
             )
             retry_due = self._next_ready is not None and now >= self._next_ready
             # Claim only when something may be Ready: an empty claim is a round trip.
-            if limit and (self._dirty or retry_due or any(w.may_ready for w in written)):
+            if claims and (self._dirty or retry_due or any(w.may_ready for w in written)):
+                wanted = True
+                if not claims_made:  # a rerun of the transaction keeps its reservation
+                    extra = self._slots.reserve(self._config.max_concurrent_tasks)
+                    limit = held + extra
+                if not limit:
+                    return written, None
                 claims_made = True
                 self._dirty = False
                 # Read the clock after clearing _dirty (see tick): a start committed just
@@ -345,8 +357,12 @@ class Executor:
                     for d, w in zip(batch, written, strict=True)
                     if w.owned and d.outcome.status is TaskStatus.COMPLETED
                 }
-                return written, self.claim_in(tx, names, limit, self._clock.now(), outputs=outputs)
-            return written, []
+                # The claimed rows come back with the COMMIT; their inputs after it.
+                later = self._store.tasks.claim_ready_later(
+                    tx, self._runner_id, names, limit, self._clock.now()
+                )
+                return written, (later, outputs)
+            return written, None
 
         results: list[outcomes.Written | None]
         claimed: list[Claim] = []
@@ -355,8 +371,10 @@ class Executor:
             # The whole transaction is retried on transient database errors; an outcome
             # the database still refuses is kept and offered again on later rounds (see
             # engine/outcomes.py): never dropped, so the task is never stranded Running.
-            written, claimed = self._store.write_retrying(record, "recording task outcomes")
+            written, taken = self._store.write_retrying(record, "recording task outcomes")
             results = list(written)
+            if taken is not None:
+                claimed = self._committed_claims(*taken)
         except Exception as exc:
             failed = True
             results = self.unrecorded.salvage([d.outcome for d in batch], exc)
@@ -367,13 +385,28 @@ class Executor:
             self._slots.give_back(held + extra - len(claimed))
         if claims_made:
             self._backlog = len(claimed) == limit
-        if failed or not limit or len(claimed) == limit > 0:
+        if failed or not claims or (wanted and len(claimed) == limit):
             self._dirty = True  # the loop claims (again): this round could not or did not finish
         for claim in claimed:
             self._dispatch(*claim)
         for done, result in zip(batch, results, strict=True):
             if result is not None:
                 self._written(done.outcome.claimed, result)
+
+    def _committed_claims(self, later: Later, outputs: Outputs) -> list[Claim]:
+        """What a committed claim took, with each task's input (see committed_inputs).
+        Never raises: the claims are this runner's now and must be dispatched."""
+        claimed = claimed_from(later)
+        shapes: dict[tuple[str, str], Shape | None] = {}
+        for c in claimed:
+            key = (c.workflow_name, c.workflow_version)
+            if key not in shapes:
+                try:
+                    shapes[key] = self.shapes.for_version(*key)
+                except Exception:  # the attempt reads its input (and shape) itself
+                    shapes[key] = None
+        data = committed_inputs(self._store, claimed, shapes, outputs)
+        return list(zip(claimed, data, strict=True))
 
     def _written(self, claimed: ClaimedTask, written: outcomes.Written) -> None:
         """An outcome reached the database: learn its retry time, report an ended execution."""

@@ -128,23 +128,45 @@ def _write_one(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Writte
         state = store.executions.status(tx, claimed.execution_id)
         if state is None or state.is_terminal:
             status, retry_at = TaskStatus.FAILED, None
-    owned = store.tasks.finish_attempt(
-        tx,
-        claimed,
-        runner_id,
-        status=status,
-        now=outcome.now,
-        output_json=outcome.output,
-        error=outcome.error,
-        traceback=outcome.traceback,
-        retry_at=retry_at,
-    )
-    ended = None
-    if owned and status.is_terminal and outcome.shape is not None:
-        ended = advance(
-            store, tx, outcome.shape, claimed.execution_id, claimed.task_id, status, outcome.now
-        )
     shape = outcome.shape
+    ended = None
+    if status.is_terminal and shape is not None:
+        # The outcome, the lock and count of its execution (and what ending it needs) in
+        # one statement where the dialect allows; then the planning step.
+        counted = store.executions.finish_task(
+            tx,
+            claimed,
+            runner_id,
+            status=status,
+            now=outcome.now,
+            output_json=outcome.output,
+            error=outcome.error,
+            traceback=outcome.traceback,
+        )
+        owned = counted.owned
+        if owned:
+            ended = advance(
+                store,
+                tx,
+                shape,
+                claimed.execution_id,
+                claimed.task_id,
+                status,
+                outcome.now,
+                counted,
+            )
+    else:
+        owned = store.tasks.finish_attempt(
+            tx,
+            claimed,
+            runner_id,
+            status=status,
+            now=outcome.now,
+            output_json=outcome.output,
+            error=outcome.error,
+            traceback=outcome.traceback,
+            retry_at=retry_at,
+        )
     may_ready = owned and (
         (retry_at is not None and retry_at <= outcome.now)
         or (

@@ -18,7 +18,7 @@ from cloaca.engine.inputs import load_input
 from cloaca.engine.shape import Shape
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
-from cloaca.store.records import ExecutionStatus, NewTask, TaskStatus
+from cloaca.store.records import ExecutionStatus, FinishedTask, FinishInputs, NewTask, TaskStatus
 from cloaca.workflows import dag, rules
 
 UPSTREAM_FAILED = "upstream failed"
@@ -156,14 +156,22 @@ def advance(
     finished_task: str,
     finished_status: TaskStatus,
     now: datetime,
+    counted: FinishedTask | None = None,
 ) -> ExecutionStatus | None:
     """``finished_task`` just became ``finished_status`` (Completed or Failed): plan its
     dependants and end the execution when no task is left unfinished. Returns the terminal
-    status if it ended."""
-    locked = store.executions.lock_counting_finished(tx, execution_id, 1)
-    if locked is None or locked[0].is_terminal:
-        return None
-    remaining = locked[1]
+    status if it ended. ``counted``: the execution was locked and the task counted already,
+    with the outcome (``ExecutionQueries.finish_task``)."""
+    inputs: FinishInputs | None = None
+    if counted is None:
+        locked = store.executions.lock_counting_finished(tx, execution_id, 1)
+        if locked is None or locked[0].is_terminal:
+            return None
+        remaining = locked[1]
+    else:
+        if counted.execution is None or counted.execution.is_terminal:
+            return None
+        remaining, inputs = counted.remaining, counted.inputs
     # Known without a read: the finished task's status, and that a dependant whose only
     # dependency it is still waits (nothing else could have decided it). A chain's next
     # task is then planned with no read at all.
@@ -188,7 +196,8 @@ def advance(
         remaining = store.executions.count_finished(tx, execution_id, skipped)
     if remaining > 0:
         return None
-    return _finish(store, tx, shape, execution_id, now)
+    # What was read with the count is stale once this step changed a task.
+    return _finish(store, tx, shape, execution_id, now, None if decisions else inputs)
 
 
 def repair(
@@ -221,9 +230,14 @@ def repair(
 
 
 def _finish(
-    store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
+    store: Store,
+    tx: Tx,
+    shape: Shape,
+    execution_id: str,
+    now: datetime,
+    inputs: FinishInputs | None = None,
 ) -> ExecutionStatus:
-    context, results = store.executions.finish_inputs(tx, execution_id)
+    context, results = inputs or store.executions.finish_inputs(tx, execution_id)
     parts = [json.loads(context)]
     first_error: str | None = None
     for tid in shape.order:

@@ -31,6 +31,7 @@ from cloaca.runner.waiters import Waiters
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ExecutionRecord, ExecutionStatus
+from cloaca.store.tasks import claimed_from
 from cloaca.workflows.registry import get_workflow
 from cloaca.workflows.workflow import Workflow
 
@@ -236,9 +237,13 @@ class Executions:
                     running=reserved > 0,
                 )
                 if reserved:
-                    claimed = engine.claim_in(
-                        tx, [shape.name], reserved, now, execution_id, {execution_id: text}
+                    # Claimed as this process's runner (the Store's origin); the claimed
+                    # rows come back with the COMMIT. A root's input is the execution's.
+                    later = self._store.tasks.claim_execution_later(
+                        tx, self._store.origin, execution_id, reserved, now
                     )
+            if reserved:
+                claimed = [(c, json.loads(text)) for c in claimed_from(later)]
         finally:
             engine.adopt(claimed, reserved)
         if reserved < roots:
@@ -251,16 +256,22 @@ class Executions:
         """Run a workflow and block until its execution is terminal."""
         # Waiting starts before the execution exists, so an execution that finishes in
         # this process is reported without a first look at the database.
+        # The transaction that ends it reads it too (with its COMMIT): no read here then.
         execution_id = str(uuid.uuid4())
         waiters = self._engine.waiters
-        event = waiters.add(execution_id)
+        expected = self._store.executions.expected
+        expected.expect(execution_id)
         try:
-            self._start(workflow_name, context, execution_id)
-            if not self._engine.waits_block:
-                event.wait(self._config.scheduler_poll_interval_ms / 1000)
+            event = waiters.add(execution_id)
+            try:
+                self._start(workflow_name, context, execution_id)
+                if not self._engine.waits_block:
+                    event.wait(self._config.scheduler_poll_interval_ms / 1000)
+            finally:
+                waiters.drop(execution_id, event)
+            return self.wait(execution_id)
         finally:
-            waiters.drop(execution_id, event)
-        return self.wait(execution_id)
+            expected.forget(execution_id)
 
     def wait(self, execution_id: str, timeout: float | None = None) -> WorkflowResult:
         """Block until the execution is terminal (``TimeoutError`` after ``timeout`` s)."""
@@ -270,22 +281,36 @@ class Executions:
         # database at the fallback interval for those.
         fallback = self._config.scheduler_poll_interval_ms / 1000
         waiters = self._engine.waiters
-        while True:
-            event = waiters.add(execution_id)
-            try:
-                result = self._terminal(execution_id)
-                if result is not None:
-                    return result
-                remaining = (
-                    fallback if deadline is None else min(fallback, deadline - time.monotonic())
-                )
-                if remaining <= 0:
-                    raise TimeoutError(f"execution {execution_id} not finished after {timeout}s")
-                event.wait(remaining)
-            finally:
-                waiters.drop(execution_id, event)
+        expected = self._store.executions.expected
+        expected.expect(execution_id)
+        try:
+            while True:
+                event = waiters.add(execution_id)
+                try:
+                    result = self._terminal(execution_id)
+                    if result is not None:
+                        return result
+                    remaining = (
+                        fallback if deadline is None else min(fallback, deadline - time.monotonic())
+                    )
+                    if remaining <= 0:
+                        raise TimeoutError(
+                            f"execution {execution_id} not finished after {timeout}s"
+                        )
+                    event.wait(remaining)
+                finally:
+                    waiters.drop(execution_id, event)
+        finally:
+            expected.forget(execution_id)
 
     def _terminal(self, execution_id: str) -> WorkflowResult | None:
+        # The notice that woke this thread can come before the ending transaction's thread
+        # returns from its COMMIT: wait for that a moment rather than read.
+        found = self._store.executions.finished_result(
+            execution_id, self._config.scheduler_poll_interval_ms / 1000
+        )
+        if found is not None:  # ended by a transaction of this process, which read it
+            return WorkflowResult.build(*found)
         # Retries transient database errors (a dropped connection) with backoff.
         record, tasks = self._store.executions.get_with_tasks(
             execution_id, tasks_unless_active=True

@@ -9,6 +9,7 @@ query *by name* with bound parameters; it never builds SQL text itself.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from importlib import resources
@@ -36,6 +37,37 @@ def limit_param(limit: int | None) -> int:
 Row = Mapping[str, Any]
 
 
+class Later:
+    """The rows of a statement sent with :meth:`Queries.later`: readable once its
+    transaction has committed (on PostgreSQL they arrive with the COMMIT)."""
+
+    __slots__ = ("_rows", "_ended")
+
+    def __init__(self) -> None:
+        self._rows: list[Row] | None = None
+        self._ended = threading.Event()  # committed, or rolled back
+
+    def set(self, rows: list[Row]) -> None:
+        """The driver hands over the rows: the transaction committed."""
+        self._rows = rows
+        self._ended.set()
+
+    def fail(self) -> None:
+        """The driver says the transaction rolled back: there will be no rows."""
+        self._ended.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) for the transaction to end; True if it committed."""
+        return self._ended.wait(timeout) and self._rows is not None
+
+    @property
+    def rows(self) -> list[Row]:
+        """The statement's rows (``StoreError`` unless its transaction committed)."""
+        if self._rows is None:
+            raise StoreError("a later statement's rows are read before its transaction ended")
+        return self._rows
+
+
 @runtime_checkable
 class Queries(Protocol):
     """Capability: run the dialect's named queries inside one open transaction."""
@@ -60,6 +92,14 @@ class Queries(Protocol):
         """Run a statement whose result nobody reads. PostgreSQL sends it with the next
         statement whose result is read, or with the COMMIT, so it costs no round trip of
         its own; its error, if any, is raised there at the latest."""
+        ...
+
+    def later(self, query: str, params: Params | None = None) -> Later:
+        """Run a statement whose rows the caller reads only after the transaction
+        committed (a claim whose claimed rows are used once the claim is durable).
+        PostgreSQL sends it with the COMMIT, so it costs no round trip of its own; the
+        rows show what the statement did inside the transaction, which commits as a
+        whole or not at all. Nothing may depend on them inside the transaction."""
         ...
 
 

@@ -8,21 +8,48 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cloaca.clock import from_db_time, to_db_time
-from cloaca.store.db import Tx
-from cloaca.store.group import QueryGroup
+from cloaca.store.contexts import ContextCache
+from cloaca.store.db import Database, Row, Tx
+from cloaca.store.expected import ExpectedResults
+from cloaca.store.group import Notices, QueryGroup
 from cloaca.store.records import (
+    ClaimedTask,
     ExecutionRecord,
     ExecutionStatus,
+    FinishedTask,
+    FinishInputs,
     NewTask,
     TaskExecutionRecord,
     TaskStatus,
 )
 from cloaca.store.retry import read_retrying
-from cloaca.store.tasks import with_history
+from cloaca.store.tasks import finish_params, with_history
+
+#: Dialects whose SQL records a task's final outcome and counts it in one statement
+#: (``task_finish_counting``, a data-modifying CTE); the others run the three statements.
+_ONE_STATEMENT_FINISH = frozenset({"postgres"})
+
+
+def _with_tasks(rows: list[Row]) -> tuple[ExecutionRecord | None, list[TaskExecutionRecord]]:
+    """The execution and its task executions from the rows of ``execution_with_tasks``."""
+    if not rows:
+        return None, []
+    tasks = [
+        TaskExecutionRecord.from_row({k[2:]: r[k] for k in r.keys() if k[:2] == "t_"})  # noqa: SIM118 (sqlite3.Row iterates values)
+        for r in rows
+        if r["t_id"] is not None
+    ]
+    return ExecutionRecord.from_row(rows[0]), tasks
 
 
 class ExecutionQueries(QueryGroup):
     """``Store.executions``: workflow executions."""
+
+    def __init__(self, db: Database, notices: Notices) -> None:
+        super().__init__(db, notices)
+        #: Executions a thread of this process waits for (see :meth:`finished_result`).
+        self.expected = ExpectedResults()
+        self._contexts = ContextCache()
 
     # -- the engine's write path --------------------------------------------------------------
 
@@ -79,19 +106,40 @@ class ExecutionQueries(QueryGroup):
         if notify_ready and any(t.status is TaskStatus.READY for t in tasks):
             self.notices.ready(tx)
 
+    def known_context(self, execution_id: str) -> str | None:
+        """The input context JSON of an execution if one was read here already."""
+        return self._contexts.get(execution_id)
+
     def context(self, tx: Tx, execution_id: str) -> str:
-        """The input context JSON of an execution."""
+        """The input context JSON of an execution (it never changes: read once here)."""
+        known = self._contexts.get(execution_id)
+        if known is not None:
+            return known
         row = tx.one("execution_context", {"id": execution_id})
-        return row["context"] if row else "{}"
+        if row is None:
+            return "{}"
+        self._contexts.put(execution_id, row["context"])
+        return str(row["context"])
 
     def contexts(self, tx: Tx, execution_ids: Iterable[str]) -> dict[str, str]:
-        """Execution id -> input context JSON, for several executions in one statement."""
-        rows = tx.all("execution_contexts", {"ids": json.dumps(sorted(set(execution_ids)))})
-        return {r["id"]: r["context"] for r in rows}
+        """Execution id -> input context JSON, for several executions in one statement
+        (none for those read before)."""
+        found: dict[str, str] = {}
+        unknown: set[str] = set()
+        for execution_id in execution_ids:
+            known = self._contexts.get(execution_id)
+            if known is None:
+                unknown.add(execution_id)
+            else:
+                found[execution_id] = known
+        if unknown:
+            rows = tx.all("execution_contexts", {"ids": json.dumps(sorted(unknown))})
+            for r in rows:
+                found[r["id"]] = r["context"]
+                self._contexts.put(r["id"], r["context"])
+        return found
 
-    def finish_inputs(
-        self, tx: Tx, execution_id: str
-    ) -> tuple[str, dict[str, tuple[TaskStatus, str | None, str | None]]]:
+    def finish_inputs(self, tx: Tx, execution_id: str) -> FinishInputs:
         """What ending an execution needs, in one statement: its input context JSON, and
         task id -> (status, output JSON, error) for each of its task executions."""
         context = "{}"
@@ -102,6 +150,56 @@ class ExecutionQueries(QueryGroup):
             else:
                 results[r["task_id"]] = (TaskStatus(r["status"]), r["output"], r["error"])
         return context, results
+
+    def finish_task(
+        self,
+        tx: Tx,
+        claimed: ClaimedTask,
+        runner_id: str,
+        *,
+        status: TaskStatus,
+        now: datetime,
+        output_json: str | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> FinishedTask:
+        """Record an attempt's final outcome (Completed or Failed) as
+        ``TaskQueries.finish_attempt`` does and, if this runner still owned it,
+        :meth:`lock_counting_finished` its execution, with :meth:`finish_inputs` when no
+        task is left unfinished: one round trip where the dialect allows it."""
+        params = finish_params(claimed, runner_id, status, now, output_json, error, traceback)
+        execution_id = claimed.execution_id
+        if self.db.dialect not in _ONE_STATEMENT_FINISH:
+            if tx.run("task_finish_attempt", params) == 0:
+                return FinishedTask(False)
+            locked = self.lock_counting_finished(tx, execution_id, 1)
+            if locked is None:
+                return FinishedTask(True)
+            state, remaining = locked
+            ending = remaining <= 0 and not state.is_terminal
+            inputs = self.finish_inputs(tx, execution_id) if ending else None
+            return FinishedTask(True, state, remaining, inputs)
+        rows = tx.all("task_finish_counting", {**params, "execution_id": execution_id})
+        head = next(r for r in rows if r["task_id"] is None)
+        if not head["owned"]:
+            return FinishedTask(False)
+        if head["status"] is None:
+            return FinishedTask(True)
+        state, remaining = ExecutionStatus(head["status"]), int(head["remaining_tasks"])
+        if remaining > 0 or state.is_terminal:
+            return FinishedTask(True, state, remaining)
+        results = {
+            r["task_id"]: (TaskStatus(r["task_status"]), r["output"], r["error"])
+            for r in rows
+            if r["task_id"] is not None
+        }
+        context = head["context"]
+        if any(not s.is_terminal for s, _, _ in results.values()):
+            # The statement's snapshot predates the lock: a task that finished while it
+            # waited for the lock is missing. Read them again, after the lock.
+            context, results = self.finish_inputs(tx, execution_id)
+        results[claimed.task_id] = (status, output_json, error)
+        return FinishedTask(True, state, remaining, (context, results))
 
     def lock(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:
         """Lock an execution's row until ``tx`` ends and return its status (None if it does
@@ -166,6 +264,8 @@ class ExecutionQueries(QueryGroup):
         if changed:
             tx.send("trigger_release_holds", {"execution_id": execution_id, "now": to_db_time(now)})
             self.notices.finished(tx, execution_id)
+            if active:  # every task is final: the execution is as its waiters will see it
+                self.expected.read_in(tx, execution_id)
         return changed
 
     # -- reads (each in its own read transaction) -----------------------------------------------
@@ -198,17 +298,23 @@ class ExecutionQueries(QueryGroup):
                 "execution_with_tasks",
                 {"id": execution_id, "with_tasks": 0 if tasks_unless_active else 1},
             )
-            if not rows:
-                return None, []
-            record = ExecutionRecord.from_row(rows[0])
-            tasks = [
-                TaskExecutionRecord.from_row({k[2:]: r[k] for k in r.keys() if k[:2] == "t_"})  # noqa: SIM118 (sqlite3.Row iterates values)
-                for r in rows
-                if r["t_id"] is not None
-            ]
-            return record, with_history(tx, execution_id, tasks)
+            record, tasks = _with_tasks(rows)
+            return record, with_history(tx, execution_id, tasks) if record else []
 
         return read_retrying(self.db, read, "reading an execution")
+
+    def finished_result(
+        self, execution_id: str, wait: float = 0.0
+    ) -> tuple[ExecutionRecord, list[TaskExecutionRecord]] | None:
+        """:meth:`get_with_tasks` of an execution :attr:`expected` here, as the
+        transaction that ended it (in this process) read it with its COMMIT; None when
+        there is none, or when the attempt history would need a read of its own.
+        ``wait``: seconds at most for that transaction to end (see ExpectedResults.rows)."""
+        rows = self.expected.rows(execution_id, wait)
+        record, tasks = _with_tasks(rows or [])
+        if record is None or any(t.may_have_history for t in tasks):
+            return None
+        return record, [t.with_history([]) for t in tasks]
 
     def list_newest(
         self, workflow_name: str | None, status: str | None, limit: int, offset: int

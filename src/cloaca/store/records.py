@@ -234,3 +234,21 @@ class NewAttempt:
     completed_at: datetime
     error: str | None = None
     traceback: str | None = None
+
+
+#: What ending an execution needs: its input context JSON, and task id -> (status, output
+#: JSON, error) for each of its task executions.
+FinishInputs = tuple[str, dict[str, tuple[TaskStatus, str | None, str | None]]]
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedTask:
+    """What recording an attempt's final outcome found (``ExecutionQueries.finish_task``):
+    ``owned`` is False when the claim had been lost; ``execution`` the execution's status
+    as locked (None: not owned, or no such execution) with ``remaining`` unfinished tasks
+    after counting this one; ``inputs`` what ending it needs, read when none is left."""
+
+    owned: bool
+    execution: ExecutionStatus | None = None
+    remaining: int = 0
+    inputs: FinishInputs | None = None

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cloaca.clock import from_db_time, to_db_time
-from cloaca.store.db import Tx
+from cloaca.store.db import Later, Tx
 from cloaca.store.group import QueryGroup
 from cloaca.store.records import (
     AttemptRecord,
@@ -62,6 +62,44 @@ class TaskQueries(QueryGroup):
             tx.send("execution_mark_running", {"ids": ids, "now": stamp})
         return claimed
 
+    def claim_ready_later(
+        self, tx: Tx, runner_id: str, workflow_names: Iterable[str], limit: int, now: datetime
+    ) -> Later:
+        """:meth:`claim_ready_in`, with the claimed rows read only once ``tx`` committed
+        (:func:`claimed_from`): on PostgreSQL the claim, and the marking of its executions
+        Running, travel with the COMMIT in one statement."""
+        stamp = to_db_time(now)
+        params = {
+            "runner_id": runner_id,
+            "limit": limit,
+            "now": stamp,
+            "workflows": json.dumps(sorted(workflow_names)),
+        }
+        if self.db.dialect == "postgres":
+            return tx.later("task_claim_ready_marking", params)
+        rows = tx.all("task_claim_ready", params)
+        if rows:
+            ids = json.dumps(sorted({r["execution_id"] for r in rows}))
+            tx.send("execution_mark_running", {"ids": ids, "now": stamp})
+        later = Later()
+        later.set(rows)  # read by the caller after the commit only
+        return later
+
+    def claim_execution_later(
+        self, tx: Tx, runner_id: str, execution_id: str, limit: int, now: datetime
+    ) -> Later:
+        """Claim up to ``limit`` Ready task executions of one execution inside ``tx`` (the
+        roots, by the transaction that creates the execution Running), with the claimed
+        rows read only once ``tx`` committed (:func:`claimed_from`): on PostgreSQL the
+        claim travels with the COMMIT and costs no round trip of its own."""
+        params = {
+            "runner_id": runner_id,
+            "limit": limit,
+            "now": to_db_time(now),
+            "execution_id": execution_id,
+        }
+        return tx.later("task_claim_execution", params)
+
     def next_ready_at(self, workflow_names: Iterable[str]) -> datetime | None:
         """Earliest ``ready_at`` among Ready task executions of the given workflows."""
         with self.db.read() as tx:
@@ -87,26 +125,12 @@ class TaskQueries(QueryGroup):
         attempt, still Running). ``status`` Ready with ``retry_at`` schedules a retry.
         ``error`` and ``traceback`` stay on the row until the next attempt's outcome.
         Returns False when the claim was lost (timed out, taken over, cancelled)."""
-        terminal = status.is_terminal
         if status is TaskStatus.READY:
             self.notices.ready(tx)  # a retry: other runners learn its ready_at
-        return (
-            tx.run(
-                "task_finish_attempt",
-                {
-                    "id": claimed.id,
-                    "attempt": claimed.attempt,
-                    "runner_id": runner_id,
-                    "status": str(status),
-                    "output": output_json,
-                    "error": error,
-                    "traceback": traceback,
-                    "ready_at": to_db_time(retry_at) if retry_at else None,
-                    "completed_at": to_db_time(now) if terminal else None,
-                },
-            )
-            > 0
+        params = finish_params(
+            claimed, runner_id, status, now, output_json, error, traceback, retry_at
         )
+        return tx.run("task_finish_attempt", params) > 0
 
     def record_attempts(self, tx: Tx, runner_id: str, attempts: Sequence[NewAttempt]) -> None:
         """Add attempts to the history, each only if this runner still owns it (as
@@ -196,6 +220,36 @@ class TaskQueries(QueryGroup):
         return read_retrying(
             self.db, lambda tx: read_task_list(tx, execution_id), "reading task executions"
         )
+
+
+def claimed_from(later: Later) -> list[ClaimedTask]:
+    """The task executions a committed :meth:`TaskQueries.claim_execution_later` claimed,
+    oldest first."""
+    return sorted((ClaimedTask.from_row(r) for r in later.rows), key=lambda c: c.id)
+
+
+def finish_params(
+    claimed: ClaimedTask,
+    runner_id: str,
+    status: TaskStatus,
+    now: datetime,
+    output_json: str | None,
+    error: str | None,
+    traceback: str | None,
+    retry_at: datetime | None = None,
+) -> dict[str, object]:
+    """The parameters of ``task_finish_attempt`` (and ``task_finish_counting``)."""
+    return {
+        "id": claimed.id,
+        "attempt": claimed.attempt,
+        "runner_id": runner_id,
+        "status": str(status),
+        "output": output_json,
+        "error": error,
+        "traceback": traceback,
+        "ready_at": to_db_time(retry_at) if retry_at else None,
+        "completed_at": to_db_time(now) if status.is_terminal else None,
+    }
 
 
 def read_task_list(tx: Tx, execution_id: str) -> list[TaskExecutionRecord]:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -20,14 +21,12 @@ from cloaca.errors import ConnectionFailed, ValidationError
 from cloaca.names import MAX_IDENTIFIER_BYTES, check_schema_name
 from cloaca.store.db import (
     Database,
-    Params,
-    Row,
     StoreError,
     TransientStoreError,
     Tx,
     load_queries,
 )
-from cloaca.store.drivers.cursor import CursorTx
+from cloaca.store.drivers.pg_tx import PgReadTx, PgTx, PgWriteTx, Prepared
 from cloaca.store.drivers.urls import masked_url
 from cloaca.store.retry import Backoff
 
@@ -106,47 +105,6 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class _PgTx(CursorTx):
-    """One transaction on a pooled connection. A write transaction runs in pipeline mode:
-    its BEGIN and every :meth:`send` statement wait in the client's buffer and go to the
-    server with the next statement whose result is read (or with the COMMIT), so they cost
-    no round trip of their own. A read runs each statement on its own (autocommit)."""
-
-    # notified: payloads this transaction already sent; PostgreSQL delivers identical
-    # notifications of one transaction once, so sending one again would only cost a trip.
-    __slots__ = ("notified", "_pipeline", "_db")
-
-    def __init__(self, db: PostgresDatabase, cur: Any, pipeline: Any = None) -> None:
-        super().__init__(cur, db._queries, "postgres")
-        self.notified: set[str] = set()
-        self._pipeline = pipeline
-        self._db = db
-
-    def _execute(self, query: str, params: Params | None) -> None:
-        self._cur.execute(self._sql(query), params or {})
-        if self._pipeline is not None:
-            self._pipeline.sync()  # this result is read now: one round trip
-        self._db.round_trips += 1
-
-    def one(self, query: str, params: Params | None = None) -> Row | None:
-        self._execute(query, params)
-        if self._cur.description is None:
-            return None
-        rows = self._cur.fetchall()
-        return rows[0] if rows else None
-
-    def all(self, query: str, params: Params | None = None) -> list[Row]:
-        self._execute(query, params)
-        return list(self._cur.fetchall()) if self._cur.description is not None else []
-
-    def run(self, query: str, params: Params | None = None) -> int:
-        self._execute(query, params)
-        return int(self._cur.rowcount)
-
-    def send(self, query: str, params: Params | None = None) -> None:
-        self._cur.execute(self._sql(query), params or {})
-
-
 class PostgresDatabase:
     """A PostgreSQL database (optionally one schema of it) behind the
     :class:`~cloaca.store.db.Database` protocol; notifications are LISTEN/NOTIFY on the
@@ -173,6 +131,8 @@ class PostgresDatabase:
         # report them per execution; each costs a network round trip).
         self.round_trips = 0
         self._returned_at: dict[int, float] = {}
+        # Per pooled connection: the named queries prepared on it (see pg_tx.Prepared).
+        self._prepared: weakref.WeakKeyDictionary[Any, Prepared] = weakref.WeakKeyDictionary()
         self._connect_once(url)
         if schema:
             self._create_schema(url, schema)
@@ -185,14 +145,15 @@ class PostgresDatabase:
             url,
             min_size=1,
             max_size=max(1, pool_size),
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            # No psycopg prepared statements: ours are (see pg_tx), and psycopg would drop
+            # them with DEALLOCATE ALL after a ROLLBACK.
+            kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
             configure=configure,
             # A connection the server dropped (restart, failover, pg_terminate_backend)
             # is found out and replaced before it is handed out, not by the transaction.
             # Only connections that sat idle are pinged: a ping is a round trip, and one
             # in constant use would have failed (and been discarded) in use already.
             check=self._check_idle,
-            reset=self._note_returned,
             open=True,
             name="cloaca",
         )
@@ -219,7 +180,10 @@ class PostgresDatabase:
             # Anything else (refused, timed out) may be a server starting: the pool retries.
 
     def _note_returned(self, conn: Any) -> None:
-        """Pool callback: a connection came back; remember when (see ``_check_idle``)."""
+        """A connection goes back to the pool; remember when (see ``_check_idle``). Not
+        the pool's ``reset`` callback: with one, the pool hands every returned connection
+        to a worker thread, a thread switch per transaction (and a connection not yet
+        back when the next transaction asks for one)."""
         self._returned_at[id(conn)] = time.monotonic()
 
     def _check_idle(self, conn: Any) -> None:
@@ -241,24 +205,37 @@ class PostgresDatabase:
             ) from exc
 
     @contextmanager
-    def _transaction(self, begin: bool = True) -> Iterator[_PgTx]:
+    def _transaction(self, begin: bool = True) -> Iterator[PgReadTx | PgWriteTx]:
         try:
-            with self._pool.connection() as conn, conn.cursor() as cur:
-                if not begin:
-                    yield _PgTx(self, cur)
-                    return
-                with conn.pipeline() as pipeline:
-                    # Sent with the first statement whose result is read, not on its own.
-                    cur.execute("BEGIN")
-                    tx = _PgTx(self, cur, pipeline)
-                    try:
-                        yield tx
-                    except BaseException:
-                        _rollback(cur, pipeline)
-                        raise
-                    cur.execute("COMMIT")
-                    self.round_trips += 1
-                    pipeline.sync()  # errors of statements still in the buffer raise here
+            with self._pool.connection() as conn:
+                prepared = self._prepared.get(conn)
+                if prepared is None:
+                    prepared = self._prepared[conn] = Prepared()
+                try:
+                    with self._psycopg.ClientCursor(conn) as cur:
+                        if not begin:
+                            yield PgReadTx(self, cur, prepared)
+                        else:
+                            tx = PgWriteTx(self, cur, prepared)
+                            try:
+                                yield tx
+                            except BaseException:
+                                _rollback(tx)
+                                raise
+                            try:
+                                tx.commit()
+                            except BaseException:
+                                _rollback(tx)  # a statement that waited for COMMIT failed
+                                raise
+                    if prepared.wanted:  # first runs on this connection: plan them once
+                        prepared.prepare_wanted(conn, self._queries)
+                except self._psycopg.errors.InvalidSqlStatementName as exc:
+                    # Our prepared statements are gone (DISCARD ALL, DEALLOCATE): forget
+                    # them; the transaction runs again with literals, then re-prepares.
+                    prepared.ready.clear()
+                    raise TransientStoreError(f"postgres error: {exc}") from exc
+                finally:
+                    self._note_returned(conn)
         except self._psycopg.OperationalError as exc:
             # Lost connections, pool timeouts, serialization failures, deadlocks, lock
             # timeouts, admin shutdowns: the whole transaction may succeed if tried again.
@@ -290,7 +267,7 @@ class PostgresDatabase:
     def notify(self, tx: Tx, payload: str) -> None:
         """``pg_notify`` on this database's channel: listeners hear it when ``tx`` commits
         (once per payload and transaction, as PostgreSQL delivers it)."""
-        sent = tx.notified if isinstance(tx, _PgTx) else None
+        sent = tx.notified if isinstance(tx, PgTx) else None
         if sent is not None:
             if payload in sent:
                 return
@@ -381,17 +358,11 @@ class PostgresDatabase:
         self._pool.close()
 
 
-def _rollback(cur: Any, pipeline: Any) -> None:
-    """End a failed write transaction. A statement that failed aborts the pipeline: sync
-    past it, then roll back (a broken connection is discarded by the pool anyway)."""
+def _rollback(tx: PgWriteTx) -> None:
+    """End a failed write transaction (a broken connection is discarded by the pool)."""
     try:
-        pipeline.sync()
+        tx.rollback()
     except Exception:  # the error being raised already says what went wrong
-        pass
-    try:
-        cur.execute("ROLLBACK")
-        pipeline.sync()
-    except Exception:
         log.debug("rollback after a failed transaction failed", exc_info=True)
 
 
@@ -411,4 +382,5 @@ def _close_quietly(conn: Any) -> None:
 
 if TYPE_CHECKING:  # mypy checks this driver against every capability of the seam
     _database: type[Database] = PostgresDatabase
-    _tx: type[Tx] = _PgTx
+    _read_tx: type[Tx] = PgReadTx
+    _write_tx: type[Tx] = PgWriteTx

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from cloaca.errors import ValidationError
 from cloaca.store.db import (
     Database,
+    Later,
     Params,
     Row,
     StoreError,
@@ -31,7 +32,12 @@ _BUSY_TIMEOUT_MS = 30_000
 
 
 class _SqliteTx(CursorTx):
-    __slots__ = ()
+    # ready: rows of later() statements (they ran at once), handed over at the COMMIT.
+    __slots__ = ("ready",)
+
+    def __init__(self, cur: sqlite3.Cursor, queries: dict[str, str], dialect: str) -> None:
+        super().__init__(cur, queries, dialect)
+        self.ready: list[tuple[Later, list[Row]]] = []
 
     def one(self, query: str, params: Params | None = None) -> Row | None:
         cur = self._cur.execute(self._sql(query), params or {})
@@ -48,6 +54,11 @@ class _SqliteTx(CursorTx):
 
     def send(self, query: str, params: Params | None = None) -> None:
         self._cur.execute(self._sql(query), params or {})
+
+    def later(self, query: str, params: Params | None = None) -> Later:
+        later = Later()
+        self.ready.append((later, self.all(query, params)))
+        return later
 
 
 class SqliteDatabase:
@@ -122,15 +133,20 @@ class SqliteDatabase:
     def _transaction(self, begin: str) -> Iterator[_SqliteTx]:
         with self._lock:
             cur = self._conn.cursor()
+            tx = _SqliteTx(cur, self._queries, "sqlite")
             try:
                 cur.execute(begin)
-                yield _SqliteTx(cur, self._queries, "sqlite")
+                yield tx
+                self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
+                for later, _ in tx.ready:
+                    later.fail()
                 raise
             else:
-                self._conn.execute("COMMIT")
+                for later, rows in tx.ready:
+                    later.set(rows)
             finally:
                 cur.close()
 

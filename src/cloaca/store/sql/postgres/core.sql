@@ -127,6 +127,32 @@ WHERE id IN (
 )
 RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
 
+-- name: task_claim_ready_marking
+-- task_claim_ready and execution_mark_running in ONE statement, so a claim can travel with
+-- the COMMIT (its rows are read after it): the claimed rows, oldest first by id.
+WITH claimed AS (
+    UPDATE cloaca_task_executions
+    SET status = 'Running', claimed_by = %(runner_id)s, attempt = attempt + 1,
+        started_at = %(now)s, sub_status = NULL
+    WHERE id IN (
+        SELECT id FROM cloaca_task_executions
+        WHERE status = 'Ready' AND ready_at <= %(now)s
+          AND workflow_name IN (SELECT jsonb_array_elements_text(CAST(%(workflows)s AS jsonb)))
+        ORDER BY ready_at, id
+        LIMIT NULLIF(GREATEST(CAST(%(limit)s AS BIGINT), -1), -1)
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
+), marked AS (
+    UPDATE cloaca_executions SET status = 'Running', started_at = %(now)s
+    WHERE id IN (
+        SELECT id FROM cloaca_executions
+        WHERE id IN (SELECT execution_id FROM claimed) AND status = 'Pending'
+        FOR UPDATE SKIP LOCKED
+    )
+)
+SELECT * FROM claimed ORDER BY id
+
 -- name: task_claim_execution
 -- The Ready task executions of one execution (its roots, claimed by the transaction that
 -- creates it, for slots free in the creating process).
@@ -190,6 +216,39 @@ SET status = %(status)s, output = %(output)s, error = %(error)s, ready_at = %(re
     completed_at = %(completed_at)s, claimed_by = NULL, sub_status = NULL
 WHERE id = %(id)s AND status = 'Running' AND attempt = %(attempt)s
   AND claimed_by = %(runner_id)s
+
+-- name: task_finish_counting
+-- task_finish_attempt with a final status, execution_lock_count_finished and (when that
+-- leaves no task unfinished) execution_finish_inputs, in ONE statement: a task's outcome and
+-- the count that may end its execution cost one round trip. The first row (task_id NULL)
+-- says whether this runner still owned the attempt, and the execution's status and count
+-- as locked; the others are the execution's other task executions as of this statement's
+-- snapshot, which predates the lock: the caller reads them anew if one is unfinished there
+-- (a task that finished meanwhile). The updates run in this order (task row, then
+-- execution row), as the separate statements do.
+WITH t AS (
+    UPDATE cloaca_task_executions
+    SET status = %(status)s, output = %(output)s, error = %(error)s, ready_at = %(ready_at)s,
+        traceback = %(traceback)s,
+        completed_at = %(completed_at)s, claimed_by = NULL, sub_status = NULL
+    WHERE id = %(id)s AND status = 'Running' AND attempt = %(attempt)s
+      AND claimed_by = %(runner_id)s
+    RETURNING id
+), e AS (
+    UPDATE cloaca_executions SET remaining_tasks = remaining_tasks - 1
+    WHERE id = %(execution_id)s AND EXISTS (SELECT 1 FROM t)
+    RETURNING status, remaining_tasks, context,
+              remaining_tasks <= 0 AND status IN ('Pending', 'Running') AS ending
+)
+SELECT (SELECT COUNT(*) FROM t) AS owned, e.status, e.remaining_tasks,
+       CASE WHEN e.ending THEN e.context END AS context, CAST(NULL AS TEXT) AS task_id,
+       CAST(NULL AS TEXT) AS task_status, CAST(NULL AS TEXT) AS output,
+       CAST(NULL AS TEXT) AS error
+FROM (SELECT 1) AS one LEFT JOIN e ON TRUE
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, x.task_id, x.status, x.output, x.error
+FROM cloaca_task_executions x JOIN e ON e.ending
+WHERE x.execution_id = %(execution_id)s AND x.id <> %(id)s
 
 -- name: task_attempt_record
 -- One attempt in the history, written just before task_finish_attempt in the same
