@@ -5,12 +5,12 @@ explicit no-ops) on each backend, and the Store is plumbing plus its query group
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 import pytest
-from store_backends import Backend
+from store_backends import Backend, postgres_backend
 
 from cloaca.store.core import Store
 from cloaca.store.db import (
@@ -267,15 +267,21 @@ def test_a_later_statement_gives_its_rows_once_the_transaction_committed(
     assert {t.claimed_by for t in store.tasks.list_for("e1")} == {"r1"}
 
 
+@pytest.fixture
+def pg_backend() -> Iterator[Backend]:
+    """An empty PostgreSQL database, for what only its driver does."""
+    made = postgres_backend()
+    yield made
+    made.close_all()
+
+
 def test_statements_prepared_on_a_connection_come_back_after_the_server_dropped_them(
-    backend: Backend,
+    pg_backend: Backend,
 ) -> None:
     """PostgreSQL runs each named query prepared once it ran on a connection. If the
     server forgets them (DEALLOCATE ALL), the next transaction is transient: run again, it
     succeeds, and the statements are prepared anew."""
-    if backend.dialect != "postgres":
-        pytest.skip("prepared statements are the PostgreSQL driver's")
-    store = backend.open()
+    store = pg_backend.open()
 
     def status(tx: Tx) -> ExecutionStatus | None:
         return store.executions.status(tx, "nope")

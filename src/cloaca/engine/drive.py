@@ -37,9 +37,13 @@ AsyncPollBody = Callable[["PollRun"], Coroutine[Any, Any, None]]
 class Drive(Protocol):
     """Where and when the engine's parts run user code."""
 
-    #: May work be claimed outside the engine's rounds, by a ``start()`` that has a free
-    #: slot? (A stepped engine claims only when stepped: an execution stays Pending until.)
-    claims_between_rounds: bool
+    #: Does anything happen between the engine's rounds? Threads: bodies run and real time
+    #: passes, so a ``start()`` with a free slot claims its own first tasks, and the trigger
+    #: scheduler claims a little ahead and records finished skips with a later round.
+    #: Stepped: nothing runs and the clock moves only when the caller moves it, so work is
+    #: claimed in rounds only (an execution stays Pending until the engine is stepped) and
+    #: each round finishes what it can at its instant.
+    runs_between_rounds: bool
 
     def run_attempt(self, body: AttemptBody, attempt: Attempt) -> None:
         """Run ``body(attempt)``, a claimed attempt whose slot is reserved."""
@@ -69,7 +73,7 @@ class Drive(Protocol):
 class Threads:
     """The drive of a started engine: everything on threads, at once."""
 
-    claims_between_rounds = True
+    runs_between_rounds = True
 
     def __init__(self, stopping: threading.Event, aio: AsyncBridge) -> None:
         self._stopping = stopping

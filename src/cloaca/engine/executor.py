@@ -195,7 +195,7 @@ class Executor:
         """Reserve up to ``wanted`` free slots for a claim in a transaction opened elsewhere
         (a start). None while older Ready work may be waiting: claims take the oldest first,
         and a runner that is behind must finish executions before it begins new ones."""
-        if not self.drive.claims_between_rounds or self._stopping.is_set() or self._backlog:
+        if not self.drive.runs_between_rounds or self._stopping.is_set() or self._backlog:
             return 0
         return self._slots.reserve(wanted)
 

@@ -45,7 +45,7 @@ class _Turn:
 class Stepped:
     """Runs attempts and polls only when the engine is stepped."""
 
-    claims_between_rounds = False
+    runs_between_rounds = False
 
     def __init__(self, stopping: threading.Event, aio: AsyncBridge) -> None:
         self._stopping = stopping

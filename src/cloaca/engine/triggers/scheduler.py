@@ -72,7 +72,7 @@ class TriggerScheduler:
         # Claim a window ahead, and hold finished skips for the next claim, only on a drive
         # that runs polls between rounds (threads). An engine stepped by hand polls, then
         # records, round by round at the instants its clock is moved to.
-        self._ahead = drive.claims_between_rounds
+        self._ahead = drive.runs_between_rounds
         self._inflight: dict[str, PollRun] = {}
         self._zombies: set[str] = set()  # timed out, but their poll has not returned yet
         self._done: deque[PollRun] = deque()  # appended by poll threads, drained by tick
