@@ -49,3 +49,29 @@ def test_fire_state_and_end_polls_unread_leave_the_schedule_as_read(store: Store
     assert record is not None
     assert (record.enabled, record.next_poll_at, record.cursor) == (True, T0 + SECOND, "c1")
     assert (record.lease_owner, record.consecutive_errors) == (None, 0)
+
+
+def test_the_schedules_version_moves_with_schedule_changes_not_with_polls(store: Store) -> None:
+    """What the scheduler's view compares to notice other processes' schedule changes:
+    adding, changing, disabling and enabling move it; claiming and ending polls do not."""
+    seen = [store.triggers.schedules_version()]
+
+    def moved() -> bool:
+        seen.append(store.triggers.schedules_version())
+        return seen[-1] != seen[-2]
+
+    sid = store.triggers.upsert_schedule("t", "wf", 1000, False, T0)
+    assert moved()
+    with store.write() as tx:
+        store.triggers.claim_polls(tx, [PollClaim(sid, T0, T0 + SECOND)], "r1", T0)
+    with store.write() as tx:
+        store.triggers.end_fired_poll(tx, sid, "r1", True, "c1")
+    assert not moved()
+    store.triggers.upsert_schedule("t", "wf", 2000, False, T0 + SECOND)  # a new interval
+    assert moved()
+    assert store.triggers.set_enabled("t", False, T0 + 2 * SECOND)
+    assert moved()
+    assert store.triggers.set_enabled("t", True, T0 + 3 * SECOND)
+    assert moved()
+    store.triggers.upsert_schedule("u", "wf", 1000, False, T0)  # added, with an older stamp
+    assert moved()

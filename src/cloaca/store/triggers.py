@@ -157,6 +157,13 @@ class TriggerQueries(QueryGroup):
                 self.notices.triggers(tx)
             return changed
 
+    def schedules_version(self) -> str:
+        """Changes when a schedule is added, changed, enabled or disabled (its count and
+        latest ``updated_at``); claims, polls and their records leave it as it is."""
+        with self.db.read() as tx:
+            row = tx.one("trigger_schedules_version")
+        return "" if row is None else f"{row['n']}:{row['at']}"
+
     def active_schedules(self, trigger_names: Sequence[str]) -> list[ActiveSchedule]:
         """Enabled schedules of the given triggers (the scheduler's view of what to poll)."""
         with self.db.read() as tx:

@@ -2,7 +2,9 @@
 
 One slot per enabled schedule whose trigger is registered in this process, and a heap of
 their due instants. A row is re-read when this process changed it (``poke``), and every
-row once per base interval if another process committed (SQLite's ``data_version``).
+row when another process added, changed or enabled a schedule: once per base interval the
+view reads the schedules' version (their count and latest ``updated_at``), one cheap
+statement that claims, polls and records do not move.
 The database stays the authority: a claim re-checks everything, and a lost claim only
 makes the view re-read that row.
 """
@@ -28,8 +30,6 @@ BATCH_WINDOW = timedelta(milliseconds=20)
 #: Polls due this close together are claimed in one transaction (at most a tenth of the
 #: base interval); those not due yet wait in the scheduler and start on time.
 CLAIM_AHEAD = timedelta(milliseconds=100)
-#: How often the view re-reads every schedule while notifications announce changes.
-HEARD_REFRESH = timedelta(seconds=5)
 
 
 @dataclass(slots=True)
@@ -90,7 +90,7 @@ class ScheduleView:
         self._reread_after: set[str] = set()  # these, once their in-flight poll is recorded
         self._has_local = False
         self._refresh_at: datetime | None = None
-        self._version: int | None = None
+        self._version: str | None = None
 
     @property
     def _base(self) -> timedelta:
@@ -111,29 +111,22 @@ class ScheduleView:
         if self._dirty_all:
             self._refresh(now)
         elif self._has_local and (self._refresh_at is None or now >= self._refresh_at):
-            # Other processes' commits (new schedules, re-enabled ones) show up here;
-            # disabling needs no refresh: every claim re-checks the enabled flag.
-            # Told of other processes' schedule changes (PostgreSQL NOTIFY ``triggers``),
-            # the version check is only a safety net.
-            self._refresh_at = now + self._refresh_every()
-            if self._store.data_version() != self._version:
+            # Other processes' schedule changes (new schedules, re-enabled ones) show up
+            # here; disabling needs no refresh: every claim re-checks the enabled flag.
+            # (PostgreSQL also announces them: NOTIFY ``triggers`` pokes the view.)
+            self._refresh_at = now + self._base
+            if self._store.triggers.schedules_version() != self._version:
                 self._refresh(now)
         if self._dirty_names:
             self._refresh_some()
-
-    def _refresh_every(self) -> timedelta:
-        """How often to look for other processes' commits. PostgreSQL's version (its WAL
-        position) moves with every commit, this runner's own claims included, so while
-        notifications announce schedule changes it is only a safety net: checked every
-        base interval, it would re-read every schedule every base interval."""
-        return HEARD_REFRESH if self._store.db.hearing else self._base
 
     def _refresh(self, now: datetime) -> None:
         with self._poke_lock:
             self._dirty_all = False
             self._dirty_names.clear()
-        self._refresh_at = now + self._refresh_every()
-        self._version = self._store.data_version()  # before the read: a later commit shows
+        self._refresh_at = now + self._base
+        self._version = self._store.triggers.schedules_version()  # before the read: a
+        # change committed after it shows on the next look
         names = [spec.name for spec in registered_triggers()]
         self._has_local = bool(names)
         rows = self._store.triggers.active_schedules(names) if names else []

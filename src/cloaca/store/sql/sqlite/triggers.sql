@@ -40,6 +40,10 @@ SELECT id, trigger_name, poll_interval_ms, next_poll_at, lease_owner, lease_unti
 FROM cloaca_trigger_schedules
 WHERE enabled = 1 AND trigger_name IN (SELECT value FROM json_each(:names))
 
+-- name: trigger_schedules_version
+-- What the scheduler's view compares to notice other processes' schedule changes.
+SELECT COUNT(*) AS n, MAX(updated_at) AS at FROM cloaca_trigger_schedules
+
 -- name: trigger_schedule_enable
 -- Enabling clears a pause (reason and error count) and makes the trigger due at once.
 UPDATE cloaca_trigger_schedules
