@@ -32,7 +32,7 @@ from cloaca.engine.aio import AsyncBridge
 from cloaca.engine.attempts import Attempt, Body, Control, Done, run_callback
 from cloaca.engine.drive import Drive
 from cloaca.engine.failures import format_failure, log_failed_attempt, stack_of_thread
-from cloaca.engine.inputs import claimed_inputs, committed_inputs
+from cloaca.engine.inputs import committed_inputs
 from cloaca.engine.outcomes import GroupCommit, Outcome, Unrecorded, next_status
 from cloaca.engine.shape import Shape, ShapeCache
 from cloaca.engine.slots import Slots
@@ -133,7 +133,11 @@ class Executor:
                     with self._store.write() as tx:
                         # A fresh reading, taken after _dirty was cleared: work another
                         # thread made Ready since this round began is not "in the future".
-                        claimed = self.claim_in(tx, names, reserved, self._clock.now())
+                        # The claimed rows come back with the COMMIT; their inputs after it.
+                        later = self._store.tasks.claim_ready_later(
+                            tx, self._runner_id, names, reserved, self._clock.now()
+                        )
+                    claimed = self._committed_claims(later, {})
                     self._backlog = len(claimed) == reserved
                     if len(claimed) < reserved:
                         self._next_ready = self._store.tasks.next_ready_at(names)
@@ -198,33 +202,6 @@ class Executor:
         if not self.drive.runs_between_rounds or self._stopping.is_set() or self._backlog:
             return 0
         return self._slots.reserve(wanted)
-
-    def claim_in(
-        self,
-        tx: Tx,
-        names: list[str],
-        limit: int,
-        now: datetime,
-        execution_id: str | None = None,
-        inputs: dict[str, str] | None = None,
-        outputs: dict[tuple[str, str], str | None] | None = None,
-    ) -> list[Claim]:
-        """Claim up to ``limit`` Ready task executions inside ``tx`` (slots reserved by the
-        caller) and read their inputs in the same transaction (``inputs``: execution id ->
-        input context JSON the caller already knows; ``outputs``: (execution id, task id)
-        -> output JSON of tasks ``tx`` recorded Completed)."""
-        # An execution claimed by the transaction that creates it was inserted Running.
-        claimed = self._store.tasks.claim_ready_in(
-            tx, self._runner_id, names, limit, now, execution_id, mark_running=execution_id is None
-        )
-        shapes = {
-            (c.workflow_name, c.workflow_version): self.shapes.for_version(
-                c.workflow_name, c.workflow_version, tx
-            )
-            for c in claimed
-        }
-        data = claimed_inputs(self._store, tx, claimed, shapes, inputs or {}, outputs)
-        return list(zip(claimed, data, strict=True))
 
     def adopt(self, claimed: list[Claim], reserved: int) -> None:
         """Run what a transaction opened elsewhere claimed (it committed) and give back the

@@ -34,7 +34,6 @@ from cloaca.engine.triggers.scheduler import TriggerScheduler
 from cloaca.errors import OperationError
 from cloaca.runner.waiters import Waiters
 from cloaca.store.core import Store
-from cloaca.store.db import Tx
 from cloaca.store.records import ExecutionStatus
 
 #: With notifications arriving (PostgreSQL LISTEN), how often the engine still checks the
@@ -219,17 +218,6 @@ class Engine:
 
     def reserve(self, wanted: int) -> int:
         return self.executor.reserve(wanted)
-
-    def claim_in(
-        self,
-        tx: Tx,
-        names: list[str],
-        limit: int,
-        now: datetime,
-        execution_id: str | None = None,
-        inputs: dict[str, str] | None = None,
-    ) -> list[Claim]:
-        return self.executor.claim_in(tx, names, limit, now, execution_id, inputs)
 
     def adopt(self, claimed: list[Claim], reserved: int) -> None:
         self.executor.adopt(claimed, reserved)

@@ -60,18 +60,6 @@ class LocalEngine(Protocol):
         """Reserve up to ``wanted`` task slots for a claim in a start's transaction."""
         ...
 
-    def claim_in(
-        self,
-        tx: Tx,
-        names: list[str],
-        limit: int,
-        now: datetime,
-        execution_id: str | None = None,
-        inputs: dict[str, str] | None = None,
-    ) -> list[Claim]:
-        """Claim Ready task executions inside ``tx`` (into reserved slots)."""
-        ...
-
     def adopt(self, claimed: list[Claim], reserved: int) -> None:
         """Run what a committed transaction claimed; give back unused reserved slots."""
 
@@ -96,17 +84,6 @@ class NoLocalEngine:
 
     def reserve(self, wanted: int) -> int:
         return 0
-
-    def claim_in(
-        self,
-        tx: Tx,
-        names: list[str],
-        limit: int,
-        now: datetime,
-        execution_id: str | None = None,
-        inputs: dict[str, str] | None = None,
-    ) -> list[Claim]:
-        return []
 
     def adopt(self, claimed: list[Claim], reserved: int) -> None:
         pass

@@ -32,40 +32,13 @@ class TaskQueries(QueryGroup):
         given workflows for ``runner_id``: each becomes Running with its attempt counted, and
         its execution becomes Running if it was Pending."""
         with self.db.write() as tx:
-            return self.claim_ready_in(tx, runner_id, workflow_names, limit, now)
-
-    def claim_ready_in(
-        self,
-        tx: Tx,
-        runner_id: str,
-        workflow_names: Iterable[str],
-        limit: int,
-        now: datetime,
-        execution_id: str | None = None,
-        *,
-        mark_running: bool = True,
-    ) -> list[ClaimedTask]:
-        """:meth:`claim_ready` inside ``tx``, so a claim can ride on the transaction that
-        made the work Ready (a start, an outcome); ``execution_id`` limits it to one
-        execution's task executions. Oldest rows first."""
-        stamp = to_db_time(now)
-        params = {"runner_id": runner_id, "limit": limit, "now": stamp}
-        if execution_id is None:
-            params["workflows"] = json.dumps(sorted(workflow_names))
-            rows = tx.all("task_claim_ready", params)
-        else:
-            rows = tx.all("task_claim_execution", {**params, "execution_id": execution_id})
-        # RETURNING has no order on PostgreSQL: dispatch the oldest rows first.
-        claimed = sorted((ClaimedTask.from_row(r) for r in rows), key=lambda c: c.id)
-        if claimed and mark_running:
-            ids = json.dumps(sorted({c.execution_id for c in claimed}))
-            tx.send("execution_mark_running", {"ids": ids, "now": stamp})
-        return claimed
+            later = self.claim_ready_later(tx, runner_id, workflow_names, limit, now)
+        return claimed_from(later)
 
     def claim_ready_later(
         self, tx: Tx, runner_id: str, workflow_names: Iterable[str], limit: int, now: datetime
     ) -> Later:
-        """:meth:`claim_ready_in`, with the claimed rows read only once ``tx`` committed
+        """:meth:`claim_ready` inside ``tx``, with the claimed rows read only once it committed
         (:func:`claimed_from`): on PostgreSQL the claim, and the marking of its executions
         Running, travel with the COMMIT in one statement."""
         stamp = to_db_time(now)
@@ -223,8 +196,8 @@ class TaskQueries(QueryGroup):
 
 
 def claimed_from(later: Later) -> list[ClaimedTask]:
-    """The task executions a committed :meth:`TaskQueries.claim_execution_later` claimed,
-    oldest first."""
+    """The task executions a committed claim (``claim_ready_later``,
+    ``claim_execution_later``) took, oldest first."""
     return sorted((ClaimedTask.from_row(r) for r in later.rows), key=lambda c: c.id)
 
 
