@@ -25,6 +25,7 @@ from cloaca.store.db import (
 from cloaca.store.group import QueryGroup
 from cloaca.store.migrate import VERSION_TABLE, current_version, latest_version, migrate
 from cloaca.store.records import ExecutionStatus, NewTask, TaskStatus
+from pg_support import require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -320,3 +321,46 @@ def test_long_and_awkward_values_round_trip_exactly(backend: Backend) -> None:
                 assert store.executions.context(tx, execution_id) == text
             record = store.executions.get(execution_id)
             assert record is not None and record.context == text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        7,
+        -7,
+        2**62,
+        -(2**62),
+        True,
+        False,
+        None,
+        "",
+        "it's",
+        "back\\slash",
+        "'; DROP TABLE x; --",
+        "x" * 3000 + "'",
+    ],
+)
+def test_our_literals_read_back_as_the_values_they_quote(value: object) -> None:
+    """PostgreSQL statements are bound on the client; strings, integers, booleans and NULL
+    by our own quoting. Each comes back from the server as the value it quotes, also
+    after a minus sign (a negative integer must not start a ``--`` comment)."""
+    import psycopg
+
+    from cloaca.store.drivers.pg_tx import literal
+
+    text = literal(value)
+    assert text is not None
+    with psycopg.connect(require_postgres(), autocommit=True) as conn:
+        assert conn.execute(f"SELECT {text}").fetchone() == (value,)
+        if isinstance(value, int) and not isinstance(value, bool):
+            assert conn.execute(f"SELECT 1 -{text}").fetchone() == (1 - value,)
+
+
+def test_values_our_quoting_leaves_to_psycopg() -> None:
+    """A NUL (which no PostgreSQL text holds), floats and other types go to psycopg,
+    which refuses or quotes them."""
+    from cloaca.store.drivers.pg_tx import literal
+
+    for value in ["a\0b", 1.5, float("nan"), b"bytes", T0]:
+        assert literal(value) is None

@@ -1,9 +1,10 @@
 """How the PostgreSQL driver's statements travel to the server.
 
 A write transaction (:class:`PgWriteTx`) binds each statement's parameters on the client
-(psycopg's ``ClientCursor``, which quotes every value with libpq's escaping) and keeps the
-statement in a buffer. BEGIN and every statement whose result nobody reads yet
-(:meth:`~PgWriteTx.send`, ``run_many``, :meth:`~PgWriteTx.later`) wait there. They go to
+(:func:`literal`: strings, integers, booleans and NULL by our own quoting, anything else
+by psycopg's ``ClientCursor``) and keeps the statement in a buffer. BEGIN and every
+statement whose result nobody reads yet (:meth:`~PgWriteTx.send`, ``run_many``,
+:meth:`~PgWriteTx.later`) wait there. They go to
 the server as ONE query string (the simple query protocol) with the next statement whose
 result is read, or with the COMMIT: one round trip and one packet each way, however many
 statements the buffer holds. The server runs them in order and stops at the first error,
@@ -82,6 +83,44 @@ class Prepared:
                 self.ready.add(name)
 
 
+_TUPLES_OK = 2  # libpq's PGRES_TUPLES_OK: the statement returned rows (maybe none)
+
+
+def _has_rows(cur: Any) -> bool:
+    """Whether the cursor's current result is rows (a SELECT or RETURNING), not a command
+    tag. Cheaper than ``cur.description``, which builds a Column object per column."""
+    result = cur.pgresult
+    return result is not None and result.status == _TUPLES_OK
+
+
+def literal(value: Any) -> str | None:
+    """A string, integer, boolean or NULL as SQL text, or ``None`` for psycopg to quote.
+
+    Connections run with ``standard_conforming_strings`` on (the server's default, and the
+    pool sets it), so inside ``'...'`` only the quote itself is special: it is doubled. A
+    long string is dollar-quoted instead (a copy, not a scan that doubles quotes: a 100 KB
+    context), unless the tag occurs in it (a value ending in ``$cloaca`` would close it
+    early). A NUL, which no PostgreSQL text can hold, is left to psycopg, which refuses it.
+    A negative integer gets a space in front: ``-%(x)s`` must not become a ``--`` comment.
+    """
+    kind = type(value)
+    if kind is str:
+        if "\0" in value:
+            return None
+        if len(value) > _LONG:
+            quoted = f"{value}{_TAG}"
+            if quoted.find(_TAG) == len(value):
+                return f"{_TAG}{quoted}"
+        return "'" + value.replace("'", "''") + "'"
+    if value is None:
+        return "NULL"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value) if value >= 0 else f" {value}"
+    return None
+
+
 class PgTx(CursorTx):
     """What both kinds of PostgreSQL transaction share: ``_cur`` is a ``ClientCursor`` on
     the borrowed connection, and :meth:`_bind` turns a named query into the text to send.
@@ -104,26 +143,19 @@ class PgTx(CursorTx):
             if not names:
                 return f"EXECUTE q_{query}"
             given = params or {}
-            values = [given[n] for n in names]
-            if any(isinstance(v, str) and len(v) > _LONG for v in values):
-                return f"EXECUTE q_{query}({', '.join(self._literal(v) for v in values)})"
-            args = self._cur.mogrify(", ".join(["%s"] * len(names)), values)
+            args = ", ".join([self._literal(given[n]) for n in names])
             return f"EXECUTE q_{query}({args})"
         if query not in prepared.failed:
             prepared.wanted.add(query)
-        return str(self._cur.mogrify(sql, params or {}))
+        if not params:
+            return sql
+        given = params
+        return _PLACEHOLDER.sub(lambda m: self._literal(given[m.group(1)]), sql)
 
     def _literal(self, value: Any) -> str:
-        """One value as SQL: a long string dollar-quoted (no escaping to do, so a context
-        of 100 KB costs a copy, not a scan that doubles quotes), the rest by psycopg. The
-        server ends a dollar-quoted string at the first closing tag, so the tag must first
-        occur where we put it (a value ending in ``$cloaca`` would close it early); a NUL
-        is left to psycopg, which refuses it."""
-        if isinstance(value, str) and len(value) > _LONG and "\0" not in value:
-            quoted = f"{value}{_TAG}"
-            if quoted.find(_TAG) == len(value):
-                return f"{_TAG}{quoted}"
-        return str(self._cur.mogrify("%s", [value]))
+        """One value as SQL text: :func:`literal`, or psycopg's quoting for the rest."""
+        text = literal(value)
+        return text if text is not None else str(self._cur.mogrify("%s", [value]))
 
 
 class PgReadTx(PgTx):
@@ -137,14 +169,14 @@ class PgReadTx(PgTx):
 
     def one(self, query: str, params: Params | None = None) -> Row | None:
         self._execute(query, params)
-        if self._cur.description is None:
+        if not _has_rows(self._cur):
             return None
         rows = self._cur.fetchall()
         return rows[0] if rows else None
 
     def all(self, query: str, params: Params | None = None) -> list[Row]:
         self._execute(query, params)
-        return list(self._cur.fetchall()) if self._cur.description is not None else []
+        return list(self._cur.fetchall()) if _has_rows(self._cur) else []
 
     def run(self, query: str, params: Params | None = None) -> int:
         self._execute(query, params)
@@ -197,7 +229,7 @@ class PgWriteTx(PgTx):
         for index in range(last + 1):
             waiting = later_at.get(index)
             if waiting is not None:
-                rows = list(cur.fetchall()) if cur.description is not None else []
+                rows = list(cur.fetchall()) if _has_rows(cur) else []
                 self._ready.append((waiting, rows))
             if index < last:
                 cur.nextset()
@@ -209,14 +241,14 @@ class PgWriteTx(PgTx):
 
     def one(self, query: str, params: Params | None = None) -> Row | None:
         cur = self._read(query, params)
-        if cur.description is None:
+        if not _has_rows(cur):
             return None
         rows = cur.fetchall()
         return rows[0] if rows else None
 
     def all(self, query: str, params: Params | None = None) -> list[Row]:
         cur = self._read(query, params)
-        return list(cur.fetchall()) if cur.description is not None else []
+        return list(cur.fetchall()) if _has_rows(cur) else []
 
     def run(self, query: str, params: Params | None = None) -> int:
         return int(self._read(query, params).rowcount)

@@ -138,8 +138,11 @@ class PostgresDatabase:
             self._create_schema(url, schema)
 
         def configure(conn: Any) -> None:
+            # pg_tx.literal quotes strings for this setting (the server's default).
+            settings = "SET standard_conforming_strings TO on"
             if schema:
-                conn.execute(f'SET search_path TO "{schema}"')
+                settings += f'; SET search_path TO "{schema}"'
+            conn.execute(settings)
 
         self._pool = ConnectionPool(
             url,
