@@ -34,6 +34,8 @@ from cloaca.store.records import (
     AttemptOutcome,
     ClaimedTask,
     ExecutionStatus,
+    FinalOutcome,
+    FinishedTask,
     NewAttempt,
     TaskStatus,
 )
@@ -89,10 +91,47 @@ class Written:
 
 def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> list[Written]:
     """Record every outcome of ``batch`` inside ``tx`` (safe to run again after a
-    rollback): their attempt-history rows in one statement, then each outcome."""
+    rollback): their attempt-history rows in one statement, the final outcomes with their
+    executions' counts in one round trip (:meth:`ExecutionQueries.finish_tasks`), then the
+    planning step of each, in the batch's order.
+
+    Planning after all of the batch's outcomes are counted decides what planning after
+    each would: a count reaches zero only once every task of the execution is final, so
+    the outcome whose count ended it is the one that ends it, and no earlier outcome of
+    the batch still has anything to plan then."""
     entries = [o.history_entry() for o in batch]
     store.tasks.record_attempts(tx, runner_id, [e for e in entries if e is not None])
-    return [_write_one(store, tx, runner_id, o) for o in batch]
+    statuses = [_final_status(store, tx, o) for o in batch]
+    finals = [
+        i
+        for i, (o, (status, _)) in enumerate(zip(batch, statuses, strict=True))
+        if status.is_terminal and o.shape is not None
+    ]
+    counted = dict(
+        zip(
+            finals,
+            store.executions.finish_tasks(
+                tx,
+                runner_id,
+                [
+                    FinalOutcome(
+                        batch[i].claimed,
+                        statuses[i][0],
+                        batch[i].now,
+                        batch[i].output,
+                        batch[i].error,
+                        batch[i].traceback,
+                    )
+                    for i in finals
+                ],
+            ),
+            strict=True,
+        )
+    )
+    return [
+        _write_one(store, tx, runner_id, o, *statuses[i], counted.get(i))
+        for i, o in enumerate(batch)
+    ]
 
 
 def next_status(
@@ -120,29 +159,29 @@ def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
     return write_all(store, tx, runner_id, [outcome])[0]
 
 
-def _write_one(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
-    claimed = outcome.claimed
-    status, retry_at = outcome.status, outcome.retry_at
-    if status is TaskStatus.READY:
-        # No retry once the execution has ended (cancelled, timed out) meanwhile.
-        state = store.executions.status(tx, claimed.execution_id)
+def _final_status(store: Store, tx: Tx, outcome: Outcome) -> tuple[TaskStatus, datetime | None]:
+    """The status (and retry time) to record: a retry becomes a failure once the execution
+    has ended (cancelled, timed out) meanwhile."""
+    if outcome.status is TaskStatus.READY:
+        state = store.executions.status(tx, outcome.claimed.execution_id)
         if state is None or state.is_terminal:
-            status, retry_at = TaskStatus.FAILED, None
-    shape = outcome.shape
+            return TaskStatus.FAILED, None
+    return outcome.status, outcome.retry_at
+
+
+def _write_one(
+    store: Store,
+    tx: Tx,
+    runner_id: str,
+    outcome: Outcome,
+    status: TaskStatus,
+    retry_at: datetime | None,
+    counted: FinishedTask | None,
+) -> Written:
+    """Plan after a final outcome that ``counted`` recorded, or record any other one."""
+    claimed, shape = outcome.claimed, outcome.shape
     ended = None
-    if status.is_terminal and shape is not None:
-        # The outcome, the lock and count of its execution (and what ending it needs) in
-        # one statement where the dialect allows; then the planning step.
-        counted = store.executions.finish_task(
-            tx,
-            claimed,
-            runner_id,
-            status=status,
-            now=outcome.now,
-            output_json=outcome.output,
-            error=outcome.error,
-            traceback=outcome.traceback,
-        )
+    if counted is not None and shape is not None:
         owned = counted.owned
         if owned:
             ended = advance(

@@ -84,6 +84,12 @@ class Queries(Protocol):
         """Run a statement and return the number of rows it changed."""
         ...
 
+    def all_each(self, query: str, params: Sequence[Params]) -> list[list[Row]]:
+        """Run a query once per parameter set, in order, and return each run's rows.
+        PostgreSQL sends them all in one round trip: a later run sees what an earlier one
+        changed, but the caller sees no result before the last run is done."""
+        ...
+
     def run_many(self, query: str, params: Sequence[Params]) -> None:
         """Run a statement once per parameter set."""
         ...

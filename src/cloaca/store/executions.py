@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from cloaca.clock import from_db_time, to_db_time
 from cloaca.store.contexts import ContextCache
@@ -16,6 +17,7 @@ from cloaca.store.records import (
     ClaimedTask,
     ExecutionRecord,
     ExecutionStatus,
+    FinalOutcome,
     FinishedTask,
     FinishInputs,
     NewTask,
@@ -163,23 +165,48 @@ class ExecutionQueries(QueryGroup):
         error: str | None = None,
         traceback: str | None = None,
     ) -> FinishedTask:
-        """Record an attempt's final outcome (Completed or Failed) as
-        ``TaskQueries.finish_attempt`` does and, if this runner still owned it,
-        :meth:`lock_counting_finished` its execution, with :meth:`finish_inputs` when no
-        task is left unfinished: one round trip where the dialect allows it."""
-        params = finish_params(claimed, runner_id, status, now, output_json, error, traceback)
-        execution_id = claimed.execution_id
+        """:meth:`finish_tasks` for one attempt."""
+        final = FinalOutcome(claimed, status, now, output_json, error, traceback)
+        return self.finish_tasks(tx, runner_id, [final])[0]
+
+    def finish_tasks(
+        self, tx: Tx, runner_id: str, finals: Sequence[FinalOutcome]
+    ) -> list[FinishedTask]:
+        """Record attempts' final outcomes (Completed or Failed), in order, each as
+        ``TaskQueries.finish_attempt`` does and, if this runner still owned it, with
+        :meth:`lock_counting_finished` of its execution, and :meth:`finish_inputs` when no
+        task is left unfinished. PostgreSQL does each in one statement and sends them all
+        in one round trip; what each found is what it would have found run alone at that
+        point of the transaction."""
+        params = [
+            {
+                **finish_params(
+                    f.claimed, runner_id, f.status, f.now, f.output_json, f.error, f.traceback
+                ),
+                "execution_id": f.claimed.execution_id,
+            }
+            for f in finals
+        ]
         if self.db.dialect not in _ONE_STATEMENT_FINISH:
-            if tx.run("task_finish_attempt", params) == 0:
-                return FinishedTask(False)
-            locked = self.lock_counting_finished(tx, execution_id, 1)
-            if locked is None:
-                return FinishedTask(True)
-            state, remaining = locked
-            ending = remaining <= 0 and not state.is_terminal
-            inputs = self.finish_inputs(tx, execution_id) if ending else None
-            return FinishedTask(True, state, remaining, inputs)
-        rows = tx.all("task_finish_counting", {**params, "execution_id": execution_id})
+            return [self._finish_apart(tx, p) for p in params]
+        found = tx.all_each("task_finish_counting", params)
+        return [self._counted(tx, final, rows) for final, rows in zip(finals, found, strict=True)]
+
+    def _finish_apart(self, tx: Tx, params: dict[str, Any]) -> FinishedTask:
+        """One final outcome, its execution's lock and count in separate statements."""
+        if tx.run("task_finish_attempt", params) == 0:
+            return FinishedTask(False)
+        execution_id = str(params["execution_id"])
+        locked = self.lock_counting_finished(tx, execution_id, 1)
+        if locked is None:
+            return FinishedTask(True)
+        state, remaining = locked
+        ending = remaining <= 0 and not state.is_terminal
+        inputs = self.finish_inputs(tx, execution_id) if ending else None
+        return FinishedTask(True, state, remaining, inputs)
+
+    def _counted(self, tx: Tx, final: FinalOutcome, rows: list[Row]) -> FinishedTask:
+        """What one ``task_finish_counting`` statement found."""
         head = next(r for r in rows if r["task_id"] is None)
         if not head["owned"]:
             return FinishedTask(False)
@@ -197,8 +224,8 @@ class ExecutionQueries(QueryGroup):
         if any(not s.is_terminal for s, _, _ in results.values()):
             # The statement's snapshot predates the lock: a task that finished while it
             # waited for the lock is missing. Read them again, after the lock.
-            context, results = self.finish_inputs(tx, execution_id)
-        results[claimed.task_id] = (status, output_json, error)
+            context, results = self.finish_inputs(tx, final.claimed.execution_id)
+        results[final.claimed.task_id] = (final.status, final.output_json, final.error)
         return FinishedTask(True, state, remaining, (context, results))
 
     def lock(self, tx: Tx, execution_id: str) -> ExecutionStatus | None:

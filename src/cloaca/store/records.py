@@ -242,6 +242,19 @@ FinishInputs = tuple[str, dict[str, tuple[TaskStatus, str | None, str | None]]]
 
 
 @dataclass(frozen=True, slots=True)
+class FinalOutcome:
+    """An attempt's final outcome (Completed or Failed) to record
+    (``ExecutionQueries.finish_tasks``)."""
+
+    claimed: ClaimedTask
+    status: TaskStatus
+    now: datetime
+    output_json: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FinishedTask:
     """What recording an attempt's final outcome found (``ExecutionQueries.finish_task``):
     ``owned`` is False when the claim had been lost; ``execution`` the execution's status

@@ -26,6 +26,10 @@ class CursorTx:
         except KeyError:
             raise StoreError(f"unknown query {query!r} for {self._dialect}") from None
 
+    def all_each(self, query: str, params: Sequence[Params]) -> list[list[Any]]:
+        """Run a query once per parameter set and return each run's rows (in order)."""
+        return [self.all(query, p) for p in params]  # type: ignore[attr-defined]
+
     def run_many(self, query: str, params: Sequence[Params]) -> None:
         """Run a statement once per parameter set."""
         if params:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloaca.store.db import Later, Params, Row
@@ -210,9 +211,10 @@ class PgWriteTx(PgTx):
         self._ready: list[tuple[Later, list[Row]]] = []
         self._began = False  # BEGIN has reached the server
 
-    def _flush(self) -> None:
+    def _flush(self, rows_from: int | None = None) -> list[list[Row]]:
         """Send the buffer as one query string and wait for its results; the cursor is left
-        on the last statement's result."""
+        on the last statement's result. Returns the rows of each statement from index
+        ``rows_from`` on (none unless it is given)."""
         statements, later_at = self._buffer, self._later_at
         self._buffer, self._later_at = [], {}
         self._began = True
@@ -226,13 +228,17 @@ class PgWriteTx(PgTx):
         finally:
             self._db.round_trips += 1
         last = len(statements) - 1
+        collected: list[list[Row]] = []
         for index in range(last + 1):
             waiting = later_at.get(index)
             if waiting is not None:
                 rows = list(cur.fetchall()) if _has_rows(cur) else []
                 self._ready.append((waiting, rows))
+            elif rows_from is not None and index >= rows_from:
+                collected.append(list(cur.fetchall()) if _has_rows(cur) else [])
             if index < last:
                 cur.nextset()
+        return collected
 
     def _read(self, query: str, params: Params | None) -> Any:
         self._buffer.append(self._bind(query, params))
@@ -252,6 +258,13 @@ class PgWriteTx(PgTx):
 
     def run(self, query: str, params: Params | None = None) -> int:
         return int(self._read(query, params).rowcount)
+
+    def all_each(self, query: str, params: Sequence[Params]) -> list[list[Row]]:
+        if not params:
+            return []
+        first = len(self._buffer)
+        self._buffer.extend(self._bind(query, p) for p in params)
+        return self._flush(rows_from=first)
 
     def send(self, query: str, params: Params | None = None) -> None:
         self._buffer.append(self._bind(query, params))
