@@ -22,6 +22,8 @@ import pytest
 from store_backends import Backend
 
 from cloaca.clock import to_db_time
+from cloaca.engine import outcomes
+from cloaca.engine.shape import Shape
 from cloaca.store.core import Store
 from cloaca.store.db import NotACloacaDatabase, SchemaTooNew, load_migrations, load_queries
 from cloaca.store.migrate import VERSION_TABLE, current_version, latest_version
@@ -279,6 +281,85 @@ def test_finish_task_counts_the_owned_outcome_and_reads_what_ending_needs(store:
     assert task_row(store, e, "b").status is TaskStatus.FAILED
 
 
+def _fan_out_shape() -> Shape:
+    """a -> (b, c): both dependants wait for a alone (PostgreSQL plans them in the statement
+    that records a's outcome)."""
+    deps: dict[str, tuple[str, ...]] = {"a": (), "b": ("a",), "c": ("a",)}
+    return Shape(
+        name="wf",
+        version="0123456789abcdef",
+        order=("a", "b", "c"),
+        deps=deps,
+        rules={},
+        max_attempts={"a": 3, "b": 3, "c": 3},
+        dependents={"a": ("b", "c")},
+        position={"a": 0, "b": 1, "c": 2},
+    )
+
+
+def _record(store: Store, claimed: ClaimedTask, runner: str) -> outcomes.Written:
+    shape = _fan_out_shape()
+    outcome = outcomes.Outcome(claimed, shape, TaskStatus.COMPLETED, T0, '{"a": 1}')
+    with store.write() as tx:
+        (written,) = outcomes.write_all(store, tx, runner, [outcome])
+    return written.settled()
+
+
+def test_a_completed_task_plans_the_dependants_that_wait_for_it_alone(store: Store) -> None:
+    """Recording a Completed outcome makes the dependants that wait only for it Ready,
+    counts it, and says the runner owned it: on every backend, whichever way it writes."""
+    e = make_execution(store, tasks=("a", "b", "c"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    assert _record(store, a, "r1") == outcomes.Written(True, None, None, True)
+    assert [task_row(store, e, t).status for t in "abc"] == [
+        TaskStatus.COMPLETED,
+        TaskStatus.READY,
+        TaskStatus.READY,
+    ]
+    with store.write() as tx:
+        assert store.executions.lock_counting_finished(tx, e, 0) == (ExecutionStatus.RUNNING, 2)
+
+
+def test_a_lost_claim_plans_nothing(store: Store) -> None:
+    """The outcome of an attempt this runner no longer owns writes nothing: its
+    dependants stay NotStarted (their input would be an output never recorded)."""
+    e = make_execution(store, tasks=("a", "b", "c"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    assert _record(store, a, "r2").owned is False
+    assert [task_row(store, e, t).status for t in "abc"] == [
+        TaskStatus.RUNNING,
+        TaskStatus.NOT_STARTED,
+        TaskStatus.NOT_STARTED,
+    ]
+
+
+def test_an_ended_execution_plans_nothing_after_its_running_task(store: Store) -> None:
+    """An execution cancelled while a task ran: the task's outcome is recorded, nothing
+    after it becomes Ready."""
+    e = make_execution(store, tasks=("a", "b", "c"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    with store.write() as tx:  # as a cancel does, without touching the running task
+        store.executions.lock(tx, e)
+        store.executions.finish(tx, e, ExecutionStatus.CANCELLED, T0, None, "cancelled")
+        tx.send(
+            "task_set_status",
+            {
+                "execution_id": e,
+                "task_id": "b",
+                "status": "Skipped",
+                "error": "cancelled",
+                "ready_at": None,
+                "completed_at": to_db_time(T0),
+            },
+        )
+    assert _record(store, a, "r1").owned is True
+    assert [task_row(store, e, t).status for t in "abc"] == [
+        TaskStatus.COMPLETED,
+        TaskStatus.SKIPPED,
+        TaskStatus.NOT_STARTED,
+    ]
+
+
 def test_finish_task_sees_a_task_that_finished_while_it_waited_for_the_lock(
     store: Store,
 ) -> None:
@@ -512,7 +593,7 @@ def _queries_used_by_code() -> set[str]:
 _DRIVER_ONLY = {"postgres": {"notify", "data_version"}}
 #: Queries that fold several statements into one where the dialect can (a data-modifying
 #: CTE); the Store runs the separate statements on the other dialects.
-_FOLDED = {"postgres": {"task_finish_counting", "task_claim_ready_marking"}}
+_FOLDED = {"postgres": {"task_finish_counting", "task_finish_planning", "task_claim_ready_marking"}}
 
 
 def test_every_named_query_exists_in_every_dialect() -> None:

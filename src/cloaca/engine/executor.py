@@ -309,7 +309,7 @@ class Executor:
         extra = 0
         limit = 0
 
-        def record(tx: Tx) -> tuple[list[outcomes.Written], tuple[Later, Outputs] | None]:
+        def record(tx: Tx) -> tuple[list[outcomes.Written], Later | None]:
             nonlocal claims_made, wanted, extra, limit
             written = outcomes.write_all(
                 self._store, tx, self._runner_id, [d.outcome for d in batch]
@@ -327,18 +327,11 @@ class Executor:
                 self._dirty = False
                 # Read the clock after clearing _dirty (see tick): a start committed just
                 # before this claim has ready_at <= this reading, or set _dirty again.
-                # What this transaction recorded Completed is the input of what it claims
-                # next in a chain: no need to read it back.
-                outputs = {
-                    (d.outcome.claimed.execution_id, d.outcome.claimed.task_id): d.outcome.output
-                    for d, w in zip(batch, written, strict=True)
-                    if w.owned and d.outcome.status is TaskStatus.COMPLETED
-                }
                 # The claimed rows come back with the COMMIT; their inputs after it.
                 later = self._store.tasks.claim_ready_later(
                     tx, self._runner_id, names, limit, self._clock.now()
                 )
-                return written, (later, outputs)
+                return written, later
             return written, None
 
         results: list[outcomes.Written | None]
@@ -349,9 +342,16 @@ class Executor:
             # the database still refuses is kept and offered again on later rounds (see
             # engine/outcomes.py): never dropped, so the task is never stranded Running.
             written, taken = self._store.write_retrying(record, "recording task outcomes")
-            results = list(written)
+            results = [w.settled() for w in written]
             if taken is not None:
-                claimed = self._committed_claims(*taken)
+                # What this transaction recorded Completed is the input of what it claimed
+                # next in a chain: no need to read it back.
+                outputs = {
+                    (d.outcome.claimed.execution_id, d.outcome.claimed.task_id): d.outcome.output
+                    for d, w in zip(batch, results, strict=True)
+                    if w is not None and w.owned and d.outcome.status is TaskStatus.COMPLETED
+                }
+                claimed = self._committed_claims(taken, outputs)
         except Exception as exc:
             failed = True
             results = self.unrecorded.salvage([d.outcome for d in batch], exc)

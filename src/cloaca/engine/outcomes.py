@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 from cloaca.engine.planner import advance
 from cloaca.engine.shape import Shape
 from cloaca.store.core import Store
-from cloaca.store.db import TransientStoreError, Tx
+from cloaca.store.db import Later, TransientStoreError, Tx
 from cloaca.store.records import (
     AttemptOutcome,
     ClaimedTask,
@@ -87,6 +87,17 @@ class Written:
     ended: ExecutionStatus | None
     retry_at: datetime | None
     may_ready: bool = False
+    #: The planning statement sent with the COMMIT (``finish_planning_later``): ``owned``
+    #: is known once the transaction committed (:meth:`settled`).
+    pending: Later | None = None
+
+    def settled(self) -> Written:
+        """This record as its committed transaction found it."""
+        if self.pending is None:
+            return self
+        rows = self.pending.rows
+        owned = bool(rows and rows[0]["owned"])
+        return Written(owned, None, None, owned)
 
 
 def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> list[Written]:
@@ -102,10 +113,18 @@ def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> lis
     entries = [o.history_entry() for o in batch]
     store.tasks.record_attempts(tx, runner_id, [e for e in entries if e is not None])
     statuses = [_final_status(store, tx, o) for o in batch]
+    planned: dict[int, Written] = {}
+    for i, o in enumerate(batch):
+        dependants = o.shape.ready_after(o.claimed.task_id) if o.shape is not None else None
+        if statuses[i][0] is TaskStatus.COMPLETED and dependants:
+            final = FinalOutcome(o.claimed, TaskStatus.COMPLETED, o.now, o.output)
+            later = store.executions.finish_planning_later(tx, runner_id, final, dependants)
+            if later is not None:  # owned or not, it is known after the COMMIT
+                planned[i] = Written(True, None, None, may_ready=True, pending=later)
     finals = [
         i
         for i, (o, (status, _)) in enumerate(zip(batch, statuses, strict=True))
-        if status.is_terminal and o.shape is not None
+        if status.is_terminal and o.shape is not None and i not in planned
     ]
     counted = dict(
         zip(
@@ -129,7 +148,7 @@ def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> lis
         )
     )
     return [
-        _write_one(store, tx, runner_id, o, *statuses[i], counted.get(i))
+        planned.get(i) or _write_one(store, tx, runner_id, o, *statuses[i], counted.get(i))
         for i, o in enumerate(batch)
     ]
 
@@ -302,7 +321,8 @@ class Unrecorded:
         for waiting in due:
             try:
                 with self.store.write() as tx:
-                    result = write(self.store, tx, self.runner_id, waiting.outcome)
+                    recorded = write(self.store, tx, self.runner_id, waiting.outcome)
+                result = recorded.settled()
             except Exception as exc:
                 if not isinstance(exc, TransientStoreError):
                     waiting.outcome = release_of(waiting.outcome, exc)

@@ -65,6 +65,18 @@ class Shape:
         in; :class:`~cloaca.errors.ParamsError` (a ValueError) listing every bad input."""
         return bind_params(self.name, self.params, self.secrets, context)
 
+    def ready_after(self, task_id: str) -> tuple[str, ...] | None:
+        """The dependants ``task_id`` makes Ready by itself when it completes (each waits
+        for it alone, under the default rule), or None when planning after it must look at
+        other tasks (no dependant; one with other dependencies or a trigger rule)."""
+        dependants = self.dependents.get(task_id)
+        if not dependants:
+            return None
+        for dependant in dependants:
+            if self.deps[dependant] != (task_id,) or self.rules.get(dependant) is not None:
+                return None
+        return dependants
+
     def in_order(self, task_ids: Iterable[str]) -> list[str]:
         """``task_ids`` sorted topologically (duplicates dropped)."""
         return sorted(set(task_ids), key=self.position.__getitem__)

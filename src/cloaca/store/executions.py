@@ -10,7 +10,7 @@ from typing import Any
 
 from cloaca.clock import from_db_time, to_db_time
 from cloaca.store.contexts import ContextCache
-from cloaca.store.db import Database, Row, Tx
+from cloaca.store.db import Database, Later, Row, Tx
 from cloaca.store.expected import ExpectedResults
 from cloaca.store.group import Notices, QueryGroup
 from cloaca.store.records import (
@@ -191,6 +191,33 @@ class ExecutionQueries(QueryGroup):
             return [self._finish_apart(tx, p) for p in params]
         found = tx.all_each("task_finish_counting", params)
         return [self._counted(tx, final, rows) for final, rows in zip(finals, found, strict=True)]
+
+    def finish_planning_later(
+        self, tx: Tx, runner_id: str, final: FinalOutcome, dependants: Sequence[str]
+    ) -> Later | None:
+        """Record a Completed attempt whose ``dependants`` each wait for it alone under the
+        default rule, count it, and make them Ready while the execution is active: what
+        :meth:`finish_tasks` and planning after it would do, in one statement sent with the
+        COMMIT (PostgreSQL). Its row says whether this runner still ``owned`` the attempt
+        (nothing was written if not). None where the dialect has no such statement: the
+        caller records and plans the usual way."""
+        if self.db.dialect not in _ONE_STATEMENT_FINISH:
+            return None
+        params = finish_params(
+            final.claimed,
+            runner_id,
+            final.status,
+            final.now,
+            final.output_json,
+            final.error,
+            final.traceback,
+        )
+        later = tx.later(
+            "task_finish_planning",
+            {**params, "execution_id": final.claimed.execution_id, "dependants": list(dependants)},
+        )
+        self.notices.ready(tx)
+        return later
 
     def _finish_apart(self, tx: Tx, params: dict[str, Any]) -> FinishedTask:
         """One final outcome, its execution's lock and count in separate statements."""

@@ -250,6 +250,35 @@ SELECT NULL, NULL, NULL, NULL, x.task_id, x.status, x.output, x.error
 FROM cloaca_task_executions x JOIN e ON e.ending
 WHERE x.execution_id = %(execution_id)s AND x.id <> %(id)s
 
+-- name: task_finish_planning
+-- task_finish_counting for a Completed task whose dependants each wait for it alone under
+-- the default rule (a chain's next task, a fan-out's branches): the same statement makes
+-- them Ready (as task_set_status does) while the execution is active, and it is sent with
+-- the COMMIT, so recording the outcome and planning after it cost no round trip of their
+-- own. The count cannot reach zero here: the dependants are not final. The updates run in
+-- the order of the separate statements (task row, execution row, dependants).
+WITH t AS (
+    UPDATE cloaca_task_executions
+    SET status = %(status)s, output = %(output)s, error = %(error)s, ready_at = %(ready_at)s,
+        traceback = %(traceback)s,
+        completed_at = %(completed_at)s, claimed_by = NULL, sub_status = NULL
+    WHERE id = %(id)s AND status = 'Running' AND attempt = %(attempt)s
+      AND claimed_by = %(runner_id)s
+    RETURNING id
+), e AS (
+    UPDATE cloaca_executions SET remaining_tasks = remaining_tasks - 1
+    WHERE id = %(execution_id)s AND EXISTS (SELECT 1 FROM t)
+    RETURNING status
+), d AS (
+    UPDATE cloaca_task_executions
+    SET status = 'Ready', error = NULL, ready_at = %(completed_at)s, completed_at = NULL
+    WHERE execution_id = %(execution_id)s AND task_id = ANY(%(dependants)s)
+      AND status = 'NotStarted'
+      AND EXISTS (SELECT 1 FROM e WHERE e.status IN ('Pending', 'Running'))
+    RETURNING id
+)
+SELECT (SELECT COUNT(*) FROM t) AS owned, (SELECT COUNT(*) FROM d) AS planned
+
 -- name: task_attempt_record
 -- One attempt in the history, written just before task_finish_attempt in the same
 -- transaction and under the same condition (this runner still owns the attempt).
