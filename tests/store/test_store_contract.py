@@ -360,6 +360,81 @@ def test_an_ended_execution_plans_nothing_after_its_running_task(store: Store) -
     ]
 
 
+def _one_task_shape() -> Shape:
+    return Shape(
+        name="wf",
+        version="0123456789abcdef",
+        order=("a",),
+        deps={"a": ()},
+        rules={},
+        max_attempts={"a": 3},
+        position={"a": 0},
+    )
+
+
+def _record_last(
+    store: Store, claimed: ClaimedTask, runner: str, **kwargs: Any
+) -> outcomes.Written:
+    kwargs.setdefault("status", TaskStatus.COMPLETED)
+    outcome = outcomes.Outcome(claimed, _one_task_shape(), now=T0, **kwargs)
+    with store.write() as tx:
+        (written,) = outcomes.write_all(store, tx, runner, [outcome])
+    return written.settled()
+
+
+def test_the_only_task_ends_its_execution_with_its_outcome(store: Store) -> None:
+    """Recording the outcome of an execution's only task ends the execution with the
+    input and the output merged (PostgreSQL sends it all with the COMMIT); a waiter
+    here gets the ended execution from that transaction."""
+    e = make_execution(store, ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    store.executions.expected.expect(e)
+    written = _record_last(store, a, "r1", output='{"in": 2, "out": {"x": 1}}')
+    assert written == outcomes.Written(True, ExecutionStatus.COMPLETED, None, False)
+    record = store.executions.get(e)
+    assert record is not None and record.status is ExecutionStatus.COMPLETED
+    assert record.final_context == '{"in": 2, "out": {"x": 1}}'
+    found = store.executions.finished_result(e)
+    assert found is not None and found[0].status is ExecutionStatus.COMPLETED
+
+
+def test_the_only_task_failing_fails_its_execution(store: Store) -> None:
+    e = make_execution(store, ready={"a": T0}, max_attempts=1)
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    written = _record_last(store, a, "r1", status=TaskStatus.FAILED, error="boom")
+    assert written.ended is ExecutionStatus.FAILED
+    record = store.executions.get(e)
+    assert record is not None and record.status is ExecutionStatus.FAILED
+    assert record.error_message == "Task 'a' failed: boom"
+
+
+def test_the_only_task_with_a_lost_claim_ends_nothing(store: Store) -> None:
+    """Another runner's claim: nothing is recorded, the execution keeps running, and a
+    waiter here is not handed a result (it reads the execution again)."""
+    e = make_execution(store, ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    store.executions.expected.expect(e)
+    written = _record_last(store, a, "r2", output="{}")
+    assert (written.owned, written.ended) == (False, None)
+    record = store.executions.get(e)
+    assert record is not None and record.status is ExecutionStatus.RUNNING
+    assert task_row(store, e, "a").status is TaskStatus.RUNNING
+    assert store.executions.finished_result(e) is None
+
+
+def test_the_only_task_of_a_cancelled_execution_leaves_it_cancelled(store: Store) -> None:
+    e = make_execution(store, ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    with store.write() as tx:
+        store.executions.lock(tx, e)
+        store.executions.finish(tx, e, ExecutionStatus.CANCELLED, T0, None, "cancelled")
+    written = _record_last(store, a, "r1", output="{}")
+    assert (written.owned, written.ended) == (True, None)
+    record = store.executions.get(e)
+    assert record is not None and record.status is ExecutionStatus.CANCELLED
+    assert record.error_message == "cancelled"
+
+
 def test_finish_task_sees_a_task_that_finished_while_it_waited_for_the_lock(
     store: Store,
 ) -> None:
@@ -593,7 +668,15 @@ def _queries_used_by_code() -> set[str]:
 _DRIVER_ONLY = {"postgres": {"notify", "data_version"}}
 #: Queries that fold several statements into one where the dialect can (a data-modifying
 #: CTE); the Store runs the separate statements on the other dialects.
-_FOLDED = {"postgres": {"task_finish_counting", "task_finish_planning", "task_claim_ready_marking"}}
+_FOLDED = {
+    "postgres": {
+        "task_finish_counting",
+        "task_finish_planning",
+        "execution_finish_counted",
+        "trigger_release_holds_ended",
+        "task_claim_ready_marking",
+    }
+}
 
 
 def test_every_named_query_exists_in_every_dialect() -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from cloaca.engine.planner import advance
+from cloaca.engine.planner import advance, ending
 from cloaca.engine.shape import Shape
 from cloaca.store.core import Store
 from cloaca.store.db import Later, TransientStoreError, Tx
@@ -87,17 +87,25 @@ class Written:
     ended: ExecutionStatus | None
     retry_at: datetime | None
     may_ready: bool = False
-    #: The planning statement sent with the COMMIT (``finish_planning_later``): ``owned``
-    #: is known once the transaction committed (:meth:`settled`).
+    #: A statement sent with the COMMIT (``finish_planning_later``, ``finish_last_later``):
+    #: whether the runner owned the attempt, and so what it did, is known once the
+    #: transaction committed (:meth:`settled`).
     pending: Later | None = None
+    #: How the execution ends if the pending statement counted its last task.
+    ends: ExecutionStatus | None = None
 
     def settled(self) -> Written:
         """This record as its committed transaction found it."""
         if self.pending is None:
             return self
-        rows = self.pending.rows
-        owned = bool(rows and rows[0]["owned"])
-        return Written(owned, None, None, owned)
+        head = next(r for r in self.pending.rows if r.get("task_id") is None)
+        owned = bool(head["owned"])
+        ended = None
+        if owned and self.ends is not None and head["status"] is not None:
+            active = not ExecutionStatus(head["status"]).is_terminal
+            if active and int(head["remaining_tasks"]) <= 0:
+                ended = self.ends
+        return Written(owned, ended, None, owned and self.may_ready)
 
 
 def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> list[Written]:
@@ -115,12 +123,9 @@ def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> lis
     statuses = [_final_status(store, tx, o) for o in batch]
     planned: dict[int, Written] = {}
     for i, o in enumerate(batch):
-        dependants = o.shape.ready_after(o.claimed.task_id) if o.shape is not None else None
-        if statuses[i][0] is TaskStatus.COMPLETED and dependants:
-            final = FinalOutcome(o.claimed, TaskStatus.COMPLETED, o.now, o.output)
-            later = store.executions.finish_planning_later(tx, runner_id, final, dependants)
-            if later is not None:  # owned or not, it is known after the COMMIT
-                planned[i] = Written(True, None, None, may_ready=True, pending=later)
+        written = _sent_with_commit(store, tx, runner_id, o, statuses[i][0])
+        if written is not None:
+            planned[i] = written
     finals = [
         i
         for i, (o, (status, _)) in enumerate(zip(batch, statuses, strict=True))
@@ -176,6 +181,35 @@ def next_status(
 def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
     """Record one ``outcome`` inside ``tx`` (see :func:`write_all`)."""
     return write_all(store, tx, runner_id, [outcome])[0]
+
+
+def _sent_with_commit(
+    store: Store, tx: Tx, runner_id: str, outcome: Outcome, status: TaskStatus
+) -> Written | None:
+    """Record a final outcome whose planning step needs nothing read first, in statements
+    sent with the COMMIT where the dialect allows: a Completed task that alone decides its
+    dependants (a chain's next task), or the only task of its execution (whose end is then
+    known from its own outcome and the execution's input). None otherwise."""
+    claimed, shape = outcome.claimed, outcome.shape
+    if shape is None or not status.is_terminal:
+        return None
+    final = FinalOutcome(
+        claimed, status, outcome.now, outcome.output, outcome.error, outcome.traceback
+    )
+    if status is TaskStatus.COMPLETED:
+        dependants = shape.ready_after(claimed.task_id)
+        if dependants:
+            later = store.executions.finish_planning_later(tx, runner_id, final, dependants)
+            return None if later is None else Written(True, None, None, True, later)
+    if shape.order != (claimed.task_id,):
+        return None
+    context = store.executions.known_context(claimed.execution_id)
+    if context is None:
+        return None
+    results = {claimed.task_id: (status, outcome.output, outcome.error)}
+    ends = ending(shape, (context, results))
+    later = store.executions.finish_last_later(tx, runner_id, final, ends)
+    return None if later is None else Written(True, None, None, False, later, ends[0])
 
 
 def _final_status(store: Store, tx: Tx, outcome: Outcome) -> tuple[TaskStatus, datetime | None]:

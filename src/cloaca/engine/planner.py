@@ -237,7 +237,19 @@ def _finish(
     now: datetime,
     inputs: FinishInputs | None = None,
 ) -> ExecutionStatus:
-    context, results = inputs or store.executions.finish_inputs(tx, execution_id)
+    outcome, final_context, first_error = ending(
+        shape, inputs or store.executions.finish_inputs(tx, execution_id)
+    )
+    # Every caller locked the execution (or created it in ``tx``) and saw it active.
+    store.executions.finish(tx, execution_id, outcome, now, final_context, first_error, active=True)
+    return outcome
+
+
+def ending(shape: Shape, inputs: FinishInputs) -> tuple[ExecutionStatus, str, str | None]:
+    """How an execution whose tasks are all final ends: its status, its final context
+    JSON (the input and every Completed output merged, in task order) and its error (the
+    first Failed task's)."""
+    context, results = inputs
     parts = [json.loads(context)]
     first_error: str | None = None
     for tid in shape.order:
@@ -249,17 +261,7 @@ def _finish(
     # A task id recorded for this execution but unknown to ``shape`` cannot fail it silently.
     failed = first_error is not None or any(r[0] is TaskStatus.FAILED for r in results.values())
     outcome = ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED
-    # Every caller locked the execution (or created it in ``tx``) and saw it active.
-    store.executions.finish(
-        tx,
-        execution_id,
-        outcome,
-        now,
-        json.dumps(dag.merge_outputs(parts)),
-        first_error,
-        active=True,
-    )
-    return outcome
+    return outcome, json.dumps(dag.merge_outputs(parts)), first_error
 
 
 def terminate(

@@ -107,6 +107,9 @@ class ExecutionQueries(QueryGroup):
         )
         if notify_ready and any(t.status is TaskStatus.READY for t in tasks):
             self.notices.ready(tx)
+        # Its input never changes: whoever runs or ends it here needs no read of it (an id
+        # whose transaction rolls back is never used again).
+        self._contexts.put(execution_id, context_json)
 
     def known_context(self, execution_id: str) -> str | None:
         """The input context JSON of an execution if one was read here already."""
@@ -218,6 +221,51 @@ class ExecutionQueries(QueryGroup):
         )
         self.notices.ready(tx)
         return later
+
+    def finish_last_later(
+        self,
+        tx: Tx,
+        runner_id: str,
+        final: FinalOutcome,
+        ending: tuple[ExecutionStatus, str, str | None],
+    ) -> Later | None:
+        """Record the final outcome of an execution's only task and end the execution as
+        ``ending`` says (status, final context JSON, error), when this runner still owned
+        the attempt and the execution is active: what :meth:`finish_tasks` and then
+        :meth:`finish` would do, in statements sent with the COMMIT (PostgreSQL). The
+        rows are ``task_finish_counting``'s. None where the dialect has no such
+        statements: the caller records and ends it the usual way."""
+        if self.db.dialect not in _ONE_STATEMENT_FINISH:
+            return None
+        execution_id = final.claimed.execution_id
+        params = finish_params(
+            final.claimed,
+            runner_id,
+            final.status,
+            final.now,
+            final.output_json,
+            final.error,
+            final.traceback,
+        )
+        counted = tx.later("task_finish_counting", {**params, "execution_id": execution_id})
+        status, final_context, error = ending
+        now = to_db_time(final.now)
+        tx.send(
+            "execution_finish_counted",
+            {
+                "id": execution_id,
+                "status": str(status),
+                "final_context": final_context,
+                "error": error,
+                "now": now,
+            },
+        )
+        tx.send("trigger_release_holds_ended", {"execution_id": execution_id, "now": now})
+        # A claim lost meanwhile makes this notice one without an ending: its listeners
+        # read the execution and find it still running (or ended before).
+        self.notices.finished(tx, execution_id)
+        self.expected.read_in(tx, execution_id)
+        return counted
 
     def _finish_apart(self, tx: Tx, params: dict[str, Any]) -> FinishedTask:
         """One final outcome, its execution's lock and count in separate statements."""
@@ -366,7 +414,9 @@ class ExecutionQueries(QueryGroup):
         ``wait``: seconds at most for that transaction to end (see ExpectedResults.rows)."""
         rows = self.expected.rows(execution_id, wait)
         record, tasks = _with_tasks(rows or [])
-        if record is None or any(t.may_have_history for t in tasks):
+        if record is None or not record.status.is_terminal:
+            return None  # read by a transaction that meant to end it, and did not
+        if any(t.may_have_history for t in tasks):
             return None
         return record, [t.with_history([]) for t in tasks]
 

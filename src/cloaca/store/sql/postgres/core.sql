@@ -385,6 +385,24 @@ WHERE status IN ('Pending', 'Running') AND created_at <= %(threshold)s
 SELECT MIN(created_at) AS created_at FROM cloaca_executions
 WHERE status IN ('Pending', 'Running')
 
+-- name: execution_finish_counted
+-- execution_finish for an execution whose last task a statement earlier in the same
+-- transaction counted (task_finish_counting): it ends only if that count left no task
+-- unfinished, so nothing changes when the task's claim had been lost.
+UPDATE cloaca_executions
+SET status = %(status)s, final_context = %(final_context)s, error_message = %(error)s,
+    completed_at = %(now)s, started_at = COALESCE(started_at, CAST(%(now)s AS TEXT))
+WHERE id = %(id)s AND status IN ('Pending', 'Running') AND remaining_tasks <= 0
+
+-- name: trigger_release_holds_ended
+-- trigger_release_holds once the execution has ended (by a statement earlier in the same
+-- transaction, or before).
+UPDATE cloaca_trigger_executions
+SET holds_dedup = NULL, completed_at = %(now)s
+WHERE workflow_execution_id = %(execution_id)s AND completed_at IS NULL
+  AND EXISTS (SELECT 1 FROM cloaca_executions
+              WHERE id = %(execution_id)s AND status NOT IN ('Pending', 'Running'))
+
 -- name: trigger_release_holds
 UPDATE cloaca_trigger_executions
 SET holds_dedup = NULL, completed_at = %(now)s
