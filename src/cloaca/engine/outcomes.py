@@ -187,11 +187,11 @@ def _sent_with_commit(
     store: Store, tx: Tx, runner_id: str, outcome: Outcome, status: TaskStatus
 ) -> Written | None:
     """Record a final outcome whose planning step needs nothing read first, in statements
-    sent with the COMMIT where the dialect allows: a Completed task that alone decides its
-    dependants (a chain's next task), or the only task of its execution (whose end is then
-    known from its own outcome and the execution's input). None otherwise."""
+    sent with the COMMIT where the dialect allows (PostgreSQL): a Completed task that alone
+    decides its dependants (a chain's next task), or the only task of its execution (whose
+    end is then known from its own outcome and the execution's input). None otherwise."""
     claimed, shape = outcome.claimed, outcome.shape
-    if shape is None or not status.is_terminal:
+    if shape is None or not status.is_terminal or not store.executions.finishes_with_commit:
         return None
     final = FinalOutcome(
         claimed, status, outcome.now, outcome.output, outcome.error, outcome.traceback
@@ -200,7 +200,7 @@ def _sent_with_commit(
         dependants = shape.ready_after(claimed.task_id)
         if dependants:
             later = store.executions.finish_planning_later(tx, runner_id, final, dependants)
-            return None if later is None else Written(True, None, None, True, later)
+            return Written(True, None, None, True, later)
     if shape.order != (claimed.task_id,):
         return None
     context = store.executions.known_context(claimed.execution_id)
@@ -209,7 +209,7 @@ def _sent_with_commit(
     results = {claimed.task_id: (status, outcome.output, outcome.error)}
     ends = ending(shape, (context, results))
     later = store.executions.finish_last_later(tx, runner_id, final, ends)
-    return None if later is None else Written(True, None, None, False, later, ends[0])
+    return Written(True, None, None, False, later, ends[0])
 
 
 def _final_status(store: Store, tx: Tx, outcome: Outcome) -> tuple[TaskStatus, datetime | None]:

@@ -195,17 +195,21 @@ class ExecutionQueries(QueryGroup):
         found = tx.all_each("task_finish_counting", params)
         return [self._counted(tx, final, rows) for final, rows in zip(finals, found, strict=True)]
 
+    @property
+    def finishes_with_commit(self) -> bool:
+        """Whether the dialect can record a final outcome together with what follows from
+        it in statements sent with the COMMIT (:meth:`finish_planning_later`,
+        :meth:`finish_last_later`): PostgreSQL, where each read costs a round trip."""
+        return self.db.dialect in _ONE_STATEMENT_FINISH
+
     def finish_planning_later(
         self, tx: Tx, runner_id: str, final: FinalOutcome, dependants: Sequence[str]
-    ) -> Later | None:
+    ) -> Later:
         """Record a Completed attempt whose ``dependants`` each wait for it alone under the
         default rule, count it, and make them Ready while the execution is active: what
         :meth:`finish_tasks` and planning after it would do, in one statement sent with the
-        COMMIT (PostgreSQL). Its row says whether this runner still ``owned`` the attempt
-        (nothing was written if not). None where the dialect has no such statement: the
-        caller records and plans the usual way."""
-        if self.db.dialect not in _ONE_STATEMENT_FINISH:
-            return None
+        COMMIT (only where :attr:`finishes_with_commit`). Its row says whether this runner
+        still ``owned`` the attempt (nothing was written if not)."""
         params = finish_params(
             final.claimed,
             runner_id,
@@ -228,15 +232,12 @@ class ExecutionQueries(QueryGroup):
         runner_id: str,
         final: FinalOutcome,
         ending: tuple[ExecutionStatus, str, str | None],
-    ) -> Later | None:
+    ) -> Later:
         """Record the final outcome of an execution's only task and end the execution as
         ``ending`` says (status, final context JSON, error), when this runner still owned
         the attempt and the execution is active: what :meth:`finish_tasks` and then
-        :meth:`finish` would do, in statements sent with the COMMIT (PostgreSQL). The
-        rows are ``task_finish_counting``'s. None where the dialect has no such
-        statements: the caller records and ends it the usual way."""
-        if self.db.dialect not in _ONE_STATEMENT_FINISH:
-            return None
+        :meth:`finish` would do, in statements sent with the COMMIT (only where
+        :attr:`finishes_with_commit`). The rows are ``task_finish_counting``'s."""
         execution_id = final.claimed.execution_id
         params = finish_params(
             final.claimed,
