@@ -291,8 +291,9 @@ class Executor:
             self._outcomes.add(Done(attempt, result, holds_slot))
             if spec is not None:
                 run_callback(spec, error, ctx, result.traceback)
-        finally:
-            self._wake()
+        except BaseException:
+            self._wake()  # whatever became of the outcome, the loop looks again
+            raise
 
     def _write_batch(self, batch: list[Done]) -> None:
         """Record ``batch`` and, in the same transaction, claim work for the slots it frees
@@ -369,6 +370,11 @@ class Executor:
         for done, result in zip(batch, results, strict=True):
             if result is not None:
                 self._written(done.outcome.claimed, result)
+        # The transaction claimed what the freed slots could take. The loop is needed only
+        # for what it could not do: claim again, offer a kept outcome again, or learn when a
+        # retry is due now that a slot is free (it ignores that time while none is).
+        if failed or self._dirty or self._next_ready is not None:
+            self._wake()
 
     def _committed_claims(self, later: Later, outputs: Outputs) -> list[Claim]:
         """What a committed claim took, with each task's input (see committed_inputs).
