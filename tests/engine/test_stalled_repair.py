@@ -121,3 +121,48 @@ def test_the_harness_refreshes_the_heartbeat_without_a_thread(
     latest = to_db_time(file_harness.clock.now())
     earliest = to_db_time(file_harness.clock.now() - timedelta(seconds=interval))
     assert rows and earliest <= str(rows[0][0]) <= latest
+
+
+def test_a_wide_execution_whose_end_failed_is_ended_by_the_repair(
+    file_harness: Harness, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks nothing depends on are recorded without reading their execution's count
+    (PostgreSQL); the one that counts the last ends the execution in a transaction of its
+    own. If that transaction fails (or the process dies before it), every task is final,
+    and the stalled-execution repair ends the execution with every output."""
+    from cloaca.engine import planner
+
+    for name in ("x", "y", "z"):
+        cloaca.task(id=name)(lambda context, name=name: context.set(name, True))
+    cloaca.workflow("wide", ["x", "y", "z"])
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the database refused")
+
+    monkeypatch.setattr(planner, "end_counted", refuse)
+    runner = file_harness.runner
+    execution_id = runner.start("wide")
+    file_harness.run_until_idle()
+    stalled = runner.get_execution(execution_id)
+    assert {t.status for t in stalled.task_results.values()} == {"Completed"}
+    if backend == "postgres":  # SQLite reads the count and ends it in the same transaction
+        assert stalled.status == "Running"
+
+    monkeypatch.undo()
+    threshold = runner.config.stale_claim_threshold_seconds
+    file_harness.advance(threshold + runner.config.stale_claim_sweep_interval_seconds + 1)
+    result = runner.get_execution(execution_id)
+    assert result.status == "Completed"
+    assert {k: result.final_context.get(k) for k in "xyz"} == {"x": True, "y": True, "z": True}
+
+
+def test_a_wide_execution_ends_with_every_output(harness: Harness) -> None:
+    """Many tasks nothing depends on, finishing in batches: the execution ends once, with
+    every task's output, whichever outcome counted the last task."""
+    names = [f"t{i}" for i in range(12)]
+    for name in names:
+        cloaca.task(id=name)(lambda context, name=name: context.set(name, 1))
+    cloaca.workflow("wide12", names)
+    result = harness.execute("wide12", {"input": 1})
+    assert result.status == "Completed"
+    assert dict(result.final_context) == {"input": 1, **{n: 1 for n in names}}

@@ -27,7 +27,7 @@ from typing import Any
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
-from cloaca.engine import outcomes
+from cloaca.engine import outcomes, planner
 from cloaca.engine.aio import AsyncBridge
 from cloaca.engine.attempts import Attempt, Body, Control, Done, run_callback
 from cloaca.engine.drive import Drive
@@ -369,7 +369,7 @@ class Executor:
             self._dispatch(*claim)
         for done, result in zip(batch, results, strict=True):
             if result is not None:
-                self._written(done.outcome.claimed, result)
+                self._written(done.outcome, result)
         # The transaction claimed what the freed slots could take. The loop is needed only
         # for what it could not do: claim again, offer a kept outcome again, or learn when a
         # retry is due now that a slot is free (it ignores that time while none is).
@@ -391,18 +391,40 @@ class Executor:
         data = committed_inputs(self._store, claimed, shapes, outputs)
         return list(zip(claimed, data, strict=True))
 
-    def _written(self, claimed: ClaimedTask, written: outcomes.Written) -> None:
-        """An outcome reached the database: learn its retry time, report an ended execution."""
+    def _written(self, outcome: Outcome, written: outcomes.Written) -> None:
+        """An outcome reached the database: learn its retry time, end the execution its
+        transaction counted out without ending it, report an ended execution."""
         retry_at = written.retry_at
         if retry_at is not None and (self._next_ready is None or retry_at < self._next_ready):
             self._next_ready = retry_at
-        if written.ended is not None:
-            self._on_finished(claimed.execution_id, written.ended)
+        ended = written.ended
+        if written.unended and outcome.shape is not None:
+            ended = self._end_counted(outcome.claimed.execution_id, outcome.shape)
+        if ended is not None:
+            self._on_finished(outcome.claimed.execution_id, ended)
+
+    def _end_counted(self, execution_id: str, shape: Shape) -> ExecutionStatus | None:
+        """End an execution whose last task a committed outcome counted (see
+        ``planner.end_counted``). If the database refuses, the stalled-execution repair
+        ends it later: every task is final, so nothing is lost."""
+        now = self._clock.now()
+        try:
+            return self._store.write_retrying(
+                lambda tx: planner.end_counted(self._store, tx, shape, execution_id, now),
+                "ending an execution",
+            )
+        except Exception:
+            log.warning(
+                "ending an execution failed; the stalled-execution repair will end it",
+                exc_info=True,
+                extra={"execution_id": execution_id},
+            )
+            return None
 
     def _record_unrecorded(self, now: datetime) -> datetime | None:
         """Offer outcomes the database refused earlier once more; returns when to try next."""
         recorded, next_try = self.unrecorded.retry_due(now)
         for outcome, written in recorded:
             self._dirty = True  # it may have made dependants Ready
-            self._written(outcome.claimed, written)
+            self._written(outcome, written)
         return next_try

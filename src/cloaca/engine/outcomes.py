@@ -93,6 +93,9 @@ class Written:
     pending: Later | None = None
     #: How the execution ends if the pending statement counted its last task.
     ends: ExecutionStatus | None = None
+    #: The pending statement counted the execution's last task but did not end it: the
+    #: writer ends it in a transaction of its own (``planner.end_counted``).
+    unended: bool = False
 
     def settled(self) -> Written:
         """This record as its committed transaction found it."""
@@ -101,11 +104,13 @@ class Written:
         head = next(r for r in self.pending.rows if r.get("task_id") is None)
         owned = bool(head["owned"])
         ended = None
-        if owned and self.ends is not None and head["status"] is not None:
+        unended = False
+        if owned and "remaining_tasks" in head and head["status"] is not None:
             active = not ExecutionStatus(head["status"]).is_terminal
             if active and int(head["remaining_tasks"]) <= 0:
                 ended = self.ends
-        return Written(owned, ended, None, owned and self.may_ready)
+                unended = ended is None
+        return Written(owned, ended, None, owned and self.may_ready, unended=unended)
 
 
 def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> list[Written]:
@@ -188,8 +193,9 @@ def _sent_with_commit(
 ) -> Written | None:
     """Record a final outcome whose planning step needs nothing read first, in statements
     sent with the COMMIT where the dialect allows (PostgreSQL): a Completed task that alone
-    decides its dependants (a chain's next task), or the only task of its execution (whose
-    end is then known from its own outcome and the execution's input). None otherwise."""
+    decides its dependants (a chain's next task), the only task of its execution (whose
+    end is then known from its own outcome and the execution's input), or one of several
+    tasks nothing depends on. None otherwise."""
     claimed, shape = outcome.claimed, outcome.shape
     if shape is None or not status.is_terminal or not store.executions.finishes_with_commit:
         return None
@@ -202,7 +208,13 @@ def _sent_with_commit(
             later = store.executions.finish_planning_later(tx, runner_id, final, dependants)
             return Written(True, None, None, True, later)
     if shape.order != (claimed.task_id,):
-        return None
+        if shape.dependents.get(claimed.task_id) or shape.sinks < 2:
+            return None
+        # One of several tasks nothing depends on (a wide execution's): most such outcomes
+        # leave others unfinished, so the count is not read before the COMMIT; the one
+        # that finds it reached zero ends the execution in a transaction of its own.
+        later = store.executions.finish_counting_later(tx, runner_id, final)
+        return Written(True, None, None, False, later)
     context = store.executions.known_context(claimed.execution_id)
     if context is None:
         return None

@@ -200,6 +200,18 @@ def advance(
     return _finish(store, tx, shape, execution_id, now, None if decisions else inputs)
 
 
+def end_counted(
+    store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
+) -> ExecutionStatus | None:
+    """End an execution whose last task was counted by a transaction that could not end
+    it (it did not read the count before its COMMIT): under the execution's lock, if it
+    is still active with no task unfinished. Returns the status it ended with."""
+    locked = store.executions.lock_counting_finished(tx, execution_id, 0)
+    if locked is None or locked[0].is_terminal or locked[1] > 0:
+        return None
+    return _finish(store, tx, shape, execution_id, now)
+
+
 def repair(
     store: Store, tx: Tx, shape: Shape, execution_id: str, now: datetime
 ) -> tuple[bool, ExecutionStatus | None]:

@@ -4,6 +4,7 @@ Workflow's definition or from one recorded in the database."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,11 @@ class Shape:
         """The input context of a new execution: ``context`` with declared defaults filled
         in; :class:`~cloaca.errors.ParamsError` (a ValueError) listing every bad input."""
         return bind_params(self.name, self.params, self.secrets, context)
+
+    @functools.cached_property
+    def sinks(self) -> int:
+        """How many tasks no other task depends on (an execution ends after all of them)."""
+        return sum(1 for tid in self.order if not self.dependents.get(tid))
 
     def ready_after(self, task_id: str) -> tuple[str, ...] | None:
         """The dependants ``task_id`` makes Ready by itself when it completes (each waits

@@ -226,6 +226,24 @@ class ExecutionQueries(QueryGroup):
         self.notices.ready(tx)
         return later
 
+    def finish_counting_later(self, tx: Tx, runner_id: str, final: FinalOutcome) -> Later:
+        """Record a final outcome and count it, as :meth:`finish_tasks` does, in a statement
+        sent with the COMMIT (only where :attr:`finishes_with_commit`): for a task nothing
+        depends on, whose outcome plans nothing. The rows are ``task_finish_counting``'s;
+        if they show the count reached zero, the caller ends the execution in a
+        transaction of its own."""
+        params = finish_params(
+            final.claimed,
+            runner_id,
+            final.status,
+            final.now,
+            final.output_json,
+            final.error,
+            final.traceback,
+        )
+        execution_id = final.claimed.execution_id
+        return tx.later("task_finish_counting", {**params, "execution_id": execution_id})
+
     def finish_last_later(
         self,
         tx: Tx,
@@ -239,16 +257,7 @@ class ExecutionQueries(QueryGroup):
         :meth:`finish` would do, in statements sent with the COMMIT (only where
         :attr:`finishes_with_commit`). The rows are ``task_finish_counting``'s."""
         execution_id = final.claimed.execution_id
-        params = finish_params(
-            final.claimed,
-            runner_id,
-            final.status,
-            final.now,
-            final.output_json,
-            final.error,
-            final.traceback,
-        )
-        counted = tx.later("task_finish_counting", {**params, "execution_id": execution_id})
+        counted = self.finish_counting_later(tx, runner_id, final)
         status, final_context, error = ending
         now = to_db_time(final.now)
         tx.send(
