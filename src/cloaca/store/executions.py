@@ -32,6 +32,21 @@ from cloaca.store.tasks import finish_params, with_history
 _ONE_STATEMENT_FINISH = frozenset({"postgres"})
 
 
+def _final_params(runner_id: str, final: FinalOutcome) -> dict[str, object]:
+    """The parameters of the statements that record and count a final outcome."""
+    params = finish_params(
+        final.claimed,
+        runner_id,
+        final.status,
+        final.now,
+        final.output_json,
+        final.error,
+        final.traceback,
+    )
+    params["execution_id"] = final.claimed.execution_id
+    return params
+
+
 def _with_tasks(rows: list[Row]) -> tuple[ExecutionRecord | None, list[TaskExecutionRecord]]:
     """The execution and its task executions from the rows of ``execution_with_tasks``."""
     if not rows:
@@ -181,15 +196,7 @@ class ExecutionQueries(QueryGroup):
         task is left unfinished. PostgreSQL does each in one statement and sends them all
         in one round trip; what each found is what it would have found run alone at that
         point of the transaction."""
-        params = [
-            {
-                **finish_params(
-                    f.claimed, runner_id, f.status, f.now, f.output_json, f.error, f.traceback
-                ),
-                "execution_id": f.claimed.execution_id,
-            }
-            for f in finals
-        ]
+        params = [_final_params(runner_id, f) for f in finals]
         if self.db.dialect not in _ONE_STATEMENT_FINISH:
             return [self._finish_apart(tx, p) for p in params]
         found = tx.all_each("task_finish_counting", params)
@@ -210,19 +217,8 @@ class ExecutionQueries(QueryGroup):
         :meth:`finish_tasks` and planning after it would do, in one statement sent with the
         COMMIT (only where :attr:`finishes_with_commit`). Its row says whether this runner
         still ``owned`` the attempt (nothing was written if not)."""
-        params = finish_params(
-            final.claimed,
-            runner_id,
-            final.status,
-            final.now,
-            final.output_json,
-            final.error,
-            final.traceback,
-        )
-        later = tx.later(
-            "task_finish_planning",
-            {**params, "execution_id": final.claimed.execution_id, "dependants": list(dependants)},
-        )
+        params = {**_final_params(runner_id, final), "dependants": list(dependants)}
+        later = tx.later("task_finish_planning", params)
         self.notices.ready(tx)
         return later
 
@@ -232,17 +228,7 @@ class ExecutionQueries(QueryGroup):
         depends on, whose outcome plans nothing. The rows are ``task_finish_counting``'s;
         if they show the count reached zero, the caller ends the execution in a
         transaction of its own."""
-        params = finish_params(
-            final.claimed,
-            runner_id,
-            final.status,
-            final.now,
-            final.output_json,
-            final.error,
-            final.traceback,
-        )
-        execution_id = final.claimed.execution_id
-        return tx.later("task_finish_counting", {**params, "execution_id": execution_id})
+        return tx.later("task_finish_counting", _final_params(runner_id, final))
 
     def finish_last_later(
         self,
