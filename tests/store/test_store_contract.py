@@ -671,7 +671,6 @@ _DRIVER_ONLY = {"postgres": {"notify", "data_version"}}
 _FOLDED = {
     "postgres": {
         "task_finish_counting",
-        "task_finish_planning",
         "execution_finish_counted",
         "trigger_release_holds_ended",
         "task_claim_ready_marking",

@@ -44,6 +44,7 @@ def _final_params(runner_id: str, final: FinalOutcome) -> dict[str, object]:
         final.traceback,
     )
     params["execution_id"] = final.claimed.execution_id
+    params["dependants"] = []
     return params
 
 
@@ -215,10 +216,10 @@ class ExecutionQueries(QueryGroup):
         """Record a Completed attempt whose ``dependants`` each wait for it alone under the
         default rule, count it, and make them Ready while the execution is active: what
         :meth:`finish_tasks` and planning after it would do, in one statement sent with the
-        COMMIT (only where :attr:`finishes_with_commit`). Its row says whether this runner
-        still ``owned`` the attempt (nothing was written if not)."""
+        COMMIT (only where :attr:`finishes_with_commit`). Its rows are
+        ``task_finish_counting``'s (``owned``: nothing was written if not)."""
         params = {**_final_params(runner_id, final), "dependants": list(dependants)}
-        later = tx.later("task_finish_planning", params)
+        later = tx.later("task_finish_counting", params)
         self.notices.ready(tx)
         return later
 

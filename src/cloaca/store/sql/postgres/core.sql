@@ -224,8 +224,11 @@ WHERE id = %(id)s AND status = 'Running' AND attempt = %(attempt)s
 -- says whether this runner still owned the attempt, and the execution's status and count
 -- as locked; the others are the execution's other task executions as of this statement's
 -- snapshot, which predates the lock: the caller reads them anew if one is unfinished there
--- (a task that finished meanwhile). The updates run in this order (task row, then
--- execution row), as the separate statements do.
+-- (a task that finished meanwhile). ``dependants``: tasks this one, Completed, decides
+-- alone (each waits for it only, under the default rule): they become Ready here as
+-- task_set_status makes them, while the execution is active, and the count cannot reach
+-- zero then. The updates run in this order (task row, execution row, dependants), as the
+-- separate statements do.
 WITH t AS (
     UPDATE cloaca_task_executions
     SET status = %(status)s, output = %(output)s, error = %(error)s, ready_at = %(ready_at)s,
@@ -239,6 +242,12 @@ WITH t AS (
     WHERE id = %(execution_id)s AND EXISTS (SELECT 1 FROM t)
     RETURNING status, remaining_tasks, context,
               remaining_tasks <= 0 AND status IN ('Pending', 'Running') AS ending
+), d AS (
+    UPDATE cloaca_task_executions
+    SET status = 'Ready', error = NULL, ready_at = %(completed_at)s, completed_at = NULL
+    WHERE execution_id = %(execution_id)s AND task_id = ANY(%(dependants)s)
+      AND status = 'NotStarted'
+      AND EXISTS (SELECT 1 FROM e WHERE e.status IN ('Pending', 'Running'))
 )
 SELECT (SELECT COUNT(*) FROM t) AS owned, e.status, e.remaining_tasks,
        CASE WHEN e.ending THEN e.context END AS context, CAST(NULL AS TEXT) AS task_id,
@@ -249,35 +258,6 @@ UNION ALL
 SELECT NULL, NULL, NULL, NULL, x.task_id, x.status, x.output, x.error
 FROM cloaca_task_executions x JOIN e ON e.ending
 WHERE x.execution_id = %(execution_id)s AND x.id <> %(id)s
-
--- name: task_finish_planning
--- task_finish_counting for a Completed task whose dependants each wait for it alone under
--- the default rule (a chain's next task, a fan-out's branches): the same statement makes
--- them Ready (as task_set_status does) while the execution is active, and it is sent with
--- the COMMIT, so recording the outcome and planning after it cost no round trip of their
--- own. The count cannot reach zero here: the dependants are not final. The updates run in
--- the order of the separate statements (task row, execution row, dependants).
-WITH t AS (
-    UPDATE cloaca_task_executions
-    SET status = %(status)s, output = %(output)s, error = %(error)s, ready_at = %(ready_at)s,
-        traceback = %(traceback)s,
-        completed_at = %(completed_at)s, claimed_by = NULL, sub_status = NULL
-    WHERE id = %(id)s AND status = 'Running' AND attempt = %(attempt)s
-      AND claimed_by = %(runner_id)s
-    RETURNING id
-), e AS (
-    UPDATE cloaca_executions SET remaining_tasks = remaining_tasks - 1
-    WHERE id = %(execution_id)s AND EXISTS (SELECT 1 FROM t)
-    RETURNING status
-), d AS (
-    UPDATE cloaca_task_executions
-    SET status = 'Ready', error = NULL, ready_at = %(completed_at)s, completed_at = NULL
-    WHERE execution_id = %(execution_id)s AND task_id = ANY(%(dependants)s)
-      AND status = 'NotStarted'
-      AND EXISTS (SELECT 1 FROM e WHERE e.status IN ('Pending', 'Running'))
-    RETURNING id
-)
-SELECT (SELECT COUNT(*) FROM t) AS owned, (SELECT COUNT(*) FROM d) AS planned
 
 -- name: task_attempt_record
 -- One attempt in the history, written just before task_finish_attempt in the same
