@@ -30,6 +30,7 @@ from cloaca.store.migrate import VERSION_TABLE, current_version, latest_version
 from cloaca.store.records import (
     ClaimedTask,
     ExecutionStatus,
+    FinalOutcome,
     FinishedTask,
     NewTask,
     TaskStatus,
@@ -279,6 +280,26 @@ def test_finish_task_counts_the_owned_outcome_and_reads_what_ending_needs(store:
     )
     assert (last.execution, last.remaining) == (ExecutionStatus.RUNNING, 0)
     assert task_row(store, e, "b").status is TaskStatus.FAILED
+
+
+def test_finish_tasks_counts_each_outcome_as_if_recorded_alone_in_order(store: Store) -> None:
+    """Several final outcomes of one execution in one call (one round trip on
+    PostgreSQL): each finds what it would have found recorded alone at its place in the
+    order; the last one's count reaches zero and it reads every output."""
+    make_execution(store, tasks=("a", "b"), ready={"a": T0, "b": T0})
+    a, b = store.tasks.claim_ready("r1", ["wf"], 2, T0)
+    finals = [
+        FinalOutcome(a, TaskStatus.COMPLETED, T0, '{"a": 1}'),
+        FinalOutcome(b, TaskStatus.FAILED, T0, None, "boom"),
+    ]
+    with store.write() as tx:
+        first, last = store.executions.finish_tasks(tx, "r1", finals)
+    assert first == FinishedTask(True, ExecutionStatus.RUNNING, 1, None)
+    assert (last.owned, last.execution, last.remaining) == (True, ExecutionStatus.RUNNING, 0)
+    assert last.inputs == (
+        '{"in": 1}',
+        {"a": (TaskStatus.COMPLETED, '{"a": 1}', None), "b": (TaskStatus.FAILED, None, "boom")},
+    )
 
 
 def _fan_out_shape() -> Shape:
