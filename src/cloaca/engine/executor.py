@@ -99,6 +99,11 @@ class Executor:
         """New work may be Ready (a local state change or another process's commit)."""
         self._dirty = True
 
+    def has_free_slot(self) -> bool:
+        """Whether a slot is free now (read after :meth:`poke`: an attempt that frees one
+        later sees the poke when its transaction decides whether to claim)."""
+        return self._slots.free > 0
+
     def external_change(self) -> None:
         """Another process committed: new work may be Ready, and an execution running here
         may have been cancelled (or timed out) over there."""

@@ -208,6 +208,15 @@ class Engine:
         self.executor.poke()
         self.loop.wake()
 
+    def roots_left_ready(self) -> None:
+        """A start here left roots Ready (no slot was free for it): claim them. The loop is
+        woken only if a slot is free now; otherwise the transaction of the next attempt
+        that finishes claims them (a runner under a burst of starts would run a whole
+        round per start, for nothing)."""
+        self.executor.poke()
+        if self.executor.has_free_slot():
+            self.loop.wake()
+
     def execution_created(self, now: datetime) -> None:
         if self._recovery is not None:
             self._recovery.execution_created(now)

@@ -47,8 +47,8 @@ class LocalEngine(Protocol):
         waiting for one to end would block forever."""
         ...
 
-    def wake(self) -> None:
-        """Work may have become Ready in this process: claim it soon."""
+    def roots_left_ready(self) -> None:
+        """A start here left Ready roots (no slot was reserved for them): claim them."""
 
     def execution_created(self, now: datetime) -> None:
         """An execution was created here (its timeout is a reason to wake up)."""
@@ -73,7 +73,7 @@ class NoLocalEngine:
     def __init__(self) -> None:
         self.waiters = Waiters()
 
-    def wake(self) -> None:
+    def roots_left_ready(self) -> None:
         pass
 
     def execution_created(self, now: datetime) -> None:
@@ -224,7 +224,7 @@ class Executions:
         finally:
             engine.adopt(claimed, reserved)
         if reserved < roots:
-            engine.wake()  # roots left Ready: the loop claims them as slots free up
+            engine.roots_left_ready()
         return execution_id
 
     def execute(
