@@ -87,7 +87,7 @@ class Written:
     ended: ExecutionStatus | None
     retry_at: datetime | None
     may_ready: bool = False
-    #: A statement sent with the COMMIT (``finish_planning_later``, ``finish_last_later``):
+    #: The ``task_finish_counting`` statement sent with the COMMIT (``finish_*_later``):
     #: whether the runner owned the attempt, and so what it did, is known once the
     #: transaction committed (:meth:`settled`).
     pending: Later | None = None
@@ -105,7 +105,7 @@ class Written:
         owned = bool(head["owned"])
         ended = None
         unended = False
-        if owned and "remaining_tasks" in head and head["status"] is not None:
+        if owned and head["status"] is not None:
             active = not ExecutionStatus(head["status"]).is_terminal
             if active and int(head["remaining_tasks"]) <= 0:
                 ended = self.ends
