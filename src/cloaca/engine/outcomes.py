@@ -157,8 +157,11 @@ def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> lis
             strict=True,
         )
     )
+    # Task statuses each execution's planning steps read or decided in this transaction:
+    # nothing else changes them meanwhile (the steps hold the execution's lock).
+    known: dict[str, dict[str, TaskStatus]] = {}
     return [
-        planned.get(i) or _write_one(store, tx, runner_id, o, *statuses[i], counted.get(i))
+        planned.get(i) or _write_one(store, tx, runner_id, o, *statuses[i], counted.get(i), known)
         for i, o in enumerate(batch)
     ]
 
@@ -242,6 +245,7 @@ def _write_one(
     status: TaskStatus,
     retry_at: datetime | None,
     counted: FinishedTask | None,
+    known: dict[str, dict[str, TaskStatus]],
 ) -> Written:
     """Plan after a final outcome that ``counted`` recorded, or record any other one."""
     claimed, shape = outcome.claimed, outcome.shape
@@ -258,6 +262,7 @@ def _write_one(
                 status,
                 outcome.now,
                 counted,
+                known.setdefault(claimed.execution_id, {}),
             )
     else:
         owned = store.tasks.finish_attempt(

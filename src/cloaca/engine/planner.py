@@ -157,11 +157,14 @@ def advance(
     finished_status: TaskStatus,
     now: datetime,
     counted: FinishedTask | None = None,
+    known: dict[str, TaskStatus] | None = None,
 ) -> ExecutionStatus | None:
     """``finished_task`` just became ``finished_status`` (Completed or Failed): plan its
     dependants and end the execution when no task is left unfinished. Returns the terminal
     status if it ended. ``counted``: the execution was locked and the task counted already,
-    with the outcome (``ExecutionQueries.finish_task``)."""
+    with the outcome (``ExecutionQueries.finish_task``). ``known``: statuses of this
+    execution's tasks already read (or decided) in this transaction, shared by the planning
+    steps of one batch: siblings finishing together read their join's dependencies once."""
     inputs: FinishInputs | None = None
     if counted is None:
         locked = store.executions.lock_counting_finished(tx, execution_id, 1)
@@ -175,7 +178,8 @@ def advance(
     # Known without a read: the finished task's status, and that a dependant whose only
     # dependency it is still waits (nothing else could have decided it). A chain's next
     # task is then planned with no read at all.
-    statuses: dict[str, TaskStatus] = {finished_task: finished_status}
+    statuses = known if known is not None else {}
+    statuses[finished_task] = finished_status
     for dependant in shape.dependents.get(finished_task, ()):
         if shape.deps[dependant] == (finished_task,):
             statuses[dependant] = TaskStatus.NOT_STARTED
