@@ -91,10 +91,23 @@ class ScheduleView:
         self._has_local = False
         self._refresh_at: datetime | None = None
         self._version: str | None = None
+        self._windows_for: float | None = None
+        self._windows_of = (timedelta(0), timedelta(0), timedelta(0))
+
+    def _windows(self) -> tuple[timedelta, timedelta, timedelta]:
+        """(base interval, start window, claim window): asked for several times a round, so
+        computed again only when the configured base interval changes."""
+        seconds = self._config.trigger_base_poll_interval
+        if seconds != self._windows_for:
+            base = timedelta(seconds=seconds)
+            start = min(BATCH_WINDOW, base / 20)
+            self._windows_of = (base, start, max(start, min(CLAIM_AHEAD, base / 10)))
+            self._windows_for = seconds
+        return self._windows_of
 
     @property
     def _base(self) -> timedelta:
-        return timedelta(seconds=self._config.trigger_base_poll_interval)
+        return self._windows()[0]
 
     def poke(self, trigger_name: str | None = None) -> None:
         """Something changed locally: re-read ``trigger_name``'s schedule (or all of them)."""
@@ -215,11 +228,11 @@ class ScheduleView:
 
     def start_window(self) -> timedelta:
         """Polls due within this much of the earliest due one start with it."""
-        return min(BATCH_WINDOW, self._base / 20)
+        return self._windows()[1]
 
     def claim_ahead(self) -> timedelta:
         """Polls due within this much of the earliest due one are claimed with it."""
-        return max(self.start_window(), min(CLAIM_AHEAD, self._base / 10))
+        return self._windows()[2]
 
     def pick(self, now: datetime, ahead: timedelta | None = None) -> list[Picked]:
         """Take due polls off the heap: nothing until the earliest is due, then every poll
