@@ -81,7 +81,7 @@ def test_a_claim_of_an_expired_lease_waits_for_the_fire_that_still_holds_it() ->
         a_claims = [PollClaim(schedule_id, due, lease_end)]
         with store.write() as tx:
             claiming = store.triggers.claim_polls_later(tx, a_claims, "A", T0)
-        [(_, claimed)] = won_polls(a_claims, claiming)
+        [claimed] = won_polls(claiming).values()
         assert claimed.cursor is None
         in_fire = threading.Event()
         b_claimed: list[ClaimedPoll] = []
@@ -91,7 +91,7 @@ def test_a_claim_of_an_expired_lease_waits_for_the_fire_that_still_holds_it() ->
             b_claims = [PollClaim(schedule_id, lease_end, later)]
             with store.write() as tx:
                 claiming = store.triggers.claim_polls_later(tx, b_claims, "B", later)
-            b_claimed.extend(c for _, c in won_polls(b_claims, claiming))
+            b_claimed.extend(won_polls(claiming).values())
 
         other = threading.Thread(target=claim_as_b)
         other.start()

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from cloaca.clock import from_db_time, to_db_time
 from cloaca.store.db import Later, Tx, limit_param
@@ -33,9 +34,11 @@ from cloaca.store.trigger_records import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class PollClaim:
+class PollClaim(NamedTuple):
     """A request to claim one due poll: the ``due`` instant read, the ``next`` to set."""
+
+    # A NamedTuple, not a frozen dataclass: built for every poll (a thousand a second), and
+    # three times cheaper to build.
 
     schedule_id: str
     due: datetime
@@ -63,11 +66,10 @@ def _ids_json(execution_ids: Sequence[str]) -> str | None:
     return json.dumps(list(execution_ids)) if execution_ids else None
 
 
-def won_polls(claims: Sequence[PollClaim], later: Later) -> list[tuple[PollClaim, ClaimedPoll]]:
-    """The claims of a committed :meth:`TriggerQueries.claim_polls_later` this runner won,
-    each with the schedule as it stood at the claim."""
-    by_id = {c.schedule_id: c for c in claims}
-    return [(by_id[r["id"]], ClaimedPoll.from_row(r)) for r in later.rows]
+def won_polls(later: Later) -> dict[str, ClaimedPoll]:
+    """The polls of a committed :meth:`TriggerQueries.claim_polls_later` this runner won,
+    by schedule id, each with the schedule as it stood at the claim."""
+    return {r["id"]: ClaimedPoll.from_row(r) for r in later.rows}
 
 
 def _db_time(value: datetime) -> str:
@@ -383,7 +385,7 @@ class TriggerQueries(QueryGroup):
                         "scheduled_at": _db_time(e.scheduled_at) if e.scheduled_at else None,
                         "evaluated_at": _db_time(e.evaluated_at),
                         "duration_ms": e.duration_ms,
-                        "outcome": e.outcome.value,
+                        "outcome": str(e.outcome),
                         "message": e.message,
                         "execution_ids": _ids_json(e.execution_ids),
                     }
@@ -397,7 +399,7 @@ class TriggerQueries(QueryGroup):
                 _db_time(e.scheduled_at) if e.scheduled_at else None,
                 _db_time(e.evaluated_at),
                 e.duration_ms,
-                e.outcome.value,
+                str(e.outcome),
                 e.message,
                 _ids_json(e.execution_ids),
             ]

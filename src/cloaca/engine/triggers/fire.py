@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError
@@ -52,9 +52,11 @@ def backoff_delay(interval: timedelta, consecutive_errors: int) -> timedelta:
     return interval * min(factor, MAX_BACKOFF_FACTOR)
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
+class Recorded(NamedTuple):
     """The schedule after a poll was recorded; ``None`` fields mean the lease was lost."""
+
+    # A NamedTuple, not a frozen dataclass: built for every poll (a thousand a second), and
+    # three times cheaper to build.
 
     run: PollRun
     enabled: bool | None
@@ -137,19 +139,25 @@ class TriggerRecorder:
         ends: list[tuple[str, PollEnd]] = []
         ended: list[PollRun] = []  # the runs in ``ends``, in the same order
         evaluations: list[NewEvaluation] = []
-        quiet: list[PollRun] = []
+        recorded: list[Recorded] = []
+        skipped = EvaluationOutcome.SKIPPED
         for run in runs:
+            result = run.result
             if (
                 run.error is None
                 and not run.timed_out
-                and (run.result is None or run.result.cursor is None)
+                and (result is None or result.cursor is None)
                 and run.claim.consecutive_errors == 0
                 and not run.extended
             ):
                 # The common case: a skip that changes nothing on the schedule, and whose
-                # lease ends by itself at the next due instant. Only its evaluation.
-                quiet.append(run)
-                evaluations.append(_evaluation(run, EvaluationOutcome.SKIPPED, None))
+                # lease ends by itself at the next due instant. Only its evaluation (built
+                # here rather than by _evaluation: a thousand a second).
+                evaluated = run.started_at or run.claimed_at
+                evaluations.append(
+                    NewEvaluation(run.name, run.due, evaluated, run.duration_ms, skipped)
+                )
+                recorded.append(Recorded(run, True, run.next_due))
                 continue
             failed = run.error is not None or run.timed_out
             if failed:
@@ -174,7 +182,6 @@ class TriggerRecorder:
         states = self._store.triggers.end_polls(tx, ends, self._runner_id, self._max_errors)
         self._store.triggers.insert_evaluations(tx, self._runner_id, evaluations)
         self._prune(tx, [run.name for run in runs])
-        recorded = [Recorded(run, True, run.next_due) for run in quiet]
         for run, (schedule_id, end) in zip(ended, ends, strict=True):
             state = states.get(schedule_id)
             if end.failed:

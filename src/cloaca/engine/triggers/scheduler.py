@@ -25,6 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
@@ -233,9 +234,10 @@ class TriggerScheduler:
         try:
             with self._store.write() as tx:
                 recorded = self._recorder.record_plain(tx, plain, now) if plain else []
-                claims = [p.claim for p in picked]
-                claiming = self._store.triggers.claim_polls_later(tx, claims, self._runner_id, now)
-            won = won_polls(claims, claiming)
+                claiming = self._store.triggers.claim_polls_later(
+                    tx, [p.claim for p in picked], self._runner_id, now
+                )
+            won = won_polls(claiming)
         except Exception:
             log.exception("trigger scheduler transaction failed; retrying in one base interval")
             for run in plain:
@@ -245,12 +247,14 @@ class TriggerScheduler:
                 self._view.retry(p.name, now + self._base)  # not at once: no spinning on a bad DB
             return
         self._apply(recorded)
-        won_by_id = {claim.schedule_id: claimed for claim, claimed in won}
-        runs: list[PollRun] = []
         starts: list[tuple[datetime, PollRun]] = []
         ahead = self._view.claim_ahead()
+        deadline = now + timeout
+        inflight, drain_at, seq = self._inflight, self._drain_at, self._seq
+        scan_at = self._scan_at
         for p in picked:
-            claimed = won_by_id.get(p.claim.schedule_id)
+            claim = p.claim
+            claimed = won.get(claim.schedule_id)
             if claimed is None:
                 # Another runner took it, or it was disabled or changed: re-read the row
                 # on the next tick instead of guessing.
@@ -260,24 +264,24 @@ class TriggerScheduler:
             run = PollRun(
                 claimed,
                 p.spec,
-                p.claim.due,
+                claim.due,
                 p.interval,
-                deadline=now + timeout,
+                deadline=deadline,
                 claimed_at=now,
-                next_due=p.claim.next,
-                extend_at=now + (p.claim.next - now) / 2,
+                next_due=claim.next,
+                extend_at=now + (claim.next - now) / 2,
             )
-            self._inflight[p.name] = run
-            runs.append(run)
+            inflight[p.name] = run
             starts.append((p.start_at, run))
-            check = min(run.deadline, run.extend_at)
-            if self._scan_at is None or check < self._scan_at:
-                self._scan_at = check
-            heapq.heappush(self._drain_at, (run.next_due - ahead, next(self._seq), run))
+            check = min(deadline, run.extend_at)
+            if scan_at is None or check < scan_at:
+                scan_at = check
+            heapq.heappush(drain_at, (claim.next - ahead, next(seq), run))
+        self._scan_at = scan_at
         # Started by tick, on time: the earliest is due, the rest may be up to the claim
         # window ahead.
         self._pending.extend(starts)
-        self._pending.sort(key=lambda item: item[0])
+        self._pending.sort(key=itemgetter(0))
 
     def _thread_body(self, run: PollRun) -> None:
         self._complete(run, run_sync(run, self._clock))

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.store.core import Store
@@ -42,9 +43,11 @@ class _Slot:
     wake_at: datetime  # when to try (later than db_due while another runner holds a lease)
 
 
-@dataclass(frozen=True, slots=True)
-class Picked:
+class Picked(NamedTuple):
     """A due poll taken off the heap, ready to be claimed."""
+
+    # A NamedTuple, not a frozen dataclass: built for every poll (a thousand a second), and
+    # three times cheaper to build.
 
     claim: PollClaim
     name: str
@@ -244,20 +247,21 @@ class ScheduleView:
         horizon = now + (self.start_window() if ahead is None else ahead)
         picked: list[Picked] = []
         seen: set[str] = set()
+        slots, inflight, zombies = self._slots, self._inflight, self._zombies
         while heap and heap[0][0] <= horizon:
             wake_at, _, name = heapq.heappop(heap)
-            slot = self._slots.get(name)
+            slot = slots.get(name)
             if (
                 slot is None
                 or slot.wake_at != wake_at
                 or name in seen
-                or name in self._inflight
-                or name in self._zombies
+                or name in inflight
+                or name in zombies
             ):
                 continue
             spec = get_trigger(name)
             if spec is None:  # unregistered since the last refresh: forget it quietly
-                del self._slots[name]
+                del slots[name]
                 continue
             seen.add(name)
             claim = PollClaim(
