@@ -18,13 +18,17 @@ from typing import NamedTuple
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError
-from cloaca.engine.planner import CreateExecution
+from cloaca.engine.executor import Claim
 from cloaca.engine.shape import Shape
 from cloaca.engine.triggers.polls import PollRun, describe_error
 from cloaca.engine.triggers.starts import (
+    CreateExecution,
     FireResult,
     FireStarter,
+    TaskSlots,
+    claimed_roots,
     fire_outcome,
+    local_roots,
     prepare,
 )
 from cloaca.errors import ParamsError, ValidationError
@@ -75,6 +79,7 @@ class TriggerRecorder:
         shape: Callable[[str], Shape],
         create_execution: CreateExecution,
         wake: Callable[[], None],
+        slots: TaskSlots,
     ) -> None:
         self._store = store
         self._config = config
@@ -82,6 +87,7 @@ class TriggerRecorder:
         self._shape = shape
         self._starter = FireStarter(store, config, create_execution)
         self._wake = wake
+        self._slots = slots
         self._since_prune: dict[str, int] = {}
         self._prune_lock = threading.Lock()
 
@@ -110,8 +116,9 @@ class TriggerRecorder:
     def record_fires(
         self, runs: Sequence[PollRun], now: datetime
     ) -> tuple[list[Recorded], list[PollRun]]:
-        """Record polls that returned a fire, one transaction each, and wake the executor.
-        Returns what was recorded and the runs left for :meth:`record_plain` (a fire that
+        """Record polls that returned a fire, one transaction each (which claims the new
+        executions' roots while this process has free slots; the executor is woken for the
+        rest). Returns what was recorded and the runs left for :meth:`record_plain` (a fire that
         could not even be prepared, e.g. its workflow is unknown, becomes an error)."""
         out: list[Recorded] = []
         leftover: list[PollRun] = []
@@ -128,8 +135,6 @@ class TriggerRecorder:
                 leftover.append(run)
             else:
                 out.append(recorded)
-        if any(r.fired for r in out):
-            self._wake()
         return out, leftover
 
     def record_plain(self, tx: Tx, runs: Sequence[PollRun], now: datetime) -> list[Recorded]:
@@ -213,11 +218,22 @@ class TriggerRecorder:
             run.error, run.exc = describe_error(exc), exc
             run.result = None
             return None
-        recorded, fire = self._store.write_retrying(
-            lambda tx: self._fire_tx(tx, run, shape, prepared, now), "recording a trigger fire"
-        )
+        roots = local_roots(shape)
+        reserved = self._slots.reserve(roots * len(prepared)) if roots else 0
+        claimed: list[Claim] = []
+        try:
+            recorded, fire = self._store.write_retrying(
+                lambda tx: self._fire_tx(tx, run, shape, prepared, now, roots, reserved),
+                "recording a trigger fire",
+            )
+            if fire is not None:
+                claimed = claimed_roots(fire)
+        finally:
+            self._slots.adopt(claimed, reserved)
         if fire is not None:
             _log_fire(name, fire)
+            if fire.execution_ids and fire.unclaimed:
+                self._wake()  # roots left Ready: the executor claims them
         return recorded
 
     def _fire_tx(
@@ -227,8 +243,11 @@ class TriggerRecorder:
         shape: Shape,
         prepared: Sequence[tuple[str, str]],
         now: datetime,
+        roots: int,
+        reserved: int,
     ) -> tuple[Recorded, FireResult | None]:
-        """The fire transaction of one poll (run again as a whole on transient errors)."""
+        """The fire transaction of one poll (run again as a whole on transient errors),
+        claiming up to ``reserved`` of the started executions' ``roots`` each."""
         assert run.result is not None
         name = run.name
         cursor = run.result.cursor
@@ -257,6 +276,8 @@ class TriggerRecorder:
             prepared,
             now,
             policy=run.claim.on_failed_run,
+            roots=roots,
+            reserved=reserved,
         )
         # The row is locked with this runner's lease: ending the poll leaves it enabled,
         # with no errors and its next poll where it is, so there is nothing to read back.
