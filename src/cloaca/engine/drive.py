@@ -14,20 +14,19 @@ else about threads. Two drives exist:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cloaca.engine.aio import AsyncBridge
-from cloaca.engine.triggers.poll_workers import PollWorkers
 from cloaca.engine.workers import DaemonWorkers
 
 if TYPE_CHECKING:
     from cloaca.engine.attempts import Attempt
     from cloaca.engine.triggers.polls import PollRun
 
-#: Sync polls share this many threads (``engine/triggers/poll_workers.py``). A poll stuck
-#: past its timeout keeps its thread until it returns (a stand-in thread serves the others
-#: meanwhile), and its trigger is not polled again until then.
+#: Sync polls share this many threads. A poll stuck past its timeout keeps its thread
+#: until it returns (a stand-in thread serves the others meanwhile), and its trigger is not
+#: polled again until then.
 POLL_THREADS = 8
 
 AttemptBody = Callable[["Attempt"], None]
@@ -60,10 +59,8 @@ class Drive(Protocol):
         """The engine stops: wake paused attempts (they see the stop); returns the attempts
         handed over that will never start (they stay claimed)."""
 
-    def start_polls(
-        self, runs: Sequence[PollRun], sync_body: PollBody, async_body: AsyncPollBody
-    ) -> None:
-        """Run claimed trigger polls: ``sync_body(run)`` or ``async_body(run)`` by each
+    def start_poll(self, run: PollRun, sync_body: PollBody, async_body: AsyncPollBody) -> None:
+        """Run one claimed trigger poll: ``sync_body(run)`` or ``async_body(run)`` by the
         trigger's kind. Either hands the finished run back to the scheduler."""
 
     def poll_stuck(self) -> None:
@@ -82,7 +79,7 @@ class Threads:
         self._stopping = stopping
         self._aio = aio
         self._tasks = DaemonWorkers("cloaca-task")
-        self._polls: PollWorkers | None = None
+        self._polls: DaemonWorkers | None = None
 
     def run_attempt(self, body: AttemptBody, attempt: Attempt) -> None:
         self._tasks.submit(body, attempt)
@@ -96,19 +93,13 @@ class Threads:
     def stop(self) -> list[Attempt]:
         return []  # paused attempts wake on the stopping event
 
-    def start_polls(
-        self, runs: Sequence[PollRun], sync_body: PollBody, async_body: AsyncPollBody
-    ) -> None:
-        sync: list[PollRun] = []
-        for run in runs:
-            if run.spec.is_async:
-                self._aio.submit(async_body(run))
-            else:
-                sync.append(run)
-        if sync:
-            if self._polls is None:
-                self._polls = PollWorkers("cloaca-poll", POLL_THREADS)
-            self._polls.submit_all(sync_body, sync)
+    def start_poll(self, run: PollRun, sync_body: PollBody, async_body: AsyncPollBody) -> None:
+        if run.spec.is_async:
+            self._aio.submit(async_body(run))
+            return
+        if self._polls is None:
+            self._polls = DaemonWorkers("cloaca-poll", POLL_THREADS)
+        self._polls.submit(sync_body, run)
 
     def poll_stuck(self) -> None:
         if self._polls is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -113,14 +113,11 @@ class Stepped:
             turn.recheck.set()  # it sees the stop and ends
         return never
 
-    def start_polls(
-        self, runs: Sequence[PollRun], sync_body: PollBody, async_body: AsyncPollBody
-    ) -> None:
-        for run in runs:
-            if run.spec.is_async:
-                self._aio.run(async_body(run), None)
-            else:
-                sync_body(run)
+    def start_poll(self, run: PollRun, sync_body: PollBody, async_body: AsyncPollBody) -> None:
+        if run.spec.is_async:
+            self._aio.run(async_body(run), None)
+        else:
+            sync_body(run)
 
     def poll_stuck(self) -> None:
         """Polls run in the stepping thread: none holds a pool thread."""

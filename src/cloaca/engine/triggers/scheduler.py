@@ -176,11 +176,10 @@ class TriggerScheduler:
         while count < len(pending) and pending[count][0] <= horizon:
             count += 1
         starting, self._pending = pending[:count], pending[count:]
-        deadline = now + timedelta(seconds=self._config.trigger_poll_timeout)
-        runs = [run for _, run in starting]
-        for run in runs:
-            run.deadline = deadline
-        self._drive.start_polls(runs, self._thread_body, self._async_body)
+        timeout = timedelta(seconds=self._config.trigger_poll_timeout)
+        for _, run in starting:
+            run.deadline = now + timeout
+            self._drive.start_poll(run, self._thread_body, self._async_body)
         return True
 
     def shutdown(self) -> None:
