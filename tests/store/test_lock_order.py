@@ -14,7 +14,7 @@ from store_backends import postgres_backend
 
 from cloaca.store.records import ExecutionStatus, NewTask, TaskStatus
 from cloaca.store.trigger_records import ClaimedPoll
-from cloaca.store.triggers import PollClaim, PollEnd
+from cloaca.store.triggers import PollClaim, PollEnd, won_polls
 from pg_support import require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -78,23 +78,20 @@ def test_a_claim_of_an_expired_lease_waits_for_the_fire_that_still_holds_it() ->
         store = backend.open()
         schedule_id = store.triggers.upsert_schedule("items", "wf", 1000, True, T0)
         due, lease_end, later = T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=5)
+        a_claims = [PollClaim(schedule_id, due, lease_end)]
         with store.write() as tx:
-            [(_, claimed)] = store.triggers.claim_polls(
-                tx, [PollClaim(schedule_id, due, lease_end)], "A", T0
-            )
+            claiming = store.triggers.claim_polls_later(tx, a_claims, "A", T0)
+        [claimed] = won_polls(claiming).values()
         assert claimed.cursor is None
         in_fire = threading.Event()
         b_claimed: list[ClaimedPoll] = []
 
         def claim_as_b() -> None:
             assert in_fire.wait(10)
+            b_claims = [PollClaim(schedule_id, lease_end, later)]
             with store.write() as tx:
-                b_claimed.extend(
-                    c
-                    for _, c in store.triggers.claim_polls(
-                        tx, [PollClaim(schedule_id, lease_end, later)], "B", later
-                    )
-                )
+                claiming = store.triggers.claim_polls_later(tx, b_claims, "B", later)
+            b_claimed.extend(won_polls(claiming).values())
 
         other = threading.Thread(target=claim_as_b)
         other.start()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from cloaca.store.core import Store
 from cloaca.store.trigger_records import EvaluationOutcome, NewEvaluation
-from cloaca.store.triggers import PollClaim
+from cloaca.store.triggers import PollClaim, won_polls
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -39,9 +39,10 @@ def test_prune_evaluations_of_keeps_the_newest_of_each_trigger(store: Store) -> 
 
 def test_fire_state_and_end_polls_unread_leave_the_schedule_as_read(store: Store) -> None:
     sid = store.triggers.upsert_schedule("t", "wf", 1000, False, T0)
+    claims = [PollClaim(sid, T0, T0 + SECOND)]
     with store.write() as tx:
-        won = store.triggers.claim_polls(tx, [PollClaim(sid, T0, T0 + SECOND)], "r1", T0)
-    assert len(won) == 1
+        claiming = store.triggers.claim_polls_later(tx, claims, "r1", T0)
+    assert list(won_polls(claiming)) == [sid]
     with store.write() as tx:
         assert store.triggers.fire_state(tx, sid) == (True, "r1", T0 + SECOND)
         store.triggers.end_fired_poll(tx, sid, "r1", True, "c1")
@@ -63,7 +64,7 @@ def test_the_schedules_version_moves_with_schedule_changes_not_with_polls(store:
     sid = store.triggers.upsert_schedule("t", "wf", 1000, False, T0)
     assert moved()
     with store.write() as tx:
-        store.triggers.claim_polls(tx, [PollClaim(sid, T0, T0 + SECOND)], "r1", T0)
+        store.triggers.claim_polls_later(tx, [PollClaim(sid, T0, T0 + SECOND)], "r1", T0)
     with store.write() as tx:
         store.triggers.end_fired_poll(tx, sid, "r1", True, "c1")
     assert not moved()

@@ -92,6 +92,7 @@ class DefaultRunner(Services):
             wake=engine.wake,
             changed=engine.triggers_changed,
             check_open=self._check_open,
+            slots=engine,
         )
         self._cron_schedules = CronSchedules(
             self._store, self._clock, self.config, shapes, engine.cron_changed, self._check_open

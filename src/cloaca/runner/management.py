@@ -66,6 +66,7 @@ class ManagementClient(Services):
             wake=lambda: None,  # nothing runs here to wake
             changed=lambda name: None,  # runners re-read schedules on their own
             check_open=self._check_open,
+            slots=engine,
         )
         self._cron_schedules = CronSchedules(
             store, self._clock, self.config, shapes, lambda: None, self._check_open

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
-from cloaca.engine.planner import CreateExecution
 from cloaca.engine.triggers.fire import TriggerRecorder
+from cloaca.engine.triggers.starts import CreateExecution, TaskSlots
 from cloaca.errors import ValidationError
 from cloaca.names import check_name
 from cloaca.paging import check_count
@@ -66,6 +66,7 @@ class Triggers:
         wake: Callable[[], None],
         changed: Callable[[str | None], None],
         check_open: Callable[[], None],
+        slots: TaskSlots,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -80,6 +81,7 @@ class Triggers:
             shape=shapes,
             create_execution=create_execution,
             wake=wake,
+            slots=slots,
         )
 
     # -- following the registries of this process (a runner does) --------------------------

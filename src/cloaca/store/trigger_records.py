@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from cloaca.clock import from_db_time
 from cloaca.store.db import Row
@@ -206,9 +207,11 @@ class TriggerEvaluationRecord:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvaluation:
+class NewEvaluation(NamedTuple):
     """An evaluation to record."""
+
+    # A NamedTuple, not a frozen dataclass: built for every poll (a thousand a second), and
+    # three times cheaper to build.
 
     trigger_name: str
     scheduled_at: datetime | None

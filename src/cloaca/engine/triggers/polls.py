@@ -30,7 +30,7 @@ def describe_error(exc: BaseException) -> str:
     return describe(exc)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PollRun:
     """One claimed poll: what was claimed, and (once it ran) how it went."""
 
@@ -54,11 +54,11 @@ class PollRun:
     #: "running" → "done", or "running" → "timed_out" → "zombie_done" (late, discarded).
     state: str = "running"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The trigger's name (the claim's; read many times per poll, so kept at hand).
+    name: str = field(init=False)
 
-    @property
-    def name(self) -> str:
-        """The trigger's name."""
-        return self.claim.trigger_name
+    def __post_init__(self) -> None:
+        self.name = self.claim.trigger_name
 
     @property
     def fires(self) -> bool:

@@ -25,6 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
@@ -39,6 +40,7 @@ from cloaca.engine.triggers.polls import (
 )
 from cloaca.engine.triggers.view import Picked, ScheduleView
 from cloaca.store.core import Store
+from cloaca.store.triggers import won_polls
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class TriggerScheduler:
         self._zombies: set[str] = set()  # timed out, but their poll has not returned yet
         self._done: deque[PollRun] = deque()  # appended by poll threads, drained by tick
         self._held_over: list[PollRun] = []  # finished, to record on the next tick
+        self._held_due: datetime | None = None  # the earliest next_due among _held_over
         self._record_by: datetime | None = None  # when held-over polls must be recorded
         self._pending: list[tuple[datetime, PollRun]] = []  # claimed ahead, not started
         # No poll in flight reaches its timeout or lease extension before _scan_at, so the
@@ -111,47 +114,56 @@ class TriggerScheduler:
                 self._scan_at = self._earliest_check()
             fires: list[PollRun] = []
             plain, self._held_over = self._held_over, []  # held over: already sorted out
+            plain_due, self._held_due = self._held_due, None
             for run in finished:
-                (fires if run.fires else plain).append(run)
+                if run.fires:
+                    fires.append(run)
+                else:
+                    plain.append(run)
+                    plain_due = _earlier(plain_due, run.next_due)
             fired: list[Recorded] = []
             if fires:
                 fired, leftover = self._recorder.record_fires(fires, now)
-                plain.extend(leftover)
+                for run in leftover:
+                    plain.append(run)
+                    plain_due = _earlier(plain_due, run.next_due)
             if self._apply(fired):
                 # Let the executor claim the new executions' first tasks before anything
                 # else: the loop ticks again at once because this tick did work, and the
                 # rest is recorded then.
-                self._hold(plain, now)
+                self._hold(plain, plain_due, now)
                 self._start_pending(now)
                 return True, now
             self._view.refresh_if_needed(now)
             picked = self._view.pick(now, self._view.claim_ahead() if self._ahead else None)
             wrote = False
-            if picked or self._must_record(plain, now):
+            if picked or self._must_record(plain_due, now):
                 self._record_by = None
                 self._write(now, plain, picked)
                 wrote = True
             else:
-                self._hold(plain, now)
+                self._hold(plain, plain_due, now)
             self._start_pending(now)
             return wrote or (not self._ahead and bool(finished)), self._next_due(now)
 
-    def _hold(self, plain: list[PollRun], now: datetime) -> None:
-        """Record ``plain`` later, with the next claim (one transaction for both)."""
+    def _hold(self, plain: list[PollRun], plain_due: datetime | None, now: datetime) -> None:
+        """Record ``plain`` (the earliest next due at ``plain_due``) later, with the next
+        claim (one transaction for both)."""
         if plain:
             self._held_over.extend(plain)
+            self._held_due = _earlier(self._held_due, plain_due)
             if self._record_by is None:
                 self._record_by = now + RECORD_WITHIN
 
-    def _must_record(self, plain: list[PollRun], now: datetime) -> bool:
-        """Whether finished polls are recorded now rather than with the next claim: held
-        long enough, or one's next poll is about to be claimed (a poll in flight is not)."""
-        if not plain:
+    def _must_record(self, plain_due: datetime | None, now: datetime) -> bool:
+        """Whether finished polls (the earliest next due at ``plain_due``, None if there
+        are none) are recorded now rather than with the next claim: held long enough, or
+        one's next poll is about to be claimed (a poll in flight is not)."""
+        if plain_due is None:
             return False
         if not self._ahead or (self._record_by is not None and now >= self._record_by):
             return True
-        soon = now + self._view.claim_ahead()
-        return any(run.next_due <= soon for run in plain)
+        return plain_due <= now + self._view.claim_ahead()
 
     def _start_pending(self, now: datetime) -> bool:
         """Start the polls claimed ahead once the earliest is due, with every one due within
@@ -222,9 +234,10 @@ class TriggerScheduler:
         try:
             with self._store.write() as tx:
                 recorded = self._recorder.record_plain(tx, plain, now) if plain else []
-                won = self._store.triggers.claim_polls(
+                claiming = self._store.triggers.claim_polls_later(
                     tx, [p.claim for p in picked], self._runner_id, now
                 )
+            won = won_polls(claiming)
         except Exception:
             log.exception("trigger scheduler transaction failed; retrying in one base interval")
             for run in plain:
@@ -234,12 +247,14 @@ class TriggerScheduler:
                 self._view.retry(p.name, now + self._base)  # not at once: no spinning on a bad DB
             return
         self._apply(recorded)
-        won_by_id = {claim.schedule_id: claimed for claim, claimed in won}
-        runs: list[PollRun] = []
         starts: list[tuple[datetime, PollRun]] = []
         ahead = self._view.claim_ahead()
+        deadline = now + timeout
+        inflight, drain_at, seq = self._inflight, self._drain_at, self._seq
+        scan_at = self._scan_at
         for p in picked:
-            claimed = won_by_id.get(p.claim.schedule_id)
+            claim = p.claim
+            claimed = won.get(claim.schedule_id)
             if claimed is None:
                 # Another runner took it, or it was disabled or changed: re-read the row
                 # on the next tick instead of guessing.
@@ -249,24 +264,24 @@ class TriggerScheduler:
             run = PollRun(
                 claimed,
                 p.spec,
-                p.claim.due,
+                claim.due,
                 p.interval,
-                deadline=now + timeout,
+                deadline=deadline,
                 claimed_at=now,
-                next_due=p.claim.next,
-                extend_at=now + (p.claim.next - now) / 2,
+                next_due=claim.next,
+                extend_at=now + (claim.next - now) / 2,
             )
-            self._inflight[p.name] = run
-            runs.append(run)
+            inflight[p.name] = run
             starts.append((p.start_at, run))
-            check = min(run.deadline, run.extend_at)
-            if self._scan_at is None or check < self._scan_at:
-                self._scan_at = check
-            heapq.heappush(self._drain_at, (run.next_due - ahead, next(self._seq), run))
+            check = min(deadline, run.extend_at)
+            if scan_at is None or check < scan_at:
+                scan_at = check
+            heapq.heappush(drain_at, (claim.next - ahead, next(seq), run))
+        self._scan_at = scan_at
         # Started by tick, on time: the earliest is due, the rest may be up to the claim
         # window ahead.
         self._pending.extend(starts)
-        self._pending.sort(key=lambda item: item[0])
+        self._pending.sort(key=itemgetter(0))
 
     def _thread_body(self, run: PollRun) -> None:
         self._complete(run, run_sync(run, self._clock))
@@ -355,3 +370,10 @@ class TriggerScheduler:
             self._inflight.pop(rec.run.name, None)
             self._view.settled(rec.run.name, rec.enabled, rec.next_poll_at)
         return fired
+
+
+def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The earlier of two instants, either of which may be missing."""
+    if a is None or (b is not None and b < a):
+        return b
+    return a

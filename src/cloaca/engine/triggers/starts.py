@@ -1,6 +1,11 @@
 """Starting what a fire asks for: per fired context, the failed-run policy and the dedup
 hold decide whether an execution starts; if so, the trigger execution record, the execution
-and the link between them are written in the caller's fire transaction (``fire.py``)."""
+and the link between them are written in the caller's fire transaction (``fire.py``).
+
+When this process runs the workflow and has free task slots, the fire transaction also
+claims the new executions' roots, as a ``start()`` does: their tasks start as soon as the
+fire commits, without a claim transaction of the executor's own.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,81 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
-from cloaca.engine.planner import CreateExecution
+from cloaca.engine.executor import Claim
 from cloaca.engine.shape import Shape
 from cloaca.engine.triggers.failed_runs import RUNS_READ, Suppressed, decide
 from cloaca.store.core import Store
-from cloaca.store.db import Tx
+from cloaca.store.db import Later, Tx
+from cloaca.store.tasks import claimed_from
 from cloaca.store.trigger_records import EvaluationOutcome
 from cloaca.triggers.results import context_hash, with_trigger_metadata
+from cloaca.workflows.registry import get_workflow
+
+
+class CreateExecution(Protocol):
+    """Insert an execution of a shape inside the caller's transaction and return its id
+    (the runner's ``Executions.create``): ``running`` when the caller claims Ready roots in
+    the same transaction, ``notify_ready`` when other runners should hear of Ready ones."""
+
+    def __call__(
+        self,
+        tx: Tx,
+        shape: Shape,
+        context_text: str,
+        now: datetime,
+        *,
+        notify_ready: bool = True,
+        running: bool = False,
+    ) -> str: ...
+
+
+class TaskSlots(Protocol):
+    """The task slots of this process's engine, lent to a transaction that claims tasks."""
+
+    def reserve(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` free slots (0 when this process must not claim now)."""
+        ...
+
+    def adopt(self, claimed: list[Claim], reserved: int) -> None:
+        """Run what the committed transaction claimed; give back the unused slots."""
 
 
 @dataclass(frozen=True, slots=True)
 class FireResult:
-    """What one fire transaction did: executions started, dedup holders hit, and contexts
-    the failed-run policy held back."""
+    """What one fire transaction did: executions started, dedup holders hit, contexts the
+    failed-run policy held back, and the claims of started roots with their input (read
+    once the transaction committed: :func:`claimed_roots`)."""
 
     execution_ids: tuple[str, ...]
     holders: tuple[str | None, ...]
     suppressed: tuple[Suppressed, ...] = ()
+    claims: tuple[tuple[Later, str], ...] = ()
+    #: Started roots left Ready (not claimed here): the executor must look for them.
+    unclaimed: bool = False
+
+
+def local_roots(shape: Shape) -> int:
+    """Roots of an execution of ``shape`` a fire may claim here: all of them when this
+    process runs that version of the workflow, else none."""
+    wf = get_workflow(shape.name)
+    if wf is None or wf.version != shape.version:
+        return 0
+    return sum(1 for tid in shape.order if not shape.deps[tid])
+
+
+def claimed_roots(fire: FireResult) -> list[Claim]:
+    """The root tasks a committed fire transaction claimed, each with its input (the
+    execution's input context)."""
+    return [
+        (claimed, json.loads(text))
+        for later, text in fire.claims
+        for claimed in claimed_from(later)
+    ]
 
 
 class FireStarter:
@@ -52,11 +111,16 @@ class FireStarter:
         prepared: Sequence[tuple[str, str]],
         now: datetime,
         policy: str | None = None,
+        roots: int = 0,
+        reserved: int = 0,
     ) -> FireResult:
         """Start an execution per prepared context (see :func:`prepare`) unless the
         failed-run ``policy`` (None: a manual fire, no policy) or the dedup hold refuses it.
-        Runs inside the caller's fire transaction."""
+        Runs inside the caller's fire transaction, which claims the ``roots`` of each
+        started execution while the ``reserved`` slots last."""
         started: list[str] = []
+        claims: list[tuple[Later, str]] = []
+        unclaimed = False
         holders: list[str | None] = []
         suppressed: list[Suppressed] = []
         for digest, text in prepared:
@@ -85,10 +149,24 @@ class FireStarter:
             ):
                 holders.append(self._store.triggers.dedup_holder(tx, name, digest))
                 continue
-            execution_id = self._create_execution(tx, shape, text, now)
+            take = min(roots, reserved)
+            reserved -= take
+            # Roots this transaction claims need no notification to other runners.
+            execution_id = self._create_execution(
+                tx, shape, text, now, notify_ready=take < roots, running=take > 0
+            )
             self._store.triggers.link_execution(tx, trigger_execution_id, execution_id, now)
+            if take:
+                # Claimed as this process's runner (the Store's origin); the rows come back
+                # with the COMMIT. A root's input is the execution's.
+                tasks = self._store.tasks
+                later = tasks.claim_execution_later(tx, self._store.origin, execution_id, take, now)
+                claims.append((later, text))
+            unclaimed = unclaimed or take < roots or not roots
             started.append(execution_id)
-        return FireResult(tuple(started), tuple(holders), tuple(suppressed))
+        return FireResult(
+            tuple(started), tuple(holders), tuple(suppressed), tuple(claims), unclaimed
+        )
 
 
 def prepare(

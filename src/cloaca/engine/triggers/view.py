@@ -17,6 +17,7 @@ import threading
 from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.store.core import Store
@@ -42,9 +43,11 @@ class _Slot:
     wake_at: datetime  # when to try (later than db_due while another runner holds a lease)
 
 
-@dataclass(frozen=True, slots=True)
-class Picked:
+class Picked(NamedTuple):
     """A due poll taken off the heap, ready to be claimed."""
+
+    # A NamedTuple, not a frozen dataclass: built for every poll (a thousand a second), and
+    # three times cheaper to build.
 
     claim: PollClaim
     name: str
@@ -91,10 +94,23 @@ class ScheduleView:
         self._has_local = False
         self._refresh_at: datetime | None = None
         self._version: str | None = None
+        self._windows_for: float | None = None
+        self._windows_of = (timedelta(0), timedelta(0), timedelta(0))
+
+    def _windows(self) -> tuple[timedelta, timedelta, timedelta]:
+        """(base interval, start window, claim window): asked for several times a round, so
+        computed again only when the configured base interval changes."""
+        seconds = self._config.trigger_base_poll_interval
+        if seconds != self._windows_for:
+            base = timedelta(seconds=seconds)
+            start = min(BATCH_WINDOW, base / 20)
+            self._windows_of = (base, start, max(start, min(CLAIM_AHEAD, base / 10)))
+            self._windows_for = seconds
+        return self._windows_of
 
     @property
     def _base(self) -> timedelta:
-        return timedelta(seconds=self._config.trigger_base_poll_interval)
+        return self._windows()[0]
 
     def poke(self, trigger_name: str | None = None) -> None:
         """Something changed locally: re-read ``trigger_name``'s schedule (or all of them)."""
@@ -215,11 +231,11 @@ class ScheduleView:
 
     def start_window(self) -> timedelta:
         """Polls due within this much of the earliest due one start with it."""
-        return min(BATCH_WINDOW, self._base / 20)
+        return self._windows()[1]
 
     def claim_ahead(self) -> timedelta:
         """Polls due within this much of the earliest due one are claimed with it."""
-        return max(self.start_window(), min(CLAIM_AHEAD, self._base / 10))
+        return self._windows()[2]
 
     def pick(self, now: datetime, ahead: timedelta | None = None) -> list[Picked]:
         """Take due polls off the heap: nothing until the earliest is due, then every poll
@@ -231,20 +247,21 @@ class ScheduleView:
         horizon = now + (self.start_window() if ahead is None else ahead)
         picked: list[Picked] = []
         seen: set[str] = set()
+        slots, inflight, zombies = self._slots, self._inflight, self._zombies
         while heap and heap[0][0] <= horizon:
             wake_at, _, name = heapq.heappop(heap)
-            slot = self._slots.get(name)
+            slot = slots.get(name)
             if (
                 slot is None
                 or slot.wake_at != wake_at
                 or name in seen
-                or name in self._inflight
-                or name in self._zombies
+                or name in inflight
+                or name in zombies
             ):
                 continue
             spec = get_trigger(name)
             if spec is None:  # unregistered since the last refresh: forget it quietly
-                del self._slots[name]
+                del slots[name]
                 continue
             seen.add(name)
             claim = PollClaim(

@@ -164,6 +164,15 @@ SELECT json_extract(value, '$[0]'), :runner_id, json_extract(value, '$[1]'),
        json_extract(value, '$[5]'), json_extract(value, '$[6]')
 FROM json_each(:rows)
 
+-- name: trigger_evaluation_insert_one
+-- One evaluation; the store runs it once per row where that is cheaper than unpacking
+-- trigger_evaluation_insert's JSON (SQLite).
+INSERT INTO cloaca_trigger_evaluations
+    (trigger_name, runner_id, scheduled_at, evaluated_at, duration_ms, outcome, message,
+     execution_ids)
+VALUES (:trigger_name, :runner_id, :scheduled_at, :evaluated_at, :duration_ms, :outcome,
+        :message, :execution_ids)
+
 -- name: trigger_evaluation_list
 SELECT id, trigger_name, runner_id, scheduled_at, evaluated_at, duration_ms, outcome,
        message, execution_ids
