@@ -34,9 +34,23 @@ def to_db_time(value: datetime) -> str:
     The fixed width keeps lexicographic order equal to time order, so the database can
     compare and index these strings directly.
     """
-    if value.tzinfo is None:
-        raise ValidationError(f"naive datetime {value!r}: an aware datetime is required")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValidationError(f"naive datetime {value!r}: an aware datetime is required")
+        value = value.astimezone(UTC)
+    if value.year < 1000:  # strftime's %Y does not pad a short year: kept as it was
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Formatting the fields is several times faster than strftime; the engine formats
+    # several timestamps per task and per trigger poll.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (faster than format specs)
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 def from_db_time(value: str | None) -> datetime | None:
