@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cloaca.engine.inputs import load_input
 from cloaca.engine.shape import Shape
@@ -25,9 +25,22 @@ UPSTREAM_FAILED = "upstream failed"
 RULE_NOT_MET = "trigger rule not satisfied"
 
 
-CreateExecution = Callable[[Tx, Shape, str, datetime], str]
-"""Insert an execution of a shape with an input context JSON at ``now`` inside the caller's
-transaction, and return its id (the runner's; cron and trigger fires hand off through it)."""
+class CreateExecution(Protocol):
+    """Insert an execution of a shape with an input context JSON at ``now`` inside the
+    caller's transaction and return its id (the runner's ``Executions.create``; cron and
+    trigger fires hand off through it): ``running`` when the caller claims Ready roots in
+    the same transaction, ``notify_ready`` when other runners should hear of Ready ones."""
+
+    def __call__(
+        self,
+        tx: Tx,
+        shape: Shape,
+        context_text: str,
+        now: datetime,
+        *,
+        notify_ready: bool = True,
+        running: bool = False,
+    ) -> str: ...
 
 
 def _uses_context(rule: Mapping[str, Any]) -> bool:

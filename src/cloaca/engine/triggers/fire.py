@@ -19,10 +19,10 @@ from typing import NamedTuple
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError
 from cloaca.engine.executor import Claim
+from cloaca.engine.planner import CreateExecution
 from cloaca.engine.shape import Shape
 from cloaca.engine.triggers.polls import PollRun, describe_error
 from cloaca.engine.triggers.starts import (
-    CreateExecution,
     FireResult,
     FireStarter,
     TaskSlots,

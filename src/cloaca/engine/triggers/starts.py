@@ -20,6 +20,7 @@ from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
 from cloaca.engine.executor import Claim
+from cloaca.engine.planner import CreateExecution
 from cloaca.engine.shape import Shape
 from cloaca.engine.triggers.failed_runs import RUNS_READ, Suppressed, decide
 from cloaca.store.core import Store
@@ -28,23 +29,6 @@ from cloaca.store.tasks import claimed_from
 from cloaca.store.trigger_records import EvaluationOutcome
 from cloaca.triggers.results import context_hash, with_trigger_metadata
 from cloaca.workflows.registry import get_workflow
-
-
-class CreateExecution(Protocol):
-    """Insert an execution of a shape inside the caller's transaction and return its id
-    (the runner's ``Executions.create``): ``running`` when the caller claims Ready roots in
-    the same transaction, ``notify_ready`` when other runners should hear of Ready ones."""
-
-    def __call__(
-        self,
-        tx: Tx,
-        shape: Shape,
-        context_text: str,
-        now: datetime,
-        *,
-        notify_ready: bool = True,
-        running: bool = False,
-    ) -> str: ...
 
 
 class TaskSlots(Protocol):
