@@ -17,6 +17,7 @@ from pathlib import Path
 from cli_support import CLOACA
 
 from cloaca.runner.management import ManagementClient
+from waiting import wait_for
 
 WAIT = 20.0
 
@@ -89,13 +90,6 @@ class Worker:
         self.log.close()
 
 
-def _wait_for(check, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _status(url: str, execution_id: str) -> str:
     client = ManagementClient.open(url)
     try:
@@ -117,7 +111,7 @@ def test_ctrl_c_says_what_it_waits_for_and_waits(db_url: str, tmp_path: Path) ->
     try:
         worker.line_with("cloaca worker")
         execution_id = _start_held(db_url)
-        _wait_for((tmp_path / "started").exists, "the task to start")
+        wait_for((tmp_path / "started").exists, "the task to start", WAIT)
 
         worker.proc.send_signal(signal.SIGINT)
         line = worker.line_with("shutting down")
@@ -145,7 +139,7 @@ def test_sigterm_then_a_second_signal_exits_now_and_another_worker_takes_over(
     try:
         first.line_with("cloaca worker")
         execution_id = _start_held(db_url)
-        _wait_for((tmp_path / "started").exists, "the task to start")
+        wait_for((tmp_path / "started").exists, "the task to start", WAIT)
 
         first.proc.send_signal(signal.SIGTERM)  # like the first Ctrl-C
         assert "for 1 running task" in first.line_with("shutting down")
@@ -159,7 +153,7 @@ def test_sigterm_then_a_second_signal_exits_now_and_another_worker_takes_over(
         (tmp_path / "release").touch()
         second = Worker(db_url, tmp_path, *fast)
         second.line_with("cloaca worker")
-        _wait_for(lambda: _status(db_url, execution_id) == "Completed", "the takeover")
+        wait_for(lambda: _status(db_url, execution_id) == "Completed", "the takeover", WAIT)
         second.proc.send_signal(signal.SIGTERM)
         assert second.proc.wait(WAIT) == 0
         shown = subprocess.run(

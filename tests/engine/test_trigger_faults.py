@@ -18,6 +18,7 @@ from cloaca import Context, DefaultRunnerConfig, TriggerError, TriggerResult
 from cloaca.clock import from_db_time
 from cloaca.engine.triggers.fire import backoff_delay
 from cloaca.testing import Harness
+from waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -171,14 +172,6 @@ def test_an_async_poll_raising_its_own_timeout_error_is_an_error_not_a_timeout(
     assert evaluation["message"] == "TimeoutError: upstream API timed out"
 
 
-def _wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
-
-
 def test_a_sync_poll_hanging_past_the_timeout_times_out_and_its_late_fire_is_dropped(
     db_url: str,
 ) -> None:
@@ -198,13 +191,13 @@ def test_a_sync_poll_hanging_past_the_timeout_times_out_and_its_late_fire_is_dro
     config = DefaultRunnerConfig(trigger_poll_timeout=0.2, trigger_base_poll_interval=0.05)
     with cloaca.DefaultRunner(db_url, config) as runner:
         runner.register_trigger(Stuck(), "wf")
-        _wait_for(lambda: bool(runner.get_trigger_evaluations("stuck")))
+        wait_for(lambda: bool(runner.get_trigger_evaluations("stuck")))
         [evaluation] = runner.get_trigger_evaluations("stuck")
         assert evaluation["outcome"] == "timeout"
         time.sleep(0.3)
         assert len(polls) == 1  # not polled again while the stuck poll holds its thread
         release.set()
-        _wait_for(lambda: len(runner.get_trigger_evaluations("stuck")) >= 3)
+        wait_for(lambda: len(runner.get_trigger_evaluations("stuck")) >= 3)
         assert runner.list_executions() == []  # the late fire was discarded
         outcomes = [e["outcome"] for e in reversed(runner.get_trigger_evaluations("stuck"))]
         assert outcomes[0] == "timeout" and set(outcomes[1:]) == {"skipped"}
@@ -229,7 +222,7 @@ def test_a_slow_poll_delays_no_other_trigger(db_url: str) -> None:
         runner.register_trigger("slow", "wf")
         runner.register_trigger("fast", "wf")
         try:
-            _wait_for(lambda: len(fast_polls) >= 6)
+            wait_for(lambda: len(fast_polls) >= 6)
         finally:
             release.set()
         schedule = runner.get_trigger_schedule("slow")
@@ -260,10 +253,10 @@ def test_more_hanging_polls_than_poll_threads_starve_no_other_trigger(db_url: st
         for i in range(hanging):
             runner.register_trigger(f"hangs_{i}", "wf")
         try:
-            _wait_for(lambda: len(runner.get_trigger_evaluations(f"hangs_{hanging - 1}", 10)) > 0)
+            wait_for(lambda: len(runner.get_trigger_evaluations(f"hangs_{hanging - 1}", 10)) > 0)
             polls_before = len(fast_polls)
             runner.register_trigger("fast", "wf")  # every original poll thread is stuck now
-            _wait_for(lambda: len(fast_polls) >= polls_before + 6)
+            wait_for(lambda: len(fast_polls) >= polls_before + 6)
         finally:
             release.set()
         outcomes = {e["outcome"] for e in runner.get_trigger_evaluations("hangs_0", 10)}

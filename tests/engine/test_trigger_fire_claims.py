@@ -4,21 +4,11 @@ instant the fire was recorded, with no claim of the executor's own."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import cloaca
 from cloaca import Context, DefaultRunnerConfig
+from waiting import wait_for
 
 CONFIG = DefaultRunnerConfig(trigger_base_poll_interval=0.05)
-
-
-def _wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
 
 
 def test_a_fire_starts_its_root_task_in_its_own_transaction(db_url: str) -> None:
@@ -44,7 +34,7 @@ def test_a_fire_starts_its_root_task_in_its_own_transaction(db_url: str) -> None
 
     with cloaca.DefaultRunner(db_url, CONFIG) as runner:
         runner.register_trigger("once", "fired")
-        _wait_for(lambda: ran == ["a", "after"])
+        wait_for(lambda: ran == ["a", "after"])
         [evaluation] = [e for e in runner.get_trigger_evaluations("once") if e["execution_ids"]]
         [execution_id] = evaluation["execution_ids"]
         store = runner._store

@@ -6,19 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import cloaca
 import cloaca.clock
 from cloaca import Context, DefaultRunnerConfig
-
-
-def _wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
+from waiting import wait_for
 
 
 def _workflow() -> None:
@@ -55,7 +47,7 @@ def test_a_poll_longer_than_its_interval_is_not_overlapped_by_another_runner(
     # Both runners live in this process, so both have the trigger registered.
     with cloaca.DefaultRunner(db_url, CONFIG) as first, cloaca.DefaultRunner(db_url, CONFIG):
         first.register_trigger("slow", "wf")
-        _wait_for(lambda: polls[0] >= 4)
+        wait_for(lambda: polls[0] >= 4)
     assert most[0] == 1
 
 
@@ -70,11 +62,11 @@ def test_a_runner_shutting_down_hands_its_triggers_over(db_url: str) -> None:
     second = cloaca.DefaultRunner(db_url, CONFIG)
     try:
         first.register_trigger("handover", "wf")
-        _wait_for(lambda: len(first.get_trigger_evaluations("handover")) >= 2)
+        wait_for(lambda: len(first.get_trigger_evaluations("handover")) >= 2)
         first.shutdown()
         stopped_at = cloaca.clock.rfc3339(cloaca.clock.SystemClock().now())
         assert stopped_at is not None
-        _wait_for(
+        wait_for(
             lambda: any(
                 e["runner_id"] == second.runner_id and e["evaluated_at"] > stopped_at
                 for e in second.get_trigger_evaluations("handover")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 import cloaca
 from cloaca import Context, DefaultRunnerConfig
 from cloaca.testing import Harness
+from waiting import wait_for
 
 WAIT = 10.0  # seconds: the bound of every real-time wait (never reached when green)
 
@@ -322,14 +322,6 @@ def test_a_poll_raising_a_base_exception_is_an_error_and_polling_goes_on(
     assert [harness.runner.get_execution(i).status for i in ids] == ["Completed"] * 3
 
 
-def _wait_for(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize(("make", "expected"), KINDS)
 def test_a_sync_poll_raising_on_a_poll_thread_is_an_error_and_the_thread_polls_on(
     db_url: str, make: Raise, expected: str
@@ -347,7 +339,7 @@ def test_a_sync_poll_raising_on_a_poll_thread_is_an_error_and_the_thread_polls_o
     config = DefaultRunnerConfig(trigger_base_poll_interval=0.05, trigger_poll_timeout=60)
     with cloaca.DefaultRunner(db_url, config) as runner:
         runner.register_trigger("quitter", "target")
-        _wait_for(lambda: len(runner.get_trigger_evaluations("quitter", 10)) >= 3, "3 polls")
+        wait_for(lambda: len(runner.get_trigger_evaluations("quitter", 10)) >= 3, "3 polls")
         evaluations = list(reversed(runner.get_trigger_evaluations("quitter", 10)))
         schedule = runner.get_trigger_schedule("quitter")
     assert (evaluations[0]["outcome"], evaluations[0]["message"]) == ("error", expected)
