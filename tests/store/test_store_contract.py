@@ -70,6 +70,21 @@ def make_execution(
     return execution_id
 
 
+def finish_one(
+    store: Store,
+    tx: Any,
+    claimed: ClaimedTask,
+    runner: str,
+    status: TaskStatus,
+    output_json: str | None = None,
+    error: str | None = None,
+) -> FinishedTask:
+    """``finish_tasks`` of one final outcome at T0."""
+    final = FinalOutcome(claimed, status, T0, output_json, error)
+    (found,) = store.executions.finish_tasks(tx, runner, [final])
+    return found
+
+
 def task_row(store: Store, execution_id: str, task_id: str) -> Any:
     """The task execution record of ``task_id``."""
     (found,) = [t for t in store.tasks.list_for(execution_id) if t.task_id == task_id]
@@ -264,16 +279,12 @@ def test_finish_task_counts_the_owned_outcome_and_reads_what_ending_needs(store:
     e = make_execution(store, tasks=("a", "b"), ready={"a": T0, "b": T0})
     a, b = store.tasks.claim_ready("r1", ["wf"], 2, T0)
     with store.write() as tx:
-        lost = store.executions.finish_task(tx, a, "r2", status=TaskStatus.COMPLETED, now=T0)
+        lost = finish_one(store, tx, a, "r2", TaskStatus.COMPLETED)
         assert lost == FinishedTask(False)  # another runner's claim: nothing counted
-        first = store.executions.finish_task(
-            tx, a, "r1", status=TaskStatus.COMPLETED, now=T0, output_json='{"a": 1}'
-        )
+        first = finish_one(store, tx, a, "r1", TaskStatus.COMPLETED, output_json='{"a": 1}')
     assert first == FinishedTask(True, ExecutionStatus.RUNNING, 1, None)
     with store.write() as tx:
-        last = store.executions.finish_task(
-            tx, b, "r1", status=TaskStatus.FAILED, now=T0, error="boom"
-        )
+        last = finish_one(store, tx, b, "r1", TaskStatus.FAILED, error="boom")
     assert last.inputs == (
         '{"in": 1}',
         {"a": (TaskStatus.COMPLETED, '{"a": 1}', None), "b": (TaskStatus.FAILED, None, "boom")},
@@ -467,16 +478,12 @@ def test_finish_task_sees_a_task_that_finished_while_it_waited_for_the_lock(
     holder = store.write()
     tx = holder.__enter__()
     try:
-        store.executions.finish_task(
-            tx, a, "r1", status=TaskStatus.COMPLETED, now=T0, output_json='{"a": 1}'
-        )
+        finish_one(store, tx, a, "r1", TaskStatus.COMPLETED, output_json='{"a": 1}')
 
         def finish_b() -> None:
             with store.write() as other:
                 found.append(
-                    store.executions.finish_task(
-                        other, b, "r1", status=TaskStatus.COMPLETED, now=T0, output_json="{}"
-                    )
+                    finish_one(store, other, b, "r1", TaskStatus.COMPLETED, output_json="{}")
                 )
 
         waiter = threading.Thread(target=finish_b)

@@ -126,42 +126,26 @@ def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> lis
     entries = [o.history_entry() for o in batch]
     store.tasks.record_attempts(tx, runner_id, [e for e in entries if e is not None])
     statuses = [_final_status(store, tx, o) for o in batch]
-    planned: dict[int, Written] = {}
+    sent: dict[int, Written] = {}  # recorded by statements that go with the COMMIT
+    finals: dict[int, FinalOutcome] = {}  # counted now, then planned
     for i, o in enumerate(batch):
-        written = _sent_with_commit(store, tx, runner_id, o, statuses[i][0])
+        status = statuses[i][0]
+        if not status.is_terminal or o.shape is None:
+            continue
+        final = FinalOutcome(o.claimed, status, o.now, o.output, o.error, o.traceback)
+        written = _sent_with_commit(store, tx, runner_id, o.shape, final)
         if written is not None:
-            planned[i] = written
-    finals = [
-        i
-        for i, (o, (status, _)) in enumerate(zip(batch, statuses, strict=True))
-        if status.is_terminal and o.shape is not None and i not in planned
-    ]
+            sent[i] = written
+        else:
+            finals[i] = final
     counted = dict(
-        zip(
-            finals,
-            store.executions.finish_tasks(
-                tx,
-                runner_id,
-                [
-                    FinalOutcome(
-                        batch[i].claimed,
-                        statuses[i][0],
-                        batch[i].now,
-                        batch[i].output,
-                        batch[i].error,
-                        batch[i].traceback,
-                    )
-                    for i in finals
-                ],
-            ),
-            strict=True,
-        )
+        zip(finals, store.executions.finish_tasks(tx, runner_id, [*finals.values()]), strict=True)
     )
     # Task statuses each execution's planning steps read or decided in this transaction:
     # nothing else changes them meanwhile (the steps hold the execution's lock).
     known: dict[str, dict[str, TaskStatus]] = {}
     return [
-        planned.get(i) or _write_one(store, tx, runner_id, o, *statuses[i], counted.get(i), known)
+        sent.get(i) or _write_one(store, tx, runner_id, o, *statuses[i], counted.get(i), known)
         for i, o in enumerate(batch)
     ]
 
@@ -192,36 +176,33 @@ def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
 
 
 def _sent_with_commit(
-    store: Store, tx: Tx, runner_id: str, outcome: Outcome, status: TaskStatus
+    store: Store, tx: Tx, runner_id: str, shape: Shape, final: FinalOutcome
 ) -> Written | None:
     """Record a final outcome whose planning step needs nothing read first, in statements
     sent with the COMMIT where the dialect allows (PostgreSQL): a Completed task that alone
     decides its dependants (a chain's next task), the only task of its execution (whose
     end is then known from its own outcome and the execution's input), or one of several
     tasks nothing depends on. None otherwise."""
-    claimed, shape = outcome.claimed, outcome.shape
-    if shape is None or not status.is_terminal or not store.executions.finishes_with_commit:
+    if not store.executions.finishes_with_commit:
         return None
-    final = FinalOutcome(
-        claimed, status, outcome.now, outcome.output, outcome.error, outcome.traceback
-    )
-    if status is TaskStatus.COMPLETED:
-        dependants = shape.ready_after(claimed.task_id)
+    task_id, execution_id = final.claimed.task_id, final.claimed.execution_id
+    if final.status is TaskStatus.COMPLETED:
+        dependants = shape.ready_after(task_id)
         if dependants:
-            later = store.executions.finish_planning_later(tx, runner_id, final, dependants)
+            later = store.executions.finish_counting_later(tx, runner_id, final, dependants)
             return Written(True, None, None, True, later)
-    if shape.order != (claimed.task_id,):
-        if shape.dependents.get(claimed.task_id) or shape.sinks < 2:
+    if shape.order != (task_id,):
+        if shape.dependents.get(task_id) or shape.sinks < 2:
             return None
         # One of several tasks nothing depends on (a wide execution's): most such outcomes
         # leave others unfinished, so the count is not read before the COMMIT; the one
         # that finds it reached zero ends the execution in a transaction of its own.
         later = store.executions.finish_counting_later(tx, runner_id, final)
         return Written(True, None, None, False, later)
-    context = store.executions.known_context(claimed.execution_id)
+    context = store.executions.known_context(execution_id)
     if context is None:
         return None
-    results = {claimed.task_id: (status, outcome.output, outcome.error)}
+    results = {task_id: (final.status, final.output_json, final.error)}
     ends = ending(shape, (context, results))
     later = store.executions.finish_last_later(tx, runner_id, final, ends)
     return Written(True, None, None, False, later, ends[0])

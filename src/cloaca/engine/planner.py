@@ -175,7 +175,7 @@ def advance(
     """``finished_task`` just became ``finished_status`` (Completed or Failed): plan its
     dependants and end the execution when no task is left unfinished. Returns the terminal
     status if it ended. ``counted``: the execution was locked and the task counted already,
-    with the outcome (``ExecutionQueries.finish_task``). ``known``: statuses of this
+    with the outcome (``ExecutionQueries.finish_tasks``). ``known``: statuses of this
     execution's tasks already read (or decided) in this transaction, shared by the planning
     steps of one batch: siblings finishing together read their join's dependencies once."""
     inputs: FinishInputs | None = None

@@ -14,7 +14,6 @@ from cloaca.store.db import Database, Later, Row, Tx
 from cloaca.store.expected import ExpectedResults
 from cloaca.store.group import Notices, QueryGroup
 from cloaca.store.records import (
-    ClaimedTask,
     ExecutionRecord,
     ExecutionStatus,
     FinalOutcome,
@@ -32,8 +31,11 @@ from cloaca.store.tasks import finish_params, with_history
 _ONE_STATEMENT_FINISH = frozenset({"postgres"})
 
 
-def _final_params(runner_id: str, final: FinalOutcome) -> dict[str, object]:
-    """The parameters of the statements that record and count a final outcome."""
+def _final_params(
+    runner_id: str, final: FinalOutcome, dependants: Sequence[str] = ()
+) -> dict[str, object]:
+    """The parameters of the statements that record and count a final outcome (with the
+    dependants ``task_finish_counting`` makes Ready)."""
     params = finish_params(
         final.claimed,
         runner_id,
@@ -44,7 +46,7 @@ def _final_params(runner_id: str, final: FinalOutcome) -> dict[str, object]:
         final.traceback,
     )
     params["execution_id"] = final.claimed.execution_id
-    params["dependants"] = []
+    params["dependants"] = [*dependants]
     return params
 
 
@@ -172,22 +174,6 @@ class ExecutionQueries(QueryGroup):
                 results[r["task_id"]] = (TaskStatus(r["status"]), r["output"], r["error"])
         return context, results
 
-    def finish_task(
-        self,
-        tx: Tx,
-        claimed: ClaimedTask,
-        runner_id: str,
-        *,
-        status: TaskStatus,
-        now: datetime,
-        output_json: str | None = None,
-        error: str | None = None,
-        traceback: str | None = None,
-    ) -> FinishedTask:
-        """:meth:`finish_tasks` for one attempt."""
-        final = FinalOutcome(claimed, status, now, output_json, error, traceback)
-        return self.finish_tasks(tx, runner_id, [final])[0]
-
     def finish_tasks(
         self, tx: Tx, runner_id: str, finals: Sequence[FinalOutcome]
     ) -> list[FinishedTask]:
@@ -206,30 +192,26 @@ class ExecutionQueries(QueryGroup):
     @property
     def finishes_with_commit(self) -> bool:
         """Whether the dialect can record a final outcome together with what follows from
-        it in statements sent with the COMMIT (:meth:`finish_planning_later`,
+        it in statements sent with the COMMIT (:meth:`finish_counting_later`,
         :meth:`finish_last_later`): PostgreSQL, where each read costs a round trip."""
         return self.db.dialect in _ONE_STATEMENT_FINISH
 
-    def finish_planning_later(
-        self, tx: Tx, runner_id: str, final: FinalOutcome, dependants: Sequence[str]
+    def finish_counting_later(
+        self, tx: Tx, runner_id: str, final: FinalOutcome, dependants: Sequence[str] = ()
     ) -> Later:
-        """Record a Completed attempt whose ``dependants`` each wait for it alone under the
-        default rule, count it, and make them Ready while the execution is active: what
-        :meth:`finish_tasks` and planning after it would do, in one statement sent with the
-        COMMIT (only where :attr:`finishes_with_commit`). Its rows are
-        ``task_finish_counting``'s (``owned``: nothing was written if not)."""
-        params = {**_final_params(runner_id, final), "dependants": list(dependants)}
-        later = tx.later("task_finish_counting", params)
-        self.notices.ready(tx)
-        return later
-
-    def finish_counting_later(self, tx: Tx, runner_id: str, final: FinalOutcome) -> Later:
         """Record a final outcome and count it, as :meth:`finish_tasks` does, in a statement
-        sent with the COMMIT (only where :attr:`finishes_with_commit`): for a task nothing
-        depends on, whose outcome plans nothing. The rows are ``task_finish_counting``'s;
-        if they show the count reached zero, the caller ends the execution in a
-        transaction of its own."""
-        return tx.later("task_finish_counting", _final_params(runner_id, final))
+        sent with the COMMIT (only where :attr:`finishes_with_commit`); the rows are
+        ``task_finish_counting``'s (``owned``: nothing was written if not).
+
+        ``dependants``: tasks a Completed one decides alone (each waits for it only, under
+        the default rule); they are made Ready in the same statement while the execution is
+        active, as planning after it would. Without any, the outcome plans nothing: if its
+        rows show the count reached zero, the caller ends the execution in a transaction
+        of its own."""
+        later = tx.later("task_finish_counting", _final_params(runner_id, final, dependants))
+        if dependants:
+            self.notices.ready(tx)
+        return later
 
     def finish_last_later(
         self,

@@ -256,7 +256,7 @@ class FinalOutcome:
 
 @dataclass(frozen=True, slots=True)
 class FinishedTask:
-    """What recording an attempt's final outcome found (``ExecutionQueries.finish_task``):
+    """What recording an attempt's final outcome found (``ExecutionQueries.finish_tasks``):
     ``owned`` is False when the claim had been lost; ``execution`` the execution's status
     as locked (None: not owned, or no such execution) with ``remaining`` unfinished tasks
     after counting this one; ``inputs`` what ending it needs, read when none is left."""
