@@ -17,12 +17,13 @@ Commits are the latency budget, so work rides on transactions that happen anyway
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from cloaca.clock import Clock
 from cloaca.config import DefaultRunnerConfig
@@ -49,6 +50,24 @@ log = logging.getLogger(__name__)
 Claim = tuple[ClaimedTask, dict[str, Any] | None]
 #: (execution id, task id) -> output JSON of the tasks a transaction recorded Completed.
 Outputs = dict[tuple[str, str], str | None]
+
+
+def root_claims(later: Later, context_text: str) -> list[Claim]:
+    """The roots a committed transaction that created their execution claimed, each with
+    its input: the execution's input context."""
+    return [(claimed, json.loads(context_text)) for claimed in claimed_from(later)]
+
+
+class TaskSlots(Protocol):
+    """The task slots of this process's engine, lent to a transaction that claims tasks
+    (a start's, a trigger fire's)."""
+
+    def reserve(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` free slots (0 when this process must not claim now)."""
+        ...
+
+    def adopt(self, claimed: list[Claim], reserved: int) -> None:
+        """Run what the committed transaction claimed; give back the unused slots."""
 
 
 class Executor:

@@ -67,6 +67,11 @@ class Shape:
         return bind_params(self.name, self.params, self.secrets, context)
 
     @functools.cached_property
+    def roots(self) -> int:
+        """How many tasks depend on nothing (an execution starts with them Ready)."""
+        return sum(1 for tid in self.order if not self.deps[tid])
+
+    @functools.cached_property
     def sinks(self) -> int:
         """How many tasks no other task depends on (an execution ends after all of them)."""
         return sum(1 for tid in self.order if not self.dependents.get(tid))
@@ -86,6 +91,15 @@ class Shape:
     def in_order(self, task_ids: Iterable[str]) -> list[str]:
         """``task_ids`` sorted topologically (duplicates dropped)."""
         return sorted(set(task_ids), key=self.position.__getitem__)
+
+
+def local_roots(shape: Shape) -> int:
+    """Roots of an execution of ``shape`` that a transaction creating it may claim for this
+    process: all of them when this process runs that version of the workflow, else none."""
+    wf = get_workflow(shape.name)
+    if wf is None or wf.version != shape.version:
+        return 0
+    return shape.roots
 
 
 class ShapeCache:

@@ -20,9 +20,9 @@ from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
 from cloaca.engine import planner
-from cloaca.engine.executor import Claim
+from cloaca.engine.executor import Claim, TaskSlots, root_claims
 from cloaca.engine.planner import terminate
-from cloaca.engine.shape import Shape
+from cloaca.engine.shape import Shape, local_roots
 from cloaca.errors import OperationError, ValidationError, WrongTypeError
 from cloaca.names import check_name
 from cloaca.paging import check_count
@@ -31,13 +31,13 @@ from cloaca.runner.waiters import Waiters
 from cloaca.store.core import Store
 from cloaca.store.db import Tx
 from cloaca.store.records import ExecutionRecord, ExecutionStatus
-from cloaca.store.tasks import claimed_from
 from cloaca.workflows.registry import get_workflow
 from cloaca.workflows.workflow import Workflow
 
 
-class LocalEngine(Protocol):
-    """The engine of this process, as the services see it."""
+class LocalEngine(TaskSlots, Protocol):
+    """The engine of this process, as the services see it (its task slots too, for the
+    claim in a start's transaction)."""
 
     waiters: Waiters
 
@@ -55,13 +55,6 @@ class LocalEngine(Protocol):
 
     def ended(self, execution_id: str, status: ExecutionStatus) -> None:
         """An execution was ended early here: stop its attempts, wake its waiters."""
-
-    def reserve(self, wanted: int) -> int:
-        """Reserve up to ``wanted`` task slots for a claim in a start's transaction."""
-        ...
-
-    def adopt(self, claimed: list[Claim], reserved: int) -> None:
-        """Run what a committed transaction claimed; give back unused reserved slots."""
 
 
 class NoLocalEngine:
@@ -194,11 +187,9 @@ class Executions:
         # When this process runs the workflow and has free slots, the transaction that
         # creates the execution also claims its roots: a one-task execution then costs two
         # commits in all (this one and its outcome's).
-        wf = get_workflow(shape.name)
-        roots = sum(1 for tid in shape.order if not shape.deps[tid])
-        local = wf is not None and wf.version == shape.version
+        roots, local = shape.roots, local_roots(shape)
         engine = self._engine
-        reserved = engine.reserve(roots) if local else 0
+        reserved = engine.reserve(local) if local else 0
         claimed: list[Claim] = []
         try:
             with self._store.write() as tx:
@@ -220,7 +211,7 @@ class Executions:
                         tx, self._store.origin, execution_id, reserved, now
                     )
             if reserved:
-                claimed = [(c, json.loads(text)) for c in claimed_from(later)]
+                claimed = root_claims(later, text)
         finally:
             engine.adopt(claimed, reserved)
         if reserved < roots:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from cloaca.clock import Clock, rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context
+from cloaca.engine.executor import TaskSlots
 from cloaca.engine.planner import CreateExecution
 from cloaca.engine.triggers.fire import TriggerRecorder
-from cloaca.engine.triggers.starts import TaskSlots
 from cloaca.errors import ValidationError
 from cloaca.names import check_name
 from cloaca.paging import check_count

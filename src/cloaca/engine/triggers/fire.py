@@ -18,17 +18,15 @@ from typing import NamedTuple
 
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, ContextLimitError
-from cloaca.engine.executor import Claim
+from cloaca.engine.executor import Claim, TaskSlots
 from cloaca.engine.planner import CreateExecution
-from cloaca.engine.shape import Shape
+from cloaca.engine.shape import Shape, local_roots
 from cloaca.engine.triggers.polls import PollRun, describe_error
 from cloaca.engine.triggers.starts import (
     FireResult,
     FireStarter,
-    TaskSlots,
     claimed_roots,
     fire_outcome,
-    local_roots,
     prepare,
 )
 from cloaca.errors import ParamsError, ValidationError

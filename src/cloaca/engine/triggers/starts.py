@@ -14,32 +14,18 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from cloaca.clock import rfc3339
 from cloaca.config import DefaultRunnerConfig
 from cloaca.context import Context, check_context_size
-from cloaca.engine.executor import Claim
+from cloaca.engine.executor import Claim, root_claims
 from cloaca.engine.planner import CreateExecution
 from cloaca.engine.shape import Shape
 from cloaca.engine.triggers.failed_runs import RUNS_READ, Suppressed, decide
 from cloaca.store.core import Store
 from cloaca.store.db import Later, Tx
-from cloaca.store.tasks import claimed_from
 from cloaca.store.trigger_records import EvaluationOutcome
 from cloaca.triggers.results import context_hash, with_trigger_metadata
-from cloaca.workflows.registry import get_workflow
-
-
-class TaskSlots(Protocol):
-    """The task slots of this process's engine, lent to a transaction that claims tasks."""
-
-    def reserve(self, wanted: int) -> int:
-        """Reserve up to ``wanted`` free slots (0 when this process must not claim now)."""
-        ...
-
-    def adopt(self, claimed: list[Claim], reserved: int) -> None:
-        """Run what the committed transaction claimed; give back the unused slots."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,23 +42,10 @@ class FireResult:
     unclaimed: bool = False
 
 
-def local_roots(shape: Shape) -> int:
-    """Roots of an execution of ``shape`` a fire may claim here: all of them when this
-    process runs that version of the workflow, else none."""
-    wf = get_workflow(shape.name)
-    if wf is None or wf.version != shape.version:
-        return 0
-    return sum(1 for tid in shape.order if not shape.deps[tid])
-
-
 def claimed_roots(fire: FireResult) -> list[Claim]:
     """The root tasks a committed fire transaction claimed, each with its input (the
     execution's input context)."""
-    return [
-        (claimed, json.loads(text))
-        for later, text in fire.claims
-        for claimed in claimed_from(later)
-    ]
+    return [claim for later, text in fire.claims for claim in root_claims(later, text)]
 
 
 class FireStarter:
