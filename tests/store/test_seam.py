@@ -28,6 +28,17 @@ from cloaca.store.records import ExecutionStatus, NewTask, TaskStatus
 from pg_support import require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+#: The parameters of ``execution_insert`` for an execution "e1", for statements sent raw.
+EXECUTION_ROW = {
+    "id": "e1",
+    "workflow_name": "wf",
+    "version": "v",
+    "context": "{}",
+    "remaining": 1,
+    "now": "2026-01-01T00:00:00.000000Z",
+    "status": "Pending",
+    "started_at": None,
+}
 
 
 def test_each_driver_implements_every_capability(backend: Backend) -> None:
@@ -200,16 +211,7 @@ def test_a_failed_statement_nobody_waited_for_rolls_the_whole_transaction_back(
     """A statement sent without waiting for its result (``Tx.send``) that fails still fails
     its transaction: nothing of it is committed, and the connection serves the next one."""
     store = backend.open()
-    row = {
-        "id": "e1",
-        "workflow_name": "wf",
-        "version": "v",
-        "context": "{}",
-        "remaining": 1,
-        "now": "2026-01-01T00:00:00.000000Z",
-        "status": "Pending",
-        "started_at": None,
-    }
+    row = EXECUTION_ROW
     with pytest.raises(StoreError), store.write() as tx:
         tx.send(
             "workflow_upsert",
@@ -249,16 +251,7 @@ def test_a_later_statement_gives_its_rows_once_the_transaction_committed(
     claimed = sorted(r["task_id"] for r in later.rows)
     assert claimed == ["a", "b"]
     assert {t.status for t in store.tasks.list_for("e1")} == {TaskStatus.RUNNING}
-    duplicate = {
-        "id": "e1",
-        "workflow_name": "wf",
-        "version": "v",
-        "context": "{}",
-        "remaining": 1,
-        "now": "2026-01-01T00:00:00.000000Z",
-        "status": "Pending",
-        "started_at": None,
-    }
+    duplicate = EXECUTION_ROW
     with pytest.raises(StoreError), store.write() as tx:  # rolled back with the rest
         tx.later(
             "task_claim_execution",
