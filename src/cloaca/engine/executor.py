@@ -59,8 +59,8 @@ def root_claims(later: Later, context_text: str) -> list[Claim]:
 
 
 class TaskSlots(Protocol):
-    """The task slots of this process's engine, lent to a transaction that claims tasks
-    (a start's, a trigger fire's)."""
+    """The task slots of this process's engine, lent to a transaction that creates
+    executions and claims their roots (a start's, a trigger fire's)."""
 
     def reserve(self, wanted: int) -> int:
         """Reserve up to ``wanted`` free slots (0 when this process must not claim now)."""
@@ -68,6 +68,9 @@ class TaskSlots(Protocol):
 
     def adopt(self, claimed: list[Claim], reserved: int) -> None:
         """Run what the committed transaction claimed; give back the unused slots."""
+
+    def roots_left_ready(self) -> None:
+        """The transaction left roots Ready (it claimed none or not all): claim them."""
 
 
 class Executor:

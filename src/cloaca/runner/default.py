@@ -89,7 +89,6 @@ class DefaultRunner(Services):
             self.runner_id,
             shapes,
             self._executions.create,
-            wake=engine.wake,
             changed=engine.triggers_changed,
             check_open=self._check_open,
             slots=engine,

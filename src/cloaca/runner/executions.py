@@ -47,9 +47,6 @@ class LocalEngine(TaskSlots, Protocol):
         waiting for one to end would block forever."""
         ...
 
-    def roots_left_ready(self) -> None:
-        """A start here left Ready roots (no slot was reserved for them): claim them."""
-
     def execution_created(self, now: datetime) -> None:
         """An execution was created here (its timeout is a reason to wake up)."""
 

@@ -63,7 +63,6 @@ class ManagementClient(Services):
             self.client_id,
             shapes,
             self._executions.create,
-            wake=lambda: None,  # nothing runs here to wake
             changed=lambda name: None,  # runners re-read schedules on their own
             check_open=self._check_open,
             slots=engine,

@@ -64,7 +64,6 @@ class Triggers:
         writer_id: str,
         shapes: Callable[[str], Shape],
         create_execution: CreateExecution,
-        wake: Callable[[], None],
         changed: Callable[[str | None], None],
         check_open: Callable[[], None],
         slots: TaskSlots,
@@ -81,7 +80,6 @@ class Triggers:
             writer_id,
             shape=shapes,
             create_execution=create_execution,
-            wake=wake,
             slots=slots,
         )
 

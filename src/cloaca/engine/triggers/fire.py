@@ -76,7 +76,6 @@ class TriggerRecorder:
         runner_id: str,
         shape: Callable[[str], Shape],
         create_execution: CreateExecution,
-        wake: Callable[[], None],
         slots: TaskSlots,
     ) -> None:
         self._store = store
@@ -84,7 +83,6 @@ class TriggerRecorder:
         self._runner_id = runner_id
         self._shape = shape
         self._starter = FireStarter(store, config, create_execution)
-        self._wake = wake
         self._slots = slots
         self._since_prune: dict[str, int] = {}
         self._prune_lock = threading.Lock()
@@ -231,7 +229,7 @@ class TriggerRecorder:
         if fire is not None:
             _log_fire(name, fire)
             if fire.execution_ids and fire.unclaimed:
-                self._wake()  # roots left Ready: the executor claims them
+                self._slots.roots_left_ready()
         return recorded
 
     def _fire_tx(
@@ -325,7 +323,7 @@ class TriggerRecorder:
         fire = self._store.write_retrying(fire_tx, "recording a manual trigger fire")
         _log_fire(schedule.trigger_name, fire)
         if fire.execution_ids:
-            self._wake()
+            self._slots.roots_left_ready()
         return fire
 
     def _record_manual_error(
