@@ -37,6 +37,8 @@ def test_a_fire_starts_its_root_task_in_its_own_transaction(db_url: str) -> None
         wait_for(lambda: ran == ["a", "after"])
         [evaluation] = [e for e in runner.get_trigger_evaluations("once") if e["execution_ids"]]
         [execution_id] = evaluation["execution_ids"]
+        # The last body has run; its outcome may still be on its way to the database.
+        wait_for(lambda: runner.get_execution(execution_id).status == "Completed")
         store = runner._store
         execution, tasks = store.executions.get_with_tasks(execution_id)
     assert execution is not None and execution.status == "Completed"

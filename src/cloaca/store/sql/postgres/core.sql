@@ -112,21 +112,6 @@ INSERT INTO cloaca_task_executions
 VALUES (%(execution_id)s, %(workflow_name)s, %(version)s, %(task_id)s, %(position)s,
         %(status)s, %(max_attempts)s, %(ready_at)s, %(completed_at)s, %(error)s)
 
--- name: task_claim_ready
--- SKIP LOCKED: concurrent runners claim disjoint rows instead of queueing on each other.
-UPDATE cloaca_task_executions
-SET status = 'Running', claimed_by = %(runner_id)s, attempt = attempt + 1,
-    started_at = %(now)s, sub_status = NULL
-WHERE id IN (
-    SELECT id FROM cloaca_task_executions
-    WHERE status = 'Ready' AND ready_at <= %(now)s
-      AND workflow_name IN (SELECT jsonb_array_elements_text(CAST(%(workflows)s AS jsonb)))
-    ORDER BY ready_at, id
-    LIMIT NULLIF(GREATEST(CAST(%(limit)s AS BIGINT), -1), -1)
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
-
 -- name: task_claim_ready_marking
 -- task_claim_ready and execution_mark_running in ONE statement, so a claim can travel with
 -- the COMMIT (its rows are read after it): the claimed rows, oldest first by id.
@@ -167,17 +152,6 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id, execution_id, workflow_name, workflow_version, task_id, attempt, max_attempts
-
--- name: execution_mark_running
--- A claim has locked task rows already; waiting here for an execution row that a cancel holds
--- (it locks the execution, then the tasks) would be a lock-order deadlock. A locked
--- execution is skipped instead: a later claim marks it, and finishing sets started_at.
-UPDATE cloaca_executions SET status = 'Running', started_at = %(now)s
-WHERE id IN (
-    SELECT id FROM cloaca_executions
-    WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb))) AND status = 'Pending'
-    FOR UPDATE SKIP LOCKED
-)
 
 -- name: task_next_ready_at
 SELECT MIN(ready_at) AS ready_at FROM cloaca_task_executions

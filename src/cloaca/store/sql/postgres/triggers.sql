@@ -180,15 +180,6 @@ SELECT item ->> 0, CAST(%(runner_id)s AS TEXT), item ->> 1, item ->> 2,
 FROM jsonb_array_elements(CAST(%(rows)s AS jsonb)) WITH ORDINALITY AS j (item, ord)
 ORDER BY ord
 
--- name: trigger_evaluation_insert_one
--- One evaluation; the store runs it once per row where that is cheaper than unpacking
--- trigger_evaluation_insert's JSON (SQLite).
-INSERT INTO cloaca_trigger_evaluations
-    (trigger_name, runner_id, scheduled_at, evaluated_at, duration_ms, outcome, message,
-     execution_ids)
-VALUES (%(trigger_name)s, %(runner_id)s, %(scheduled_at)s, %(evaluated_at)s,
-        CAST(%(duration_ms)s AS DOUBLE PRECISION), %(outcome)s, %(message)s, %(execution_ids)s)
-
 -- name: trigger_evaluation_list
 SELECT id, trigger_name, runner_id, scheduled_at, evaluated_at, duration_ms, outcome,
        message, execution_ids

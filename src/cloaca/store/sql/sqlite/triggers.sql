@@ -153,17 +153,6 @@ WHERE trigger_name = :trigger_name
 ORDER BY created_at DESC, rowid DESC
 LIMIT :limit OFFSET :offset
 
--- name: trigger_evaluation_insert
--- :rows is a JSON array of [trigger_name, scheduled_at, evaluated_at, duration_ms,
--- outcome, message, execution_ids JSON text], so one statement records a batch.
-INSERT INTO cloaca_trigger_evaluations
-    (trigger_name, runner_id, scheduled_at, evaluated_at, duration_ms, outcome, message,
-     execution_ids)
-SELECT json_extract(value, '$[0]'), :runner_id, json_extract(value, '$[1]'),
-       json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),
-       json_extract(value, '$[5]'), json_extract(value, '$[6]')
-FROM json_each(:rows)
-
 -- name: trigger_evaluation_insert_one
 -- One evaluation; the store runs it once per row where that is cheaper than unpacking
 -- trigger_evaluation_insert's JSON (SQLite).
