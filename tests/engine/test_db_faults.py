@@ -271,11 +271,11 @@ def test_a_runner_outlives_a_store_error_it_cannot_retry(
     real_write_all = outcomes.write_all
     refused: list[int] = []
 
-    def write_once_refused(store: Any, tx: Any, runner_id: str, batch: Any) -> Any:
+    def write_once_refused(store: Any, tx: Any, runner_id: str, batch: Any, *rest: Any) -> Any:
         if not refused:
             refused.append(1)
             raise StoreError("refused for good")
-        return real_write_all(store, tx, runner_id, batch)
+        return real_write_all(store, tx, runner_id, batch, *rest)
 
     monkeypatch.setattr(outcomes, "write_all", write_once_refused)
     calls: list[int] = []

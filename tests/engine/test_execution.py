@@ -876,3 +876,35 @@ def test_a_chain_hands_each_output_to_the_next_task_without_reading_it_back(
     assert result.status == "Completed", result.error_message
     assert result.final_context["trail"] == [1, 2, 3, 4]
     assert reads == []
+
+
+def test_a_chain_costs_one_write_transaction_per_task(fast_runner: DefaultRunner) -> None:
+    """A start creates the execution and claims its root in one transaction; every task's
+    outcome is then recorded with its next task claimed (or, for the last one, with the
+    execution ended) in one more: on PostgreSQL each of them is one round trip. The
+    fewest of a few runs is counted: a heartbeat may commit in between."""
+
+    def step(n: int) -> Callable[[Context], None]:
+        def body(context: Context) -> None:
+            context.set(f"s{n}", n)
+
+        return body
+
+    tasks = [cloaca.task(id="c1")(step(1))]
+    for n in (2, 3, 4):
+        tasks.append(cloaca.task(id=f"c{n}", dependencies=[f"c{n - 1}"])(step(n)))
+    cloaca.workflow("chain_commits", tasks)
+    db = fast_runner._store.db
+    fast_runner.execute("chain_commits")  # the first run prepares statements
+    costs: list[tuple[int, int]] = []
+    for _ in range(3):
+        tx0, trips0 = db.write_transactions, getattr(db, "round_trips", None)
+        result = fast_runner.execute("chain_commits")
+        assert result.status == "Completed", result.error_message
+        assert result.final_context.to_dict() == {"s1": 1, "s2": 2, "s3": 3, "s4": 4}
+        trips = getattr(db, "round_trips", None)
+        costs.append((db.write_transactions - tx0, -1 if trips is None else trips - trips0))
+    writes, trips = min(costs)
+    assert writes == 5
+    if getattr(db, "round_trips", None) is not None:
+        assert trips == 5

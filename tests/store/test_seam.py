@@ -396,9 +396,9 @@ def test_counting_an_outcome_reads_no_other_task_unless_it_ends_the_execution(
         "ready_at": None,
         "completed_at": "2026-01-01T00:00:00.000000Z",
         "execution_id": "wide",
+        "claim_by": None,
     }
-    args = ", ".join([*(str(literal(params[n])) for n in names[:-1]), "'{}'"])
-    assert names[-1] == "dependants"
+    args = ", ".join("'{}'" if n == "dependants" else str(literal(params[n])) for n in names)
     with psycopg.connect(require_postgres(), autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{pg_backend.location}"')
         conn.execute("SET plan_cache_mode = force_generic_plan")

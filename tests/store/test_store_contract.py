@@ -467,6 +467,139 @@ def test_the_only_task_of_a_cancelled_execution_leaves_it_cancelled(store: Store
     assert record.error_message == "cancelled"
 
 
+def _chain_shape() -> Shape:
+    """a -> b: b waits for a alone."""
+    return Shape(
+        name="wf",
+        version="0123456789abcdef",
+        order=("a", "b"),
+        deps={"a": (), "b": ("a",)},
+        rules={},
+        max_attempts={"a": 3, "b": 3},
+        dependents={"a": ("b",)},
+        position={"a": 0, "b": 1},
+    )
+
+
+def _record_handing_on(
+    store: Store, claimed: ClaimedTask, runner: str, shape: Shape, output: str = '{"a": 1}'
+) -> outcomes.Written:
+    """Record a Completed outcome whose attempt's slot may go to its dependant."""
+    outcome = outcomes.Outcome(claimed, shape, TaskStatus.COMPLETED, T0, output)
+    with store.write() as tx:
+        (written,) = outcomes.write_all(store, tx, runner, [outcome], [True])
+    return written.settled()
+
+
+def test_a_chain_task_hands_its_slot_to_its_next_task(store: Store) -> None:
+    """A finishing attempt whose slot may go on: the task that waits for it alone is either
+    claimed for the same runner by the recording statement (PostgreSQL: Running, its first
+    attempt, reported in ``claimed``, and nobody needs telling of Ready work) or left Ready
+    for a claim (the other dialects). Never both, never lost."""
+    e = make_execution(store, tasks=("a", "b"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    written = _record_handing_on(store, a, "r1", _chain_shape())
+    b = task_row(store, e, "b")
+    assert written.owned is True
+    if store.executions.finishes_with_commit:
+        assert written.claimed == (ClaimedTask(b.id, e, "wf", "0123456789abcdef", "b", 1, 3),)
+        assert (b.status, b.claimed_by, b.attempt) == (TaskStatus.RUNNING, "r1", 1)
+        assert written.may_ready is False
+        assert store.tasks.claim_ready("r2", ["wf"], 5, T0) == []
+    else:
+        assert (written.claimed, written.may_ready) == ((), True)
+        assert b.status is TaskStatus.READY
+        (taken,) = store.tasks.claim_ready("r1", ["wf"], 5, T0)
+        assert taken.task_id == "b"
+    with store.write() as tx:
+        assert store.executions.lock_counting_finished(tx, e, 0) == (ExecutionStatus.RUNNING, 1)
+
+
+def test_a_task_with_several_dependants_leaves_them_ready(store: Store) -> None:
+    """One slot cannot run two tasks: a fan-out's dependants become Ready for a claim."""
+    e = make_execution(store, tasks=("a", "b", "c"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    written = _record_handing_on(store, a, "r1", _fan_out_shape())
+    assert (written.owned, written.may_ready, written.claimed) == (True, True, ())
+    assert [task_row(store, e, t).status for t in "bc"] == [TaskStatus.READY] * 2
+
+
+def test_a_lost_claim_hands_nothing_on(store: Store) -> None:
+    e = make_execution(store, tasks=("a", "b"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    written = _record_handing_on(store, a, "r2", _chain_shape())
+    assert (written.owned, written.claimed) == (False, ())
+    b = task_row(store, e, "b")
+    assert (b.status, b.claimed_by, b.attempt) == (TaskStatus.NOT_STARTED, None, 0)
+
+
+def test_an_ended_execution_hands_nothing_on(store: Store) -> None:
+    e = make_execution(store, tasks=("a", "b"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    with store.write() as tx:
+        store.executions.lock(tx, e)
+        store.executions.finish(tx, e, ExecutionStatus.CANCELLED, T0, None, "cancelled")
+    written = _record_handing_on(store, a, "r1", _chain_shape())
+    assert (written.owned, written.claimed) == (True, ())
+    assert task_row(store, e, "b").status is TaskStatus.NOT_STARTED
+
+
+def _record_chain_end(store: Store, claimed: ClaimedTask, runner: str) -> outcomes.Written:
+    outcome = outcomes.Outcome(claimed, _chain_shape(), TaskStatus.COMPLETED, T0, '{"b": 2}')
+    with store.write() as tx:
+        (written,) = outcomes.write_all(store, tx, runner, [outcome])
+    return written.settled()
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["known_here", "read"])
+def test_the_last_task_of_a_chain_ends_its_execution(store: Store, known: bool) -> None:
+    """The last task's outcome ends the execution with the input and every output merged,
+    whether the other tasks' outputs are known here (recorded by this process: nothing
+    is read, and PostgreSQL sends it all with the COMMIT) or must be read."""
+    e = make_execution(store, tasks=("a", "b"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    with store.write() as tx:
+        store.tasks.finish_attempt(
+            tx, a, "r1", status=TaskStatus.COMPLETED, now=T0, output_json='{"a": 1}'
+        )
+        store.executions.count_finished(tx, e, 1)
+        store.tasks.set_status(tx, e, "b", TaskStatus.READY, T0)
+    if known:
+        store.executions.completed_here(e, "a", '{"a": 1}')
+    (b,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    store.executions.expected.expect(e)
+    trips = getattr(store.db, "round_trips", 0)
+    written = _record_chain_end(store, b, "r1")
+    assert written.ended is ExecutionStatus.COMPLETED
+    if known and store.executions.finishes_with_commit:
+        assert getattr(store.db, "round_trips", 0) - trips == 1
+    record = store.executions.get(e)
+    assert record is not None and record.status is ExecutionStatus.COMPLETED
+    assert record.final_context == '{"in": 1, "a": 1, "b": 2}'
+    found = store.executions.finished_result(e)
+    assert found is not None and found[0].status is ExecutionStatus.COMPLETED
+
+
+def test_the_last_task_of_a_chain_with_a_lost_claim_ends_nothing(store: Store) -> None:
+    e = make_execution(store, tasks=("a", "b"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    with store.write() as tx:
+        store.tasks.finish_attempt(
+            tx, a, "r1", status=TaskStatus.COMPLETED, now=T0, output_json='{"a": 1}'
+        )
+        store.executions.count_finished(tx, e, 1)
+        store.tasks.set_status(tx, e, "b", TaskStatus.READY, T0)
+    store.executions.completed_here(e, "a", '{"a": 1}')
+    (b,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    store.executions.expected.expect(e)
+    written = _record_chain_end(store, b, "r2")
+    assert (written.owned, written.ended) == (False, None)
+    record = store.executions.get(e)
+    assert record is not None and record.status is ExecutionStatus.RUNNING
+    assert task_row(store, e, "b").status is TaskStatus.RUNNING
+    assert store.executions.finished_result(e) is None
+
+
 def test_finish_task_sees_a_task_that_finished_while_it_waited_for_the_lock(
     store: Store,
 ) -> None:

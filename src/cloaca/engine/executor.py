@@ -164,7 +164,7 @@ class Executor:
                         later = self._store.tasks.claim_ready_later(
                             tx, self._runner_id, names, reserved, self._clock.now()
                         )
-                    claimed = self._committed_claims(later, {})
+                    claimed = self._with_inputs(claimed_from(later), {})
                     self._backlog = len(claimed) == reserved
                     if len(claimed) < reserved:
                         self._next_ready = self._store.tasks.next_ready_at(names)
@@ -336,11 +336,14 @@ class Executor:
         # transaction, they would turn away a start() in another thread meanwhile.
         extra = 0
         limit = 0
+        # A finished attempt's slot may go straight to the next task of its chain, claimed
+        # by the statement that records it (outcomes.write_all).
+        hand_on = [claims and done.holds_slot for done in batch]
 
         def record(tx: Tx) -> tuple[list[outcomes.Written], Later | None]:
             nonlocal claims_made, wanted, extra, limit
             written = outcomes.write_all(
-                self._store, tx, self._runner_id, [d.outcome for d in batch]
+                self._store, tx, self._runner_id, [d.outcome for d in batch], hand_on
             )
             retry_due = self._next_ready is not None and now >= self._next_ready
             # Claim only when something may be Ready: an empty claim is a round trip.
@@ -348,7 +351,8 @@ class Executor:
                 wanted = True
                 if not claims_made:  # a rerun of the transaction keeps its reservation
                     extra = self._slots.reserve(self._config.max_concurrent_tasks)
-                    limit = held + extra
+                handed = sum(1 for w in written if w.hands_on is not None)
+                limit = held - handed + extra
                 if not limit:
                     return written, None
                 claims_made = True
@@ -364,22 +368,30 @@ class Executor:
 
         results: list[outcomes.Written | None]
         claimed: list[Claim] = []
+        taken_count = 0  # what the claim took (not counting what outcomes claimed)
         failed = False
         try:
             # The whole transaction is retried on transient database errors; an outcome
             # the database still refuses is kept and offered again on later rounds (see
             # engine/outcomes.py): never dropped, so the task is never stranded Running.
             written, taken = self._store.write_retrying(record, "recording task outcomes")
-            results = [w.settled() for w in written]
-            if taken is not None:
-                # What this transaction recorded Completed is the input of what it claimed
-                # next in a chain: no need to read it back.
-                outputs = {
-                    (d.outcome.claimed.execution_id, d.outcome.claimed.task_id): d.outcome.output
-                    for d, w in zip(batch, results, strict=True)
-                    if w is not None and w.owned and d.outcome.status is TaskStatus.COMPLETED
-                }
-                claimed = self._committed_claims(taken, outputs)
+            settled = [w.settled() for w in written]
+            results = [*settled]
+            # What this transaction recorded Completed is the input of what it claimed next
+            # in a chain (no need to read it back), and tells how its execution ends once
+            # the last task finishes here (see outcomes.write_all).
+            outputs: Outputs = {}
+            for done, w in zip(batch, settled, strict=True):
+                outcome = done.outcome
+                if w.owned and outcome.status is TaskStatus.COMPLETED:
+                    task = (outcome.claimed.execution_id, outcome.claimed.task_id)
+                    outputs[task] = outcome.output
+                    self._store.executions.completed_here(*task, outcome.output)
+            handed = [c for w in settled for c in w.claimed]
+            fresh = claimed_from(taken) if taken is not None else []
+            taken_count = len(fresh)
+            if handed or fresh:
+                claimed = self._with_inputs([*handed, *fresh], outputs)
         except Exception as exc:
             failed = True
             results = self.unrecorded.salvage([d.outcome for d in batch], exc)
@@ -389,8 +401,8 @@ class Executor:
                 self._inflight.pop(key, None)
             self._slots.give_back(held + extra - len(claimed))
         if claims_made:
-            self._backlog = len(claimed) == limit
-        if failed or not claims or (wanted and len(claimed) == limit):
+            self._backlog = taken_count == limit
+        if failed or not claims or (wanted and taken_count == limit):
             self._dirty = True  # the loop claims (again): this round could not or did not finish
         for claim in claimed:
             self._dispatch(*claim)
@@ -403,10 +415,10 @@ class Executor:
         if failed or self._dirty or self._next_ready is not None:
             self._wake()
 
-    def _committed_claims(self, later: Later, outputs: Outputs) -> list[Claim]:
-        """What a committed claim took, with each task's input (see committed_inputs).
-        Never raises: the claims are this runner's now and must be dispatched."""
-        claimed = claimed_from(later)
+    def _with_inputs(self, claimed: list[ClaimedTask], outputs: Outputs) -> list[Claim]:
+        """What a committed transaction claimed, with each task's input (see
+        committed_inputs). Never raises: the claims are this runner's now and must be
+        dispatched."""
         shapes: dict[tuple[str, str], Shape | None] = {}
         for c in claimed:
             key = (c.workflow_name, c.workflow_version)
@@ -428,6 +440,7 @@ class Executor:
         if written.unended and outcome.shape is not None:
             ended = self._end_counted(outcome.claimed.execution_id, outcome.shape)
         if ended is not None:
+            self._store.executions.ended_here(outcome.claimed.execution_id)
             self._on_finished(outcome.claimed.execution_id, ended)
 
     def _end_counted(self, execution_id: str, shape: Shape) -> ExecutionStatus | None:

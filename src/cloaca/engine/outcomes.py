@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -30,6 +30,7 @@ from cloaca.engine.planner import advance, ending
 from cloaca.engine.shape import Shape
 from cloaca.store.core import Store
 from cloaca.store.db import Later, TransientStoreError, Tx
+from cloaca.store.executions import handed_on
 from cloaca.store.records import (
     AttemptOutcome,
     ClaimedTask,
@@ -96,12 +97,18 @@ class Written:
     #: The pending statement counted the execution's last task but did not end it: the
     #: writer ends it in a transaction of its own (``planner.end_counted``).
     unended: bool = False
+    #: The attempt whose pending statement claims its dependants for this runner: its slot
+    #: is handed on to them (see ``write_all``'s ``hand_on``).
+    hands_on: ClaimedTask | None = None
+    #: What the committed statement claimed that way (they run in the slot handed on).
+    claimed: tuple[ClaimedTask, ...] = ()
 
     def settled(self) -> Written:
         """This record as its committed transaction found it."""
         if self.pending is None:
             return self
-        head = next(r for r in self.pending.rows if r.get("task_id") is None)
+        rows = self.pending.rows
+        head = next(r for r in rows if r.get("task_id") is None)
         owned = bool(head["owned"])
         ended = None
         unended = False
@@ -110,14 +117,28 @@ class Written:
             if active and int(head["remaining_tasks"]) <= 0:
                 ended = self.ends
                 unended = ended is None
-        return Written(owned, ended, None, owned and self.may_ready, unended=unended)
+        claimed = () if self.hands_on is None else tuple(handed_on(rows, self.hands_on))
+        may_ready = owned and self.may_ready
+        return Written(owned, ended, None, may_ready, unended=unended, claimed=claimed)
 
 
-def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> list[Written]:
+def write_all(
+    store: Store,
+    tx: Tx,
+    runner_id: str,
+    batch: list[Outcome],
+    hand_on: Sequence[bool] = (),
+) -> list[Written]:
     """Record every outcome of ``batch`` inside ``tx`` (safe to run again after a
     rollback): their attempt-history rows in one statement, the final outcomes with their
     executions' counts in one round trip (:meth:`ExecutionQueries.finish_tasks`), then the
     planning step of each, in the batch's order.
+
+    ``hand_on[i]``: the slot of ``batch[i]``'s attempt may go to what it makes Ready. A
+    Completed task whose one dependant waits for it alone (a chain's next task) then
+    claims that dependant in the statement that records it, where the dialect sends it
+    with the COMMIT: the next task needs no claim of its own, and nobody is told of Ready
+    work (there is none). Its :attr:`Written.hands_on` is set until the COMMIT settles it.
 
     Planning after all of the batch's outcomes are counted decides what planning after
     each would: a count reaches zero only once every task of the execution is final, so
@@ -133,7 +154,8 @@ def write_all(store: Store, tx: Tx, runner_id: str, batch: list[Outcome]) -> lis
         if not status.is_terminal or o.shape is None:
             continue
         final = FinalOutcome(o.claimed, status, o.now, o.output, o.error, o.traceback)
-        written = _sent_with_commit(store, tx, runner_id, o.shape, final)
+        hands_on = i < len(hand_on) and hand_on[i]
+        written = _sent_with_commit(store, tx, runner_id, o.shape, final, hands_on)
         if written is not None:
             sent[i] = written
         else:
@@ -176,7 +198,7 @@ def write(store: Store, tx: Tx, runner_id: str, outcome: Outcome) -> Written:
 
 
 def _sent_with_commit(
-    store: Store, tx: Tx, runner_id: str, shape: Shape, final: FinalOutcome
+    store: Store, tx: Tx, runner_id: str, shape: Shape, final: FinalOutcome, hand_on: bool
 ) -> Written | None:
     """Record a final outcome whose planning step needs nothing read first, in statements
     sent with the COMMIT where the dialect allows (PostgreSQL): a Completed task that alone
@@ -185,27 +207,49 @@ def _sent_with_commit(
     tasks nothing depends on. None otherwise."""
     if not store.executions.finishes_with_commit:
         return None
-    task_id, execution_id = final.claimed.task_id, final.claimed.execution_id
+    task_id = final.claimed.task_id
     if final.status is TaskStatus.COMPLETED:
         dependants = shape.ready_after(task_id)
         if dependants:
-            later = store.executions.finish_counting_later(tx, runner_id, final, dependants)
-            return Written(True, None, None, True, later)
-    if shape.order != (task_id,):
-        if shape.dependents.get(task_id) or shape.sinks < 2:
-            return None
-        # One of several tasks nothing depends on (a wide execution's): most such outcomes
-        # leave others unfinished, so the count is not read before the COMMIT; the one
-        # that finds it reached zero ends the execution in a transaction of its own.
-        later = store.executions.finish_counting_later(tx, runner_id, final)
-        return Written(True, None, None, False, later)
+            claim = hand_on and len(dependants) == 1
+            later = store.executions.finish_counting_later(
+                tx, runner_id, final, dependants, claim=claim
+            )
+            hands_on = final.claimed if claim else None
+            return Written(True, None, None, not claim, later, hands_on=hands_on)
+    if shape.dependents.get(task_id):
+        return None
+    ends = _known_ending(store, shape, final)
+    if ends is not None:
+        later = store.executions.finish_last_later(tx, runner_id, final, ends)
+        return Written(True, None, None, False, later, ends[0])
+    if shape.sinks < 2:
+        return None
+    # One of several tasks nothing depends on (a wide execution's): most such outcomes
+    # leave others unfinished, so the count is not read before the COMMIT; the one that
+    # finds it reached zero ends the execution in a transaction of its own.
+    later = store.executions.finish_counting_later(tx, runner_id, final)
+    return Written(True, None, None, False, later)
+
+
+def _known_ending(
+    store: Store, shape: Shape, final: FinalOutcome
+) -> tuple[ExecutionStatus, str, str | None] | None:
+    """How the execution ends after ``final`` when nothing needs reading to tell: it is the
+    execution's only task, or this process recorded every other one Completed (a chain's
+    last task, run here after the others); None otherwise."""
+    task_id, execution_id = final.claimed.task_id, final.claimed.execution_id
     context = store.executions.known_context(execution_id)
     if context is None:
         return None
     results = {task_id: (final.status, final.output_json, final.error)}
-    ends = ending(shape, (context, results))
-    later = store.executions.finish_last_later(tx, runner_id, final, ends)
-    return Written(True, None, None, False, later, ends[0])
+    if len(shape.order) > 1:
+        others = store.executions.known_outputs(execution_id, task_id, len(shape.order))
+        if others is None:
+            return None
+        for other, output in others.items():
+            results[other] = (TaskStatus.COMPLETED, output, None)
+    return ending(shape, (context, results))
 
 
 def _final_status(store: Store, tx: Tx, outcome: Outcome) -> tuple[TaskStatus, datetime | None]:

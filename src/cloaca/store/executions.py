@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from cloaca.clock import from_db_time, to_db_time
-from cloaca.store.contexts import ContextCache
+from cloaca.store.contexts import ContextCache, KnownOutputs
 from cloaca.store.db import Database, Later, Row, Tx
 from cloaca.store.expected import ExpectedResults
 from cloaca.store.group import Notices, QueryGroup
 from cloaca.store.records import (
+    ClaimedTask,
     ExecutionRecord,
     ExecutionStatus,
     FinalOutcome,
@@ -32,10 +33,10 @@ _ONE_STATEMENT_FINISH = frozenset({"postgres"})
 
 
 def _final_params(
-    runner_id: str, final: FinalOutcome, dependants: Sequence[str] = ()
+    runner_id: str, final: FinalOutcome, dependants: Sequence[str] = (), claim: bool = False
 ) -> dict[str, object]:
     """The parameters of the statements that record and count a final outcome (with the
-    dependants ``task_finish_counting`` makes Ready)."""
+    dependants ``task_finish_counting`` makes Ready, or claims for ``runner_id``)."""
     params = finish_params(
         final.claimed,
         runner_id,
@@ -47,6 +48,7 @@ def _final_params(
     )
     params["execution_id"] = final.claimed.execution_id
     params["dependants"] = [*dependants]
+    params["claim_by"] = runner_id if claim else None
     return params
 
 
@@ -62,6 +64,24 @@ def _with_tasks(rows: list[Row]) -> tuple[ExecutionRecord | None, list[TaskExecu
     return ExecutionRecord.from_row(rows[0]), tasks
 
 
+def handed_on(rows: Sequence[Row], finishing: ClaimedTask) -> list[ClaimedTask]:
+    """The dependants a committed ``task_finish_counting`` with ``claim_by`` claimed for
+    the runner whose attempt ``finishing`` it recorded (tasks of the same execution)."""
+    return [
+        ClaimedTask(
+            int(r["claimed_id"]),
+            finishing.execution_id,
+            finishing.workflow_name,
+            finishing.workflow_version,
+            r["task_id"],
+            int(r["attempt"]),
+            int(r["max_attempts"]),
+        )
+        for r in rows
+        if r["claimed_id"] is not None
+    ]
+
+
 class ExecutionQueries(QueryGroup):
     """``Store.executions``: workflow executions."""
 
@@ -70,6 +90,7 @@ class ExecutionQueries(QueryGroup):
         #: Executions a thread of this process waits for (see :meth:`finished_result`).
         self.expected = ExpectedResults()
         self._contexts = ContextCache()
+        self._outputs = KnownOutputs()
 
     # -- the engine's write path --------------------------------------------------------------
 
@@ -132,6 +153,23 @@ class ExecutionQueries(QueryGroup):
     def known_context(self, execution_id: str) -> str | None:
         """The input context JSON of an execution if one was read here already."""
         return self._contexts.get(execution_id)
+
+    def completed_here(self, execution_id: str, task_id: str, output: str | None) -> None:
+        """A committed transaction of this process recorded ``task_id`` Completed with
+        ``output`` (kept where :attr:`finishes_with_commit`: see :meth:`known_outputs`)."""
+        if self.finishes_with_commit:
+            self._outputs.add(execution_id, task_id, output)
+
+    def known_outputs(
+        self, execution_id: str, task_id: str, tasks: int
+    ) -> dict[str, str | None] | None:
+        """Task id -> output of every task but ``task_id`` of an execution of ``tasks``
+        tasks, when this process recorded all of them Completed; else None."""
+        return self._outputs.others(execution_id, task_id, tasks)
+
+    def ended_here(self, execution_id: str) -> None:
+        """The execution ended: what is kept of its tasks is no longer needed."""
+        self._outputs.drop(execution_id)
 
     def context(self, tx: Tx, execution_id: str) -> str:
         """The input context JSON of an execution (it never changes: read once here)."""
@@ -197,7 +235,13 @@ class ExecutionQueries(QueryGroup):
         return self.db.dialect in _ONE_STATEMENT_FINISH
 
     def finish_counting_later(
-        self, tx: Tx, runner_id: str, final: FinalOutcome, dependants: Sequence[str] = ()
+        self,
+        tx: Tx,
+        runner_id: str,
+        final: FinalOutcome,
+        dependants: Sequence[str] = (),
+        *,
+        claim: bool = False,
     ) -> Later:
         """Record a final outcome and count it, as :meth:`finish_tasks` does, in a statement
         sent with the COMMIT (only where :attr:`finishes_with_commit`); the rows are
@@ -205,11 +249,13 @@ class ExecutionQueries(QueryGroup):
 
         ``dependants``: tasks a Completed one decides alone (each waits for it only, under
         the default rule); they are made Ready in the same statement while the execution is
-        active, as planning after it would. Without any, the outcome plans nothing: if its
-        rows show the count reached zero, the caller ends the execution in a transaction
-        of its own."""
-        later = tx.later("task_finish_counting", _final_params(runner_id, final, dependants))
-        if dependants:
+        active, as planning after it would, or with ``claim`` claimed by ``runner_id`` at
+        once (:func:`~cloaca.store.tasks.claimed_from` reads them from the rows). Without
+        any, the outcome plans nothing: if its rows show the count reached zero, the caller
+        ends the execution in a transaction of its own."""
+        params = _final_params(runner_id, final, dependants, claim)
+        later = tx.later("task_finish_counting", params)
+        if dependants and not claim:
             self.notices.ready(tx)
         return later
 
@@ -220,11 +266,12 @@ class ExecutionQueries(QueryGroup):
         final: FinalOutcome,
         ending: tuple[ExecutionStatus, str, str | None],
     ) -> Later:
-        """Record the final outcome of an execution's only task and end the execution as
-        ``ending`` says (status, final context JSON, error), when this runner still owned
-        the attempt and the execution is active: what :meth:`finish_tasks` and then
-        :meth:`finish` would do, in statements sent with the COMMIT (only where
-        :attr:`finishes_with_commit`). The rows are ``task_finish_counting``'s."""
+        """Record the final outcome of an execution's last unfinished task and end the
+        execution as ``ending`` says (status, final context JSON, error), when this runner
+        still owned the attempt, the count left no task unfinished and the execution is
+        active: what :meth:`finish_tasks` and then :meth:`finish` would do, in statements
+        sent with the COMMIT (only where :attr:`finishes_with_commit`). The rows are
+        ``task_finish_counting``'s."""
         execution_id = final.claimed.execution_id
         counted = self.finish_counting_later(tx, runner_id, final)
         status, final_context, error = ending
@@ -272,7 +319,7 @@ class ExecutionQueries(QueryGroup):
         results = {
             r["task_id"]: (TaskStatus(r["task_status"]), r["output"], r["error"])
             for r in rows
-            if r["task_id"] is not None
+            if r["task_id"] is not None and r["claimed_id"] is None
         }
         context = head["context"]
         if any(not s.is_terminal for s, _, _ in results.values()):

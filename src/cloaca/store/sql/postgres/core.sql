@@ -201,7 +201,10 @@ WHERE id = %(id)s AND status = 'Running' AND attempt = %(attempt)s
 -- (a task that finished meanwhile). ``dependants``: tasks this one, Completed, decides
 -- alone (each waits for it only, under the default rule): they become Ready here as
 -- task_set_status makes them, while the execution is active, and the count cannot reach
--- zero then. The updates run in this order (task row, execution row, dependants), as the
+-- zero then. ``claim_by``: a runner id that claims those dependants in the same update
+-- (Running, its next attempt: the finishing attempt hands its slot on, as a claim after it
+-- would take them), or NULL to leave them Ready; rows with ``claimed_id`` are the claimed
+-- ones. The updates run in this order (task row, execution row, dependants), as the
 -- separate statements do. The conditions on the dependants' array and on ``ending`` take
 -- only parameters and CTE results, so even the generic plan of the prepared statement
 -- checks them once, before it reads any task row: otherwise it scans every task of a wide
@@ -221,22 +224,32 @@ WITH t AS (
               remaining_tasks <= 0 AND status IN ('Pending', 'Running') AS ending
 ), d AS (
     UPDATE cloaca_task_executions
-    SET status = 'Ready', error = NULL, ready_at = %(completed_at)s, completed_at = NULL
+    SET status = CASE WHEN CAST(%(claim_by)s AS TEXT) IS NULL THEN 'Ready' ELSE 'Running' END,
+        claimed_by = %(claim_by)s,
+        attempt = attempt + CASE WHEN CAST(%(claim_by)s AS TEXT) IS NULL THEN 0 ELSE 1 END,
+        started_at = CASE WHEN CAST(%(claim_by)s AS TEXT) IS NULL THEN started_at
+                          ELSE %(completed_at)s END,
+        sub_status = NULL, error = NULL, ready_at = %(completed_at)s, completed_at = NULL
     WHERE execution_id = %(execution_id)s AND task_id = ANY(%(dependants)s)
       AND status = 'NotStarted'
       AND cardinality(CAST(%(dependants)s AS TEXT[])) > 0
       AND EXISTS (SELECT 1 FROM e WHERE e.status IN ('Pending', 'Running'))
+    RETURNING id, task_id, attempt, max_attempts
 )
 SELECT (SELECT COUNT(*) FROM t) AS owned, e.status, e.remaining_tasks,
        CASE WHEN e.ending THEN e.context END AS context, CAST(NULL AS TEXT) AS task_id,
        CAST(NULL AS TEXT) AS task_status, CAST(NULL AS TEXT) AS output,
-       CAST(NULL AS TEXT) AS error
+       CAST(NULL AS TEXT) AS error, CAST(NULL AS BIGINT) AS claimed_id,
+       CAST(NULL AS BIGINT) AS attempt, CAST(NULL AS BIGINT) AS max_attempts
 FROM (SELECT 1) AS one LEFT JOIN e ON TRUE
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, x.task_id, x.status, x.output, x.error
+SELECT NULL, NULL, NULL, NULL, x.task_id, x.status, x.output, x.error, NULL, NULL, NULL
 FROM cloaca_task_executions x
 WHERE x.execution_id = %(execution_id)s AND x.id <> %(id)s
   AND EXISTS (SELECT 1 FROM e WHERE e.ending)
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, d.task_id, 'Running', NULL, NULL, d.id, d.attempt, d.max_attempts
+FROM d WHERE CAST(%(claim_by)s AS TEXT) IS NOT NULL
 
 -- name: task_attempt_record
 -- One attempt in the history, written just before task_finish_attempt in the same
