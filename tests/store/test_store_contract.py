@@ -544,6 +544,45 @@ def test_an_ended_execution_hands_nothing_on(store: Store) -> None:
     assert task_row(store, e, "b").status is TaskStatus.NOT_STARTED
 
 
+def _join_shape() -> Shape:
+    """(a, b) -> c: c waits for both."""
+    return Shape(
+        name="wf",
+        version="0123456789abcdef",
+        order=("a", "b", "c"),
+        deps={"a": (), "b": (), "c": ("a", "b")},
+        rules={},
+        max_attempts={"a": 3, "b": 3, "c": 3},
+        dependents={"a": ("c",), "b": ("c",)},
+        position={"a": 0, "b": 1, "c": 2},
+    )
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["known_here", "read"])
+def test_the_last_branch_of_a_fan_in_plans_its_join(store: Store, known: bool) -> None:
+    """The join becomes Ready (or, where the slot is handed on, claimed) when its last
+    dependency completes, whether the others' outcomes are known here (nothing read) or
+    must be read; before that it stays NotStarted."""
+    e = make_execution(store, tasks=("a", "b", "c"), ready={"a": T0, "b": T0})
+    a, b = store.tasks.claim_ready("r1", ["wf"], 2, T0)
+    first = _record_handing_on(store, a, "r1", _join_shape())
+    assert (first.owned, first.claimed) == (True, ())
+    assert task_row(store, e, "c").status is TaskStatus.NOT_STARTED
+    if known:
+        store.executions.completed_here(e, "a", '{"a": 1}')
+    last = _record_handing_on(store, b, "r1", _join_shape(), output='{"b": 2}')
+    c = task_row(store, e, "c")
+    if last.claimed:
+        assert known and store.executions.finishes_with_commit
+        assert last.claimed == (ClaimedTask(c.id, e, "wf", "0123456789abcdef", "c", 1, 3),)
+        assert (c.status, c.claimed_by) == (TaskStatus.RUNNING, "r1")
+    else:
+        assert not (known and store.executions.finishes_with_commit)
+        assert c.status is TaskStatus.READY
+    with store.write() as tx:
+        assert store.executions.lock_counting_finished(tx, e, 0) == (ExecutionStatus.RUNNING, 1)
+
+
 def _record_chain_end(store: Store, claimed: ClaimedTask, runner: str) -> outcomes.Written:
     outcome = outcomes.Outcome(claimed, _chain_shape(), TaskStatus.COMPLETED, T0, '{"b": 2}')
     with store.write() as tx:

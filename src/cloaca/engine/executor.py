@@ -427,7 +427,16 @@ class Executor:
                     shapes[key] = self.shapes.for_version(*key)
                 except Exception:  # the attempt reads its input (and shape) itself
                     shapes[key] = None
-        data = committed_inputs(self._store, claimed, shapes, outputs)
+        known = dict(outputs)
+        for c in claimed:  # a join's other inputs, recorded Completed here before
+            shape = shapes.get((c.workflow_name, c.workflow_version))
+            deps = shape.deps.get(c.task_id, ()) if shape is not None else ()
+            if len(deps) > 1:
+                missing = [d for d in deps if (c.execution_id, d) not in known]
+                found = self._store.executions.completed_outputs(c.execution_id, missing)
+                for d, output in (found or {}).items():
+                    known[(c.execution_id, d)] = output
+        data = committed_inputs(self._store, claimed, shapes, known)
         return list(zip(claimed, data, strict=True))
 
     def _written(self, outcome: Outcome, written: outcomes.Written) -> None:

@@ -209,7 +209,7 @@ def _sent_with_commit(
         return None
     task_id = final.claimed.task_id
     if final.status is TaskStatus.COMPLETED:
-        dependants = shape.ready_after(task_id)
+        dependants = _decided_by(store, shape, final.claimed)
         if dependants:
             claim = hand_on and len(dependants) == 1
             later = store.executions.finish_counting_later(
@@ -230,6 +230,28 @@ def _sent_with_commit(
     # finds it reached zero ends the execution in a transaction of its own.
     later = store.executions.finish_counting_later(tx, runner_id, final)
     return Written(True, None, None, False, later)
+
+
+def _decided_by(store: Store, shape: Shape, claimed: ClaimedTask) -> tuple[str, ...] | None:
+    """The dependants the completion of ``claimed``'s task makes Ready with nothing read:
+    those that wait for it alone (``Shape.ready_after``), or, under the default rule, whose
+    every other dependency this process recorded Completed (a fan-in's join when its
+    branches ran here: a Completed task never changes again). None if any must be
+    planned by reading the statuses."""
+    task_id = claimed.task_id
+    alone = shape.ready_after(task_id)
+    if alone is not None:
+        return alone
+    dependants = shape.dependents.get(task_id)
+    if not dependants:
+        return None
+    for dependant in dependants:
+        if shape.rules.get(dependant) is not None:
+            return None
+        others = [d for d in shape.deps[dependant] if d != task_id]
+        if store.executions.completed_outputs(claimed.execution_id, others) is None:
+            return None
+    return dependants
 
 
 def _known_ending(

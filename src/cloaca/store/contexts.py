@@ -5,6 +5,7 @@ once, not once per claim transaction) and the outputs of tasks it recorded Compl
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 #: Bytes of context JSON kept at most (the oldest entries go first).
 CACHE_BYTES = 4 * 1024 * 1024
@@ -71,6 +72,20 @@ class KnownOutputs:
             if known is None or len(known) != tasks - 1 or task_id in known:
                 return None
             return dict(known)
+
+    def get(self, execution_id: str, task_ids: Iterable[str]) -> dict[str, str | None] | None:
+        """The outputs of ``task_ids`` (tasks of the execution), or None unless all of them
+        are known."""
+        with self._lock:
+            known = self._outputs.get(execution_id)
+            if known is None:
+                return None
+            found: dict[str, str | None] = {}
+            for task_id in task_ids:
+                if task_id not in known:
+                    return None
+                found[task_id] = known[task_id]
+            return found
 
     def drop(self, execution_id: str) -> None:
         """Forget an execution (it ended)."""

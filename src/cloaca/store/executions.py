@@ -167,6 +167,13 @@ class ExecutionQueries(QueryGroup):
         tasks, when this process recorded all of them Completed; else None."""
         return self._outputs.others(execution_id, task_id, tasks)
 
+    def completed_outputs(
+        self, execution_id: str, task_ids: Iterable[str]
+    ) -> dict[str, str | None] | None:
+        """Task id -> output of ``task_ids``, when this process recorded all of them
+        Completed; else None."""
+        return self._outputs.get(execution_id, task_ids)
+
     def ended_here(self, execution_id: str) -> None:
         """The execution ended: what is kept of its tasks is no longer needed."""
         self._outputs.drop(execution_id)
