@@ -350,12 +350,29 @@ def test_our_literals_read_back_as_the_values_they_quote(value: object) -> None:
             assert conn.execute(f"SELECT 1 -{text}").fetchone() == (1 - value,)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [[], ["t01"], ["a", "b c", 'q"x', "back\\slash", "it's", "NULL", "{}", ",", ""]],
+)
+def test_our_array_literals_read_back_as_the_lists_they_quote(value: list[str]) -> None:
+    """A list of strings (a task's dependants) is bound as an array literal by our own
+    quoting too; it reads back as a text array of the same strings."""
+    import psycopg
+
+    from cloaca.store.drivers.pg_tx import literal
+
+    text = literal(value)
+    assert text is not None
+    with psycopg.connect(require_postgres(), autocommit=True) as conn:
+        assert conn.execute(f"SELECT CAST({text} AS TEXT[])").fetchone() == (value,)
+
+
 def test_values_our_quoting_leaves_to_psycopg() -> None:
     """A NUL (which no PostgreSQL text holds), floats and other types go to psycopg,
     which refuses or quotes them."""
     from cloaca.store.drivers.pg_tx import literal
 
-    for value in ["a\0b", 1.5, float("nan"), b"bytes", T0]:
+    for value in ["a\0b", 1.5, float("nan"), b"bytes", T0, ["a\0b"], [1]]:
         assert literal(value) is None
 
 
@@ -398,7 +415,8 @@ def test_counting_an_outcome_reads_no_other_task_unless_it_ends_the_execution(
         "execution_id": "wide",
         "claim_by": None,
     }
-    args = ", ".join("'{}'" if n == "dependants" else str(literal(params[n])) for n in names)
+    params["dependants"] = []
+    args = ", ".join(str(literal(params[n])) for n in names)
     with psycopg.connect(require_postgres(), autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{pg_backend.location}"')
         conn.execute("SET plan_cache_mode = force_generic_plan")

@@ -103,6 +103,9 @@ def literal(value: Any) -> str | None:
     context), unless the tag occurs in it (a value ending in ``$cloaca`` would close it
     early). A NUL, which no PostgreSQL text can hold, is left to psycopg, which refuses it.
     A negative integer gets a space in front: ``-%(x)s`` must not become a ``--`` comment.
+    A list of strings becomes an untyped array literal, ``'{"a","b"}'`` (every element in
+    double quotes, each backslash and double quote in it escaped by a backslash), as psycopg
+    writes one.
     """
     kind = type(value)
     if kind is str:
@@ -119,6 +122,9 @@ def literal(value: Any) -> str | None:
         return "true" if value else "false"
     if kind is int:
         return str(value) if value >= 0 else f" {value}"
+    if kind is list and all(type(v) is str and "\0" not in v for v in value):
+        items = ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value)
+        return "'{" + items.replace("'", "''") + "}'"
     return None
 
 
