@@ -414,6 +414,16 @@ def _record_last(
     return written.settled()
 
 
+def assert_completed_with(store: Store, execution_id: str, final_context: str) -> None:
+    """The execution Completed with ``final_context``, and a waiter here gets it from the
+    transaction that ended it."""
+    record = store.executions.get(execution_id)
+    assert record is not None and record.status is ExecutionStatus.COMPLETED
+    assert record.final_context == final_context
+    found = store.executions.finished_result(execution_id)
+    assert found is not None and found[0].status is ExecutionStatus.COMPLETED
+
+
 def test_the_only_task_ends_its_execution_with_its_outcome(store: Store) -> None:
     """Recording the outcome of an execution's only task ends the execution with the
     input and the output merged (PostgreSQL sends it all with the COMMIT); a waiter
@@ -423,11 +433,7 @@ def test_the_only_task_ends_its_execution_with_its_outcome(store: Store) -> None
     store.executions.expected.expect(e)
     written = _record_last(store, a, "r1", output='{"in": 2, "out": {"x": 1}}')
     assert written == outcomes.Written(True, ExecutionStatus.COMPLETED, None, False)
-    record = store.executions.get(e)
-    assert record is not None and record.status is ExecutionStatus.COMPLETED
-    assert record.final_context == '{"in": 2, "out": {"x": 1}}'
-    found = store.executions.finished_result(e)
-    assert found is not None and found[0].status is ExecutionStatus.COMPLETED
+    assert_completed_with(store, e, '{"in": 2, "out": {"x": 1}}')
 
 
 def test_the_only_task_failing_fails_its_execution(store: Store) -> None:
@@ -583,6 +589,23 @@ def test_the_last_branch_of_a_fan_in_plans_its_join(store: Store, known: bool) -
         assert store.executions.lock_counting_finished(tx, e, 0) == (ExecutionStatus.RUNNING, 1)
 
 
+def _chain_at_its_last_task(store: Store, known: bool) -> tuple[str, ClaimedTask]:
+    """An execution of a -> b with a Completed (``known``: by this process) and b claimed
+    by r1; returns its id and b's claim."""
+    e = make_execution(store, tasks=("a", "b"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    with store.write() as tx:
+        store.tasks.finish_attempt(
+            tx, a, "r1", status=TaskStatus.COMPLETED, now=T0, output_json='{"a": 1}'
+        )
+        store.executions.count_finished(tx, e, 1)
+        store.tasks.set_status(tx, e, "b", TaskStatus.READY, T0)
+    if known:
+        store.executions.completed_here(e, "a", '{"a": 1}')
+    (b,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    return e, b
+
+
 def _record_chain_end(store: Store, claimed: ClaimedTask, runner: str) -> outcomes.Written:
     outcome = outcomes.Outcome(claimed, _chain_shape(), TaskStatus.COMPLETED, T0, '{"b": 2}')
     with store.write() as tx:
@@ -595,41 +618,18 @@ def test_the_last_task_of_a_chain_ends_its_execution(store: Store, known: bool) 
     """The last task's outcome ends the execution with the input and every output merged,
     whether the other tasks' outputs are known here (recorded by this process: nothing
     is read, and PostgreSQL sends it all with the COMMIT) or must be read."""
-    e = make_execution(store, tasks=("a", "b"), ready={"a": T0})
-    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
-    with store.write() as tx:
-        store.tasks.finish_attempt(
-            tx, a, "r1", status=TaskStatus.COMPLETED, now=T0, output_json='{"a": 1}'
-        )
-        store.executions.count_finished(tx, e, 1)
-        store.tasks.set_status(tx, e, "b", TaskStatus.READY, T0)
-    if known:
-        store.executions.completed_here(e, "a", '{"a": 1}')
-    (b,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    e, b = _chain_at_its_last_task(store, known)
     store.executions.expected.expect(e)
     trips = getattr(store.db, "round_trips", 0)
     written = _record_chain_end(store, b, "r1")
     assert written.ended is ExecutionStatus.COMPLETED
     if known and store.executions.finishes_with_commit:
         assert getattr(store.db, "round_trips", 0) - trips == 1
-    record = store.executions.get(e)
-    assert record is not None and record.status is ExecutionStatus.COMPLETED
-    assert record.final_context == '{"in": 1, "a": 1, "b": 2}'
-    found = store.executions.finished_result(e)
-    assert found is not None and found[0].status is ExecutionStatus.COMPLETED
+    assert_completed_with(store, e, '{"in": 1, "a": 1, "b": 2}')
 
 
 def test_the_last_task_of_a_chain_with_a_lost_claim_ends_nothing(store: Store) -> None:
-    e = make_execution(store, tasks=("a", "b"), ready={"a": T0})
-    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
-    with store.write() as tx:
-        store.tasks.finish_attempt(
-            tx, a, "r1", status=TaskStatus.COMPLETED, now=T0, output_json='{"a": 1}'
-        )
-        store.executions.count_finished(tx, e, 1)
-        store.tasks.set_status(tx, e, "b", TaskStatus.READY, T0)
-    store.executions.completed_here(e, "a", '{"a": 1}')
-    (b,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    e, b = _chain_at_its_last_task(store, known=True)
     store.executions.expected.expect(e)
     written = _record_chain_end(store, b, "r2")
     assert (written.owned, written.ended) == (False, None)
