@@ -428,11 +428,11 @@ class Executor:
                 except Exception:  # the attempt reads its input (and shape) itself
                     shapes[key] = None
         known = dict(outputs)
-        for c in claimed:  # a join's other inputs, recorded Completed here before
+        for c in claimed:  # inputs recorded Completed here by earlier transactions
             shape = shapes.get((c.workflow_name, c.workflow_version))
             deps = shape.deps.get(c.task_id, ()) if shape is not None else ()
-            if len(deps) > 1:
-                missing = [d for d in deps if (c.execution_id, d) not in known]
+            missing = [d for d in deps if (c.execution_id, d) not in known]
+            if missing:
                 found = self._store.executions.completed_outputs(c.execution_id, missing)
                 for d, output in (found or {}).items():
                     known[(c.execution_id, d)] = output
