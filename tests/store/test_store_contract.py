@@ -639,6 +639,38 @@ def test_the_last_task_of_a_chain_with_a_lost_claim_ends_nothing(store: Store) -
     assert store.executions.finished_result(e) is None
 
 
+def test_claimed_branches_read_their_shared_input_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Branches of a fan-out claimed together, each waiting for the same source that
+    finished in another transaction: their inputs come from one read of its output, not
+    one read per branch, and each branch gets a dict of its own."""
+    from cloaca.engine.inputs import committed_inputs
+
+    e = make_execution(store, tasks=("a", "b", "c"), ready={"a": T0})
+    (a,) = store.tasks.claim_ready("r1", ["wf"], 1, T0)
+    with store.write() as tx:
+        store.tasks.finish_attempt(
+            tx, a, "r1", status=TaskStatus.COMPLETED, now=T0, output_json='{"a": 1}'
+        )
+        store.tasks.set_status(tx, e, "b", TaskStatus.READY, T0)
+        store.tasks.set_status(tx, e, "c", TaskStatus.READY, T0)
+    claimed = store.tasks.claim_ready("r1", ["wf"], 2, T0)
+    reads: list[list[str]] = []
+    real = store.tasks.outputs
+
+    def counting(tx: Any, execution_id: str, task_ids: Any) -> Any:
+        reads.append(list(task_ids))
+        return real(tx, execution_id, task_ids)
+
+    monkeypatch.setattr(store.tasks, "outputs", counting)
+    shape = _fan_out_shape()
+    inputs = committed_inputs(store, claimed, {("wf", shape.version): shape}, {})
+    assert inputs == [{"a": 1}, {"a": 1}]
+    assert inputs[0] is not inputs[1]
+    assert reads == [["a"]]
+
+
 def test_finish_task_sees_a_task_that_finished_while_it_waited_for_the_lock(
     store: Store,
 ) -> None:

@@ -106,7 +106,19 @@ def claimed_inputs(
     ``outputs``: (execution id, task id) -> output JSON of tasks this transaction
     recorded Completed (a chain's next task then needs no read)."""
     texts = dict(known)
-    done = outputs or {}
+    done = dict(outputs or {})
+    # The outputs claimed tasks need and this transaction did not record: one read per
+    # execution (a fan-out's branches all wait for the same task), not one per task.
+    missing: dict[str, set[str]] = {}
+    for c in claimed:
+        shape = shapes.get((c.workflow_name, c.workflow_version))
+        if shape is not None and c.task_id in shape.deps:
+            for dep in shape.deps[c.task_id]:
+                if (c.execution_id, dep) not in done:
+                    missing.setdefault(c.execution_id, set()).add(dep)
+    for execution_id, deps in missing.items():
+        for dep, output in store.tasks.outputs(tx, execution_id, sorted(deps)).items():
+            done[(execution_id, dep)] = output
     roots = {
         c.execution_id
         for c in claimed
