@@ -34,12 +34,11 @@ from cloaca.engine.triggers.scheduler import TriggerScheduler
 from cloaca.errors import OperationError
 from cloaca.runner.waiters import Waiters
 from cloaca.store.core import Store
+from cloaca.store.db import HEARD_SAFETY_NET_SECONDS
 from cloaca.store.records import ExecutionStatus
 
 #: With notifications arriving (PostgreSQL LISTEN), how often the engine still checks the
 #: database's version for commits it was not told of.
-HEARD_VERSION_CHECK_SECONDS = 2.0
-
 log = logging.getLogger(__name__)
 
 EndExecution = Callable[[str, ExecutionStatus, str], bool]
@@ -257,7 +256,7 @@ class Engine:
             now = time.monotonic()
             if now < self._next_version_check:
                 return False
-            self._next_version_check = now + HEARD_VERSION_CHECK_SECONDS
+            self._next_version_check = now + HEARD_SAFETY_NET_SECONDS
         version = self._store.data_version()
         changed = version != self._last_data_version
         self._last_data_version = version

@@ -29,7 +29,7 @@ from cloaca.paging import check_count
 from cloaca.runner.results import WorkflowResult
 from cloaca.runner.waiters import Waiters
 from cloaca.store.core import Store
-from cloaca.store.db import Tx
+from cloaca.store.db import HEARD_SAFETY_NET_SECONDS, Tx
 from cloaca.store.records import ExecutionRecord, ExecutionStatus
 from cloaca.workflows.registry import get_workflow
 from cloaca.workflows.workflow import Workflow
@@ -243,8 +243,9 @@ class Executions:
         self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
         # Executions run by another process finish without a local wake-up; re-read the
-        # database at the fallback interval for those.
-        fallback = self._config.scheduler_poll_interval_ms / 1000
+        # database at the fallback interval for those (rarely while its notices are heard:
+        # one wakes this waiter, and a listener that reconnects wakes every waiter).
+        interval = self._config.scheduler_poll_interval_ms / 1000
         waiters = self._engine.waiters
         expected = self._store.executions.expected
         expected.expect(execution_id)
@@ -255,6 +256,9 @@ class Executions:
                     result = self._terminal(execution_id)
                     if result is not None:
                         return result
+                    fallback = interval
+                    if self._store.db.hearing:
+                        fallback = max(interval, HEARD_SAFETY_NET_SECONDS)
                     remaining = (
                         fallback if deadline is None else min(fallback, deadline - time.monotonic())
                     )

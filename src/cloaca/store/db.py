@@ -155,6 +155,11 @@ class Transactions(Protocol):
         ...
 
 
+#: While notifications are heard (``Notifications.hearing``), how often a process still
+#: looks at the database for what they would have told it: a safety net, not a poll.
+HEARD_SAFETY_NET_SECONDS = 2.0
+
+
 @runtime_checkable
 class Notifications(Protocol):
     """Capability: tell other processes about a commit, and hear what they tell.
