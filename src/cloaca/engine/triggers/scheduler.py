@@ -203,14 +203,15 @@ class TriggerScheduler:
                 candidates.append(at)
         # A finished skip does not wake the loop: wake a claim window before its next due
         # instant, to record it and then claim it on time (or, that passed, at the instant).
-        drain_at = self._drain_at
+        drain_at, inflight = self._drain_at, self._inflight
         while drain_at:
             at, _, run = drain_at[0]
-            if at > now and self._inflight.get(run.name) is run:
+            current = inflight.get(run.name) is run  # else recorded already: a stale entry
+            if current and at > now:
                 candidates.append(at)
                 break
             heapq.heappop(drain_at)
-            if at < run.next_due and run.next_due > now and self._inflight.get(run.name) is run:
+            if current and at < run.next_due and run.next_due > now:
                 heapq.heappush(drain_at, (run.next_due, next(self._seq), run))
         return min(candidates, default=None)
 
