@@ -47,9 +47,12 @@ class DaemonWorkers:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on a worker thread."""
+        if not self._grows:  # a fixed pool counts no idle threads: no lock per job
+            self._queue.put((fn, args))
+            return
         with self._lock:
-            spawn = self._grows and self._idle == 0
-            if not spawn and self._idle > 0:
+            spawn = self._idle == 0
+            if not spawn:
                 self._idle -= 1  # an idle thread will take this job
         self._queue.put((fn, args))
         if spawn:
@@ -78,6 +81,11 @@ class DaemonWorkers:
                 # must not end the thread: the pool would lose a worker for good, and
                 # nothing asks a daemon thread to exit that way.
                 log.exception("worker job failed", extra={"pool": self._name})
+            if not self._grows and not self._surplus:
+                # A fixed pool counts no idle threads: it takes the lock only to shrink
+                # after a stand-in (read unlocked: one seen a job late, shrinks it a job
+                # later).
+                continue
             with self._lock:
                 if self._surplus > 0:  # a stuck job came free: one thread too many now
                     self._surplus -= 1

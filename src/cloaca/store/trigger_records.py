@@ -101,9 +101,11 @@ class ActiveSchedule:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedPoll:
+class ClaimedPoll(NamedTuple):
     """A due poll this runner just claimed (the schedule as it stood at the claim)."""
+
+    # A NamedTuple, not a frozen dataclass: built for every poll (a thousand a second), and
+    # three times cheaper to build.
 
     schedule_id: str
     trigger_name: str
@@ -117,13 +119,13 @@ class ClaimedPoll:
     def from_row(cls, row: Row) -> ClaimedPoll:
         """Build from a row returned by ``trigger_claim``."""
         return cls(
-            schedule_id=row["id"],
-            trigger_name=row["trigger_name"],
-            workflow_name=row["workflow_name"],
-            allow_concurrent=bool(row["allow_concurrent"]),
-            on_failed_run=row["on_failed_run"],
-            cursor=row["cursor"],
-            consecutive_errors=int(row["consecutive_errors"]),
+            row["id"],
+            row["trigger_name"],
+            row["workflow_name"],
+            bool(row["allow_concurrent"]),
+            row["on_failed_run"],
+            row["cursor"],
+            int(row["consecutive_errors"]),
         )
 
 

@@ -18,11 +18,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from cloaca.clock import from_db_time, to_db_time
-from cloaca.store.db import Later, Tx, limit_param
-from cloaca.store.group import QueryGroup
+from cloaca.store.db import Database, Later, Tx, limit_param
+from cloaca.store.group import Notices, QueryGroup
 from cloaca.store.trigger_records import (
     ActiveSchedule,
     ClaimedPoll,
@@ -32,6 +32,20 @@ from cloaca.store.trigger_records import (
     TriggerExecutionRecord,
     TriggerScheduleRecord,
 )
+
+
+class DueClaim(Protocol):
+    """What :meth:`TriggerQueries.claim_polls_later` reads of a claim (a
+    :class:`PollClaim`, or the scheduler's own record of a picked poll)."""
+
+    @property
+    def schedule_id(self) -> str: ...
+
+    @property
+    def due(self) -> datetime: ...
+
+    @property
+    def next(self) -> datetime: ...
 
 
 class PollClaim(NamedTuple):
@@ -62,6 +76,16 @@ class PollEnd:
 _EVALUATIONS_ONE_BY_ONE = frozenset({"sqlite"})
 
 
+#: Encodes the batches of claims and evaluations (a row per poll, a thousand a second):
+#: compact, and without the check for circular references plain lists of values cannot
+#: have.
+_batch_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+
+#: The due-instant texts a claim keeps (see :class:`TriggerQueries`) are dropped all at
+#: once past this many: those of polls never recorded (lost claims, stopped schedules).
+_DUE_TEXTS_MAX = 1 << 16
+
+
 def _ids_json(execution_ids: Sequence[str]) -> str | None:
     return json.dumps(list(execution_ids)) if execution_ids else None
 
@@ -73,7 +97,23 @@ def won_polls(later: Later) -> dict[str, ClaimedPoll]:
 
 
 class TriggerQueries(QueryGroup):
-    """``Store.triggers``: trigger schedules, trigger executions and the evaluation log."""
+    """``Store.triggers``: trigger schedules, trigger executions and the evaluation log.
+
+    A poll's due instant is written three times: as the claim's new ``next_poll_at``, as
+    the next claim's expected value, and as its evaluation's ``scheduled_at``. Its text is
+    formatted once, by the claim, and kept here (``_due_texts``, instant -> text, a pure
+    function, so an entry is never wrong) until that evaluation takes it.
+    """
+
+    def __init__(self, db: Database, notices: Notices) -> None:
+        super().__init__(db, notices)
+        self._due_texts: dict[datetime, str] = {}
+
+    def _due_text(self, at: datetime) -> str:
+        """The text of a due instant a claim wrote (taken: its evaluation is the last use),
+        or formatted now."""
+        text = self._due_texts.pop(at, None)
+        return text if text is not None else to_db_time(at)
 
     # -- schedules --------------------------------------------------------------------------
 
@@ -164,7 +204,7 @@ class TriggerQueries(QueryGroup):
     def claim_polls_later(
         self,
         tx: Tx,
-        claims: Sequence[PollClaim],
+        claims: Sequence[DueClaim],
         runner_id: str,
         now: datetime,
     ) -> Later:
@@ -181,9 +221,15 @@ class TriggerQueries(QueryGroup):
             done = Later()
             done.set([])
             return done
-        payload = json.dumps(
-            [[c.schedule_id, to_db_time(c.due), to_db_time(c.next)] for c in claims]
-        )
+        texts = self._due_texts
+        if len(texts) > _DUE_TEXTS_MAX:
+            texts.clear()
+        rows = []
+        for c in claims:
+            due = texts.get(c.due)
+            following = texts[c.next] = to_db_time(c.next)
+            rows.append([c.schedule_id, to_db_time(c.due) if due is None else due, following])
+        payload = _batch_json(rows)
         return tx.later(
             "trigger_claim",
             {"claims": payload, "now": to_db_time(now), "runner_id": runner_id},
@@ -364,7 +410,7 @@ class TriggerQueries(QueryGroup):
                     {
                         "trigger_name": e.trigger_name,
                         "runner_id": runner_id,
-                        "scheduled_at": to_db_time(e.scheduled_at) if e.scheduled_at else None,
+                        "scheduled_at": self._due_text(e.scheduled_at) if e.scheduled_at else None,
                         "evaluated_at": to_db_time(e.evaluated_at),
                         "duration_ms": e.duration_ms,
                         "outcome": str(e.outcome),
@@ -375,19 +421,20 @@ class TriggerQueries(QueryGroup):
                 ],
             )
             return
+        due_text = self._due_text
         rows = [
             [
                 e.trigger_name,
-                to_db_time(e.scheduled_at) if e.scheduled_at else None,
+                due_text(e.scheduled_at) if e.scheduled_at else None,
                 to_db_time(e.evaluated_at),
                 e.duration_ms,
                 str(e.outcome),
                 e.message,
-                _ids_json(e.execution_ids),
+                _ids_json(e.execution_ids) if e.execution_ids else None,
             ]
             for e in evaluations
         ]
-        tx.send("trigger_evaluation_insert", {"runner_id": runner_id, "rows": json.dumps(rows)})
+        tx.send("trigger_evaluation_insert", {"runner_id": runner_id, "rows": _batch_json(rows)})
 
     def prune_evaluations_of(self, tx: Tx, trigger_names: Sequence[str], keep: int) -> None:
         """Delete all but the newest ``keep`` evaluations of each of ``trigger_names``, in

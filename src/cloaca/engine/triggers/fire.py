@@ -212,7 +212,7 @@ class TriggerRecorder:
             prepared = prepare(shape, run.result.contexts, name, now, self._max_bytes)
         except Exception as exc:
             run.error, run.exc = describe_error(exc), exc
-            run.result = None
+            run.result, run.fires = None, False
             return None
         roots = local_roots(shape)
         reserved = self._slots.reserve(roots * len(prepared)) if roots else 0

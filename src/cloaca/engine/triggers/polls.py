@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cloaca.clock import Clock
@@ -36,6 +35,8 @@ class PollRun:
 
     claim: ClaimedPoll
     spec: TriggerSpec
+    #: The trigger's name (the claim's; read many times per poll, so kept at hand).
+    name: str
     due: datetime
     interval: timedelta
     deadline: datetime
@@ -52,18 +53,12 @@ class PollRun:
     exc: BaseException | None = None
     timed_out: bool = False
     #: "running" → "done", or "running" → "timed_out" → "zombie_done" (late, discarded).
+    #: Changed under the scheduler's lock (one for every run: a lock each cost more to make
+    #: than it was ever waited for).
     state: str = "running"
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    #: The trigger's name (the claim's; read many times per poll, so kept at hand).
-    name: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.name = self.claim.trigger_name
-
-    @property
-    def fires(self) -> bool:
-        """True when the poll ran and returned a fire."""
-        return self.error is None and self.result is not None and self.result.is_fire_result()
+    #: True when the poll ran and returned a fire (kept with ``result`` and ``error``, which
+    #: set it: asked twice per poll, a thousand polls a second).
+    fires: bool = False
 
 
 @dataclass(slots=True)
@@ -81,10 +76,11 @@ class PollOutcome:
         """Copy the outcome onto ``run``."""
         run.started_at = self.started_at
         run.duration_ms = self.duration_ms
-        run.result = self.result
-        run.error = self.error
+        result = run.result = self.result
+        error = run.error = self.error
         run.exc = self.exc
         run.timed_out = self.timed_out
+        run.fires = error is None and result is not None and result.is_fire_result()
 
 
 def run_sync(run: PollRun, clock: Clock) -> PollOutcome:

@@ -90,6 +90,7 @@ class TriggerScheduler:
         self._seq = itertools.count()
         self._view = ScheduleView(store, config, runner_id, self._inflight, self._zombies)
         self._lock = threading.Lock()
+        self._states = threading.Lock()  # every PollRun.state change, on any thread
         self._stopped = False
 
     # -- the loop's view --------------------------------------------------------------------
@@ -120,7 +121,8 @@ class TriggerScheduler:
                     fires.append(run)
                 else:
                     plain.append(run)
-                    plain_due = _earlier(plain_due, run.next_due)
+                    if plain_due is None or run.next_due < plain_due:  # _earlier, inline
+                        plain_due = run.next_due
             fired: list[Recorded] = []
             if fires:
                 fired, leftover = self._recorder.record_fires(fires, now)
@@ -176,10 +178,12 @@ class TriggerScheduler:
         while count < len(pending) and pending[count][0] <= horizon:
             count += 1
         starting, self._pending = pending[:count], pending[count:]
-        timeout = timedelta(seconds=self._config.trigger_poll_timeout)
+        deadline = now + timedelta(seconds=self._config.trigger_poll_timeout)
+        start_poll = self._drive.start_poll
+        sync_body, async_body = self._thread_body, self._async_body
         for _, run in starting:
-            run.deadline = now + timeout
-            self._drive.start_poll(run, self._thread_body, self._async_body)
+            run.deadline = deadline
+            start_poll(run, sync_body, async_body)
         return True
 
     def shutdown(self) -> None:
@@ -199,14 +203,15 @@ class TriggerScheduler:
                 candidates.append(at)
         # A finished skip does not wake the loop: wake a claim window before its next due
         # instant, to record it and then claim it on time (or, that passed, at the instant).
-        drain_at = self._drain_at
+        drain_at, inflight = self._drain_at, self._inflight
         while drain_at:
             at, _, run = drain_at[0]
-            if at > now and self._inflight.get(run.name) is run:
+            current = inflight.get(run.name) is run  # else recorded already: a stale entry
+            if current and at > now:
                 candidates.append(at)
                 break
             heapq.heappop(drain_at)
-            if at < run.next_due and run.next_due > now and self._inflight.get(run.name) is run:
+            if current and at < run.next_due and run.next_due > now:
                 heapq.heappush(drain_at, (run.next_due, next(self._seq), run))
         return min(candidates, default=None)
 
@@ -234,9 +239,7 @@ class TriggerScheduler:
         try:
             with self._store.write() as tx:
                 recorded = self._recorder.record_plain(tx, plain, now) if plain else []
-                claiming = self._store.triggers.claim_polls_later(
-                    tx, [p.claim for p in picked], self._runner_id, now
-                )
+                claiming = self._store.triggers.claim_polls_later(tx, picked, self._runner_id, now)
             won = won_polls(claiming)
         except Exception:
             log.exception("trigger scheduler transaction failed; retrying in one base interval")
@@ -253,8 +256,7 @@ class TriggerScheduler:
         inflight, drain_at, seq = self._inflight, self._drain_at, self._seq
         scan_at = self._scan_at
         for p in picked:
-            claim = p.claim
-            claimed = won.get(claim.schedule_id)
+            claimed = won.get(p.schedule_id)
             if claimed is None:
                 # Another runner took it, or it was disabled or changed: re-read the row
                 # on the next tick instead of guessing.
@@ -264,19 +266,20 @@ class TriggerScheduler:
             run = PollRun(
                 claimed,
                 p.spec,
-                claim.due,
+                p.name,
+                p.due,
                 p.interval,
-                deadline=deadline,
-                claimed_at=now,
-                next_due=claim.next,
-                extend_at=now + (claim.next - now) / 2,
+                deadline,  # deadline, claimed_at, next_due, extend_at: positional is faster
+                now,
+                p.next,
+                now + (p.next - now) / 2,
             )
             inflight[p.name] = run
             starts.append((p.start_at, run))
             check = min(deadline, run.extend_at)
             if scan_at is None or check < scan_at:
                 scan_at = check
-            heapq.heappush(drain_at, (claim.next - ahead, next(seq), run))
+            heapq.heappush(drain_at, (p.next - ahead, next(seq), run))
         self._scan_at = scan_at
         # Started by tick, on time: the earliest is due, the rest may be up to the claim
         # window ahead.
@@ -297,7 +300,7 @@ class TriggerScheduler:
         thousand finishing skips would cost more than the polls, so only a fire (latency
         matters), a late poll or a returning zombie wakes it; the rest is recorded by the
         next tick, which comes no later than the trigger's next due time."""
-        with run.lock:
+        with self._states:
             if run.state == "running":
                 outcome.apply(run)
                 run.state = "done"
@@ -348,12 +351,12 @@ class TriggerScheduler:
         for name, run in list(self._inflight.items()):
             if run.deadline > now:
                 continue
-            with run.lock:
+            with self._states:
                 if run.state != "running":
                     continue
                 run.state = "timed_out"
             run.timed_out = True
-            run.result = None
+            run.result, run.fires = None, False
             run.error = timeout_message(self._config.trigger_poll_timeout)
             run.duration_ms = (now - run.claimed_at).total_seconds() * 1000
             self._zombies.add(name)
@@ -365,10 +368,11 @@ class TriggerScheduler:
     def _apply(self, recorded: list[Recorded]) -> bool:
         """Update the in-memory view after recording; True if any of them fired."""
         fired = False
-        for rec in recorded:
-            fired = fired or rec.fired
-            self._inflight.pop(rec.run.name, None)
-            self._view.settled(rec.run.name, rec.enabled, rec.next_poll_at)
+        pop, settled = self._inflight.pop, self._view.settled
+        for run, enabled, next_poll_at, rec_fired in recorded:
+            fired = fired or rec_fired
+            pop(run.name, None)
+            settled(run.name, enabled, next_poll_at)
         return fired
 
 
