@@ -12,7 +12,8 @@ Lock contention is measured, not assumed: ``lock_waits`` counts the workers' bac
 waiting on a lock (``wait_event_type = 'Lock'``) by the same 20 ms sampling while they burn
 down the work, and
 ``deadlocks`` is how many deadlocks the server counted in the database meanwhile
-(``pg_stat_database``).
+(``pg_stat_database``). The workers run with ``log_lock_waits`` on, so a wait longer than
+``deadlock_timeout`` would also be in the server's log.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ def run(workers: int, n: int) -> dict[str, float]:
 
     schema = f"bench_w1mp_{uuid.uuid4().hex[:8]}"
     app_name = f"w1mp_{uuid.uuid4().hex[:8]}"
-    worker_url = f"{POSTGRES_URL}?application_name={app_name}"
+    # Waits longer than deadlock_timeout (1 s by default) reach the server log, whatever
+    # the server's own setting (the benchmark connects as a superuser, as CI does).
+    worker_url = f"{POSTGRES_URL}?application_name={app_name}&options=-c%20log_lock_waits%3Don"
     cloaca.workflow("w1_mp", [cloaca.task(id="noop")(lambda context: None)])
     config = cloaca.DefaultRunnerConfig(
         enable_cron_scheduling=False, enable_trigger_scheduling=False, max_concurrent_tasks=1
