@@ -11,16 +11,22 @@ from typing import Any
 import cloaca
 
 
+def wait_until_hearing(runner: cloaca.DefaultRunner) -> None:
+    """Wait (bounded) for the runner's LISTEN connection to be up."""
+    db: Any = runner._store.db
+    deadline = time.monotonic() + 10
+    while not db.hearing and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert db.hearing
+
+
 def test_an_idle_runner_that_hears_notifications_rarely_polls_the_database(
     pg_schema: tuple[str, str],
 ) -> None:
     url, schema = pg_schema
     with cloaca.DefaultRunner.with_schema(url, schema) as runner:
         db: Any = runner._store.db
-        deadline = time.monotonic() + 10
-        while not db.hearing and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert db.hearing
+        wait_until_hearing(runner)
         checks = 0
         real = db.data_version
 
@@ -51,11 +57,7 @@ def test_a_waiter_hears_an_execution_another_runner_ended(pg_schema: tuple[str, 
         cloaca.DefaultRunner.with_schema(url, schema) as waiter,
         cloaca.DefaultRunner.with_schema(url, schema) as worker,
     ):
-        db: Any = waiter._store.db
-        deadline = time.monotonic() + 10
-        while not db.hearing and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert db.hearing
+        wait_until_hearing(waiter)
         reads = 0
         real = waiter._store.executions.get_with_tasks
 
